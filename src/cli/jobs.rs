@@ -1,0 +1,190 @@
+//! `flexhook jobs`: what is pending, created or dead, and why; replay dead jobs.
+
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::domain::ConversationSid;
+use crate::store::{Job, JobState, Store, StoreOptions};
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state: pending, created or dead.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<JobState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one conversation's job in full.
+    Show {
+        /// The conversation (CH…).
+        conversation: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead jobs back to pending; a running service picks them up within worker.poll_interval_ms.
+    Retry {
+        /// The conversation (CH…) whose dead job to retry.
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        conversation: Option<String>,
+        /// Retry every dead job.
+        #[arg(long)]
+        all_dead: bool,
+    },
+}
+
+fn parse_state(s: &str) -> Result<JobState, String> {
+    s.parse()
+}
+
+fn conversation(raw: &str) -> anyhow::Result<ConversationSid> {
+    ConversationSid::parse(raw.trim()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(
+        &settings.store.url,
+        &StoreOptions {
+            busy_timeout: Duration::from_millis(settings.store.busy_timeout_ms.max(5000)),
+        },
+    )
+    .await?;
+    let code = match &args.command {
+        JobsCommand::List { state, limit, json } => {
+            let jobs = store.list(*state, *limit).await?;
+            if *json {
+                for job in &jobs {
+                    println!("{}", to_json(job));
+                }
+            } else if jobs.is_empty() {
+                println!("no jobs");
+            } else {
+                println!(
+                    "{:<34}  {:<7}  {:>8}  {:<24}  {}",
+                    "CONVERSATION", "STATE", "ATTEMPTS", "NEXT ATTEMPT / UPDATED", "LAST ERROR"
+                );
+                for job in &jobs {
+                    let when = if job.state == JobState::Pending {
+                        time(job.next_attempt_at)
+                    } else {
+                        time(job.updated_at)
+                    };
+                    println!(
+                        "{:<34}  {:<7}  {:>8}  {:<24}  {}",
+                        job.conversation_sid,
+                        job.state,
+                        job.attempts,
+                        when,
+                        error_summary(job)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        JobsCommand::Show { conversation: c, json } => {
+            let sid = conversation(c)?;
+            match store.get(&sid).await? {
+                None => {
+                    eprintln!("no job for conversation {sid}");
+                    ExitCode::from(1)
+                }
+                Some(job) if *json => {
+                    println!("{}", serde_json::to_string_pretty(&to_json(&job))?);
+                    ExitCode::SUCCESS
+                }
+                Some(job) => {
+                    print_job(&job);
+                    ExitCode::SUCCESS
+                }
+            }
+        }
+        JobsCommand::Retry {
+            conversation: c,
+            all_dead,
+        } => {
+            let n = if *all_dead {
+                store.retry_dead(None).await?
+            } else {
+                let sid = conversation(c.as_deref().unwrap_or_default())?;
+                let n = store.retry_dead(Some(&sid)).await?;
+                if n == 0 {
+                    match store.get(&sid).await? {
+                        None => eprintln!("no job for conversation {sid}"),
+                        Some(job) => eprintln!("job {sid} is {}, not dead: nothing to retry", job.state),
+                    }
+                    store.close().await;
+                    return Ok(ExitCode::from(1));
+                }
+                n
+            };
+            println!("{n} job(s) moved back to pending");
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+fn time(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn error_summary(job: &Job) -> String {
+    match &job.last_error {
+        None => "-".into(),
+        Some(e) => match e.code {
+            Some(code) => format!("{code}: {}", e.message),
+            None => e.message.clone(),
+        },
+    }
+}
+
+fn to_json(job: &Job) -> serde_json::Value {
+    let mut v = serde_json::to_value(job).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "customer".into(),
+            json!(job.routing.customer_address.as_ref().map(|a| a.masked())),
+        );
+        obj.insert("channel_type".into(), json!(job.routing.channel_type));
+    }
+    v
+}
+
+fn print_job(job: &Job) {
+    let opt = |s: Option<&str>| s.unwrap_or("-").to_owned();
+    println!("conversation     {}", job.conversation_sid);
+    println!("state            {}", job.state);
+    println!("account          {}", job.account_sid);
+    println!("chat service     {}", opt(job.chat_service_sid.as_ref().map(|s| s.as_str())));
+    println!("customer         {} ({})", job.routing.customer_address.as_ref().map_or("-".into(), |a| a.masked()), job.routing.channel_type);
+    println!("attempts         {}", job.attempts);
+    if job.state == JobState::Pending {
+        println!("next attempt     {}", time(job.next_attempt_at));
+        println!("lookup first     {}", job.needs_lookup);
+    }
+    println!("interaction      {}", opt(job.interaction_sid.as_ref().map(|s| s.as_str())));
+    println!("channel          {}", opt(job.interaction_channel_sid.as_ref().map(|s| s.as_str())));
+    println!("task             {}", opt(job.task_sid.as_ref().map(|s| s.as_str())));
+    println!("webhook          {} (removed: {})", opt(job.webhook_sid.as_ref().map(|s| s.as_str())), job.webhook_removed);
+    println!("last error       {}", error_summary(job));
+    println!("first message at {}", time(job.created_at));
+    println!("updated at       {}", time(job.updated_at));
+}

@@ -1,0 +1,106 @@
+//! The command line: `serve`, and the tools around it (`sign`, `simulate`, `jobs`).
+//! Every command goes through the library; none reimplements a request.
+
+mod jobs;
+mod sign;
+mod simulate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, ConfigError, LoadOptions, Settings};
+use crate::startup::Application;
+
+/// Twilio Conversations webhooks in, exactly one Flex interaction out.
+#[derive(Debug, Parser)]
+#[command(name = "flexhook", version, about, long_about = None)]
+pub struct Cli {
+    /// Extra TOML settings file, applied after config/<FLEXHOOK_ENV>.toml and before
+    /// environment variables.
+    #[arg(long, global = true, value_name = "FILE", env = "FLEXHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: POST /webhooks/conversations, GET /healthz, GET /readyz.
+    Serve,
+    /// Print the X-Twilio-Signature Twilio would send for a URL and parameters.
+    Sign(sign::SignArgs),
+    /// Send a correctly signed onMessageAdded to a running flexhook and print its answer.
+    Simulate(simulate::SimulateArgs),
+    /// Inspect and replay the interaction jobs in the store.
+    Jobs(jobs::JobsArgs),
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load = LoadOptions {
+        file: cli.config.clone(),
+        ..LoadOptions::default()
+    };
+    match cli.command {
+        Command::Serve => serve(&load).await,
+        Command::Sign(args) => sign::run(&load_settings(&load)?, &args),
+        Command::Simulate(args) => simulate::run(&load_settings(&load)?, &args).await,
+        Command::Jobs(args) => jobs::run(&load_settings(&load)?, &args).await,
+    }
+}
+
+fn load_settings(load: &LoadOptions) -> anyhow::Result<Settings> {
+    Ok(Settings::load(load)?)
+}
+
+async fn serve(load: &LoadOptions) -> anyhow::Result<ExitCode> {
+    let settings = match Settings::load(load).and_then(Settings::validate) {
+        Ok(s) => s,
+        Err(e @ (ConfigError::Invalid(_) | ConfigError::Load(_))) => {
+            eprintln!("flexhook cannot start: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    crate::telemetry::init(&settings.settings.log);
+    tracing::info!(
+        environment = settings.settings.environment.name(),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting"
+    );
+    let app = Application::build(settings).await?;
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The auth token, or a clear error naming where to set it.
+fn auth_token(settings: &Settings) -> anyhow::Result<&str> {
+    settings
+        .twilio
+        .auth_token
+        .as_ref()
+        .map(config::expose)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "twilio.auth_token is not set ({})",
+                config::env_vars_for("twilio.auth_token")
+            )
+        })
+}
+
+/// The secret of a SharedKey named on the command line.
+fn shared_key<'a>(settings: &'a Settings, id: &str) -> anyhow::Result<&'a str> {
+    settings
+        .twilio
+        .webhook_shared_keys
+        .get(id)
+        .map(config::expose)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "SharedKey `{id}` is not in twilio.webhook_shared_keys ({})",
+                config::env_vars_for("twilio.webhook_shared_keys")
+            )
+        })
+}

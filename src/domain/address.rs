@@ -1,0 +1,163 @@
+//! The customer's address (a phone number, `whatsapp:+…`, an e-mail, a web identity)
+//! and the Flex channel type it implies. Personal data: `Debug` and `Display` mask it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Flex interaction channel types (Interactions API `Channel.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelType {
+    Sms,
+    Whatsapp,
+    Messenger,
+    Gbm,
+    Email,
+    Web,
+}
+
+impl ChannelType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Whatsapp => "whatsapp",
+            Self::Messenger => "messenger",
+            Self::Gbm => "gbm",
+            Self::Email => "email",
+            Self::Web => "web",
+        }
+    }
+}
+
+impl fmt::Display for ChannelType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The address a customer writes from, exactly as Twilio reports it in `Author`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomerAddress(String);
+
+impl CustomerAddress {
+    pub fn new(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    /// The full address, for the request to Flex and the store; never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `whatsapp:` → whatsapp, `messenger:` → messenger, `gbm:` → gbm,
+    /// an e-mail address → email, an E.164 number → sms, anything else → web.
+    pub fn channel_type(&self) -> ChannelType {
+        let a = self.0.trim();
+        let lower = a.to_ascii_lowercase();
+        if lower.starts_with("whatsapp:") {
+            ChannelType::Whatsapp
+        } else if lower.starts_with("messenger:") {
+            ChannelType::Messenger
+        } else if lower.starts_with("gbm:") {
+            ChannelType::Gbm
+        } else if is_email(a) {
+            ChannelType::Email
+        } else if is_e164(a) {
+            ChannelType::Sms
+        } else {
+            ChannelType::Web
+        }
+    }
+
+    /// Enough to tell two customers apart in a log line, not enough to contact one:
+    /// the scheme, the first three and the last two characters of the rest.
+    pub fn masked(&self) -> String {
+        let (scheme, rest) = match self.0.split_once(':') {
+            Some((s, r)) if !s.is_empty() && !s.contains('@') => (Some(s), r),
+            _ => (None, self.0.as_str()),
+        };
+        let chars: Vec<char> = rest.chars().collect();
+        let shown = if chars.len() <= 6 {
+            "*".repeat(chars.len())
+        } else {
+            let head: String = chars[..3].iter().collect();
+            let tail: String = chars[chars.len() - 2..].iter().collect();
+            format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
+        };
+        match scheme {
+            Some(s) => format!("{s}:{shown}"),
+            None => shown,
+        }
+    }
+}
+
+impl fmt::Debug for CustomerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CustomerAddress({})", self.masked())
+    }
+}
+
+impl fmt::Display for CustomerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+fn is_e164(a: &str) -> bool {
+    let Some(digits) = a.strip_prefix('+') else {
+        return false;
+    };
+    (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+fn is_email(a: &str) -> bool {
+    let Some((local, domain)) = a.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !a.contains(char::is_whitespace)
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(a: &str) -> ChannelType {
+        CustomerAddress::new(a).channel_type()
+    }
+
+    #[test]
+    fn channel_type_follows_the_author_address() {
+        assert_eq!(kind("whatsapp:+34600111222"), ChannelType::Whatsapp);
+        assert_eq!(kind("WhatsApp:+34600111222"), ChannelType::Whatsapp);
+        assert_eq!(kind("messenger:1234567890"), ChannelType::Messenger);
+        assert_eq!(kind("gbm:abcdef"), ChannelType::Gbm);
+        assert_eq!(kind("ana.lopez@example.com"), ChannelType::Email);
+        assert_eq!(kind("+14155550100"), ChannelType::Sms);
+        assert_eq!(kind("web-visitor-42"), ChannelType::Web);
+        assert_eq!(kind("14155550100"), ChannelType::Web, "no + means not E.164");
+        assert_eq!(kind("+1415"), ChannelType::Web, "too short for E.164");
+        assert_eq!(kind("not an@email"), ChannelType::Web);
+        assert_eq!(kind("user@localhost"), ChannelType::Web);
+    }
+
+    #[test]
+    fn masking_hides_the_middle_of_an_address() {
+        let a = CustomerAddress::new("whatsapp:+34600111222");
+        assert_eq!(a.masked(), "whatsapp:+34*******22");
+        assert!(!format!("{a:?}").contains("600111"));
+        assert!(!a.to_string().contains("600111"));
+        assert_eq!(CustomerAddress::new("abc").masked(), "***");
+        assert_eq!(
+            CustomerAddress::new("ana.lopez@example.com").masked(),
+            "ana****************om"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Domain types: checked once at the edge, trusted everywhere after.
+
+mod address;
+mod sid;
+
+pub use address::{ChannelType, CustomerAddress};
+pub use sid::{
+    AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
+    ParticipantSid, SidError, TaskSid, WebhookSid, WorkflowSid, WorkspaceSid,
+};

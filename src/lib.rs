@@ -1,0 +1,19 @@
+//! flexhook: Twilio Conversations webhooks in, exactly one Flex interaction out.
+//!
+//! A webhook's journey, one module per step: `routes` → `signature` → `event` → `intake`
+//! → `store` → `worker` → `routing` → `twilio`.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod event;
+pub mod intake;
+pub mod routes;
+pub mod routing;
+pub mod signature;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod twilio;
+pub mod worker;

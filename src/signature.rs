@@ -1,0 +1,414 @@
+//! `X-Twilio-Signature`, exactly as Twilio's SDKs compute it: the URL, then each parameter
+//! name in sorted order followed by each of its values (de-duplicated, sorted), HMAC'd with
+//! the auth token (SHA-1) or with a webhook SharedKey (SHA-1 or SHA-256), base64-encoded.
+//!
+//! A request is unverified until [`Verifier::verify`] returns a [`Verified`] payload; nothing
+//! else can build one, so no handler can read a payload that did not pass here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
+pub const SETTINGS_HEADER: &str = "X-Twilio-Webhooks-Signature-Settings";
+const BODY_HASH_PARAM: &str = "bodySHA256";
+
+/// The HMAC a signature uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    HmacSha1,
+    HmacSha256,
+}
+
+impl Algorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "HMAC_SHA1" => Some(Self::HmacSha1),
+            "HMAC_SHA256" => Some(Self::HmacSha256),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HmacSha1 => "HMAC_SHA1",
+            Self::HmacSha256 => "HMAC_SHA256",
+        }
+    }
+}
+
+/// The body, as the signature sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// `application/x-www-form-urlencoded`: the decoded pairs, in order, repeats kept.
+    Form(Vec<(String, String)>),
+    /// `application/json`: the raw bytes, whose SHA-256 the URL's `bodySHA256` vouches for.
+    Json(Vec<u8>),
+}
+
+/// A payload whose signature checked out. Only this module can make one.
+#[derive(Debug)]
+pub struct Verified<T> {
+    inner: T,
+    signer: Signer,
+}
+
+impl<T> Verified<T> {
+    pub fn get(&self) -> &T {
+        &self.inner
+    }
+
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+}
+
+/// Which secret signed a verified request (for logs: never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    AuthToken,
+    SecondaryAuthToken,
+    SharedKey { id: String, algorithm: Algorithm },
+}
+
+/// Why a request was refused. Each has its own short reason for the 403 body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing X-Twilio-Signature header")]
+    Missing,
+    #[error("malformed X-Twilio-Webhooks-Signature-Settings header")]
+    MalformedSettings,
+    #[error("unknown SharedKey id")]
+    UnknownKey { id: String },
+    #[error("unknown signature algorithm")]
+    UnknownAlgorithm { algorithm: String },
+    #[error("JSON body without bodySHA256 in the URL")]
+    JsonWithoutBodyHash,
+    #[error("bodySHA256 does not match the body")]
+    BodyHashMismatch,
+    #[error("invalid signature")]
+    Mismatch { tried: Vec<String> },
+}
+
+/// The head of a request, as far as the signature is concerned.
+#[derive(Debug, Clone)]
+pub struct SignedRequest<'a> {
+    /// The full URL(s) Twilio may have signed, most likely first; port variants are added here.
+    pub urls: Vec<String>,
+    pub signature: Option<&'a str>,
+    pub settings: Option<&'a str>,
+}
+
+/// The secrets webhooks may be signed with.
+#[derive(Clone)]
+pub struct Verifier {
+    auth_tokens: Vec<(Signer, SecretString)>,
+    shared_keys: BTreeMap<String, SecretString>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("auth_tokens", &self.auth_tokens.len())
+            .field("shared_keys", &self.shared_keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Verifier {
+    pub fn new(
+        auth_token: SecretString,
+        secondary_auth_token: Option<SecretString>,
+        shared_keys: BTreeMap<String, SecretString>,
+    ) -> Self {
+        let mut auth_tokens = vec![(Signer::AuthToken, auth_token)];
+        if let Some(t) = secondary_auth_token {
+            auth_tokens.push((Signer::SecondaryAuthToken, t));
+        }
+        Self {
+            auth_tokens,
+            shared_keys,
+        }
+    }
+
+    /// Checks the request; on success the payload comes back [`Verified`].
+    pub fn verify(
+        &self,
+        request: &SignedRequest<'_>,
+        payload: Payload,
+    ) -> Result<Verified<Payload>, SignatureError> {
+        let signature = request
+            .signature
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(SignatureError::Missing)?;
+        // A signature that is not base64 can match nothing; it still goes through the same
+        // comparisons so that its failure looks like any other mismatch.
+        let expected = B64.decode(signature).unwrap_or_default();
+
+        let keys: Vec<(Signer, Algorithm, &SecretString)> = match request.settings {
+            None => self.auth_token_keys(),
+            Some(header) => match parse_settings(header)? {
+                Settings { algorithm: None, .. } => self.auth_token_keys(),
+                Settings {
+                    key: Some(id),
+                    algorithm: Some(algorithm),
+                } => {
+                    let algorithm = Algorithm::parse(&algorithm)
+                        .ok_or(SignatureError::UnknownAlgorithm { algorithm })?;
+                    let secret = self
+                        .shared_keys
+                        .get(&id)
+                        .ok_or(SignatureError::UnknownKey { id: id.clone() })?;
+                    vec![(Signer::SharedKey { id, algorithm }, algorithm, secret)]
+                }
+                Settings { key: None, .. } => return Err(SignatureError::MalformedSettings),
+            },
+        };
+
+        let params: &[(String, String)] = match &payload {
+            Payload::Form(pairs) => pairs,
+            Payload::Json(body) => {
+                let first = request.urls.first().map(String::as_str).unwrap_or("");
+                let claimed = query_param(first, BODY_HASH_PARAM)
+                    .ok_or(SignatureError::JsonWithoutBodyHash)?;
+                let actual = hex::encode(Sha256::digest(body));
+                if !claimed.eq_ignore_ascii_case(&actual) {
+                    return Err(SignatureError::BodyHashMismatch);
+                }
+                &[]
+            }
+        };
+        let sorted = sorted_params(params);
+
+        let mut tried = Vec::new();
+        for base in &request.urls {
+            for url in url_variants(base) {
+                let data = canonical_from_sorted(&url, &sorted);
+                for (signer, algorithm, secret) in &keys {
+                    if mac_matches(secret.expose_secret().as_bytes(), *algorithm, &data, &expected) {
+                        return Ok(Verified {
+                            inner: payload,
+                            signer: signer.clone(),
+                        });
+                    }
+                }
+                if !tried.contains(&url) {
+                    tried.push(url);
+                }
+            }
+        }
+        Err(SignatureError::Mismatch { tried })
+    }
+
+    fn auth_token_keys(&self) -> Vec<(Signer, Algorithm, &SecretString)> {
+        self.auth_tokens
+            .iter()
+            .map(|(s, t)| (s.clone(), Algorithm::HmacSha1, t))
+            .collect()
+    }
+}
+
+struct Settings {
+    key: Option<String>,
+    algorithm: Option<String>,
+}
+
+fn parse_settings(header: &str) -> Result<Settings, SignatureError> {
+    let mut settings = Settings {
+        key: None,
+        algorithm: None,
+    };
+    for part in header.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part
+            .split_once('=')
+            .ok_or(SignatureError::MalformedSettings)?;
+        let value = value.trim().to_owned();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "key" => settings.key = Some(value),
+            "algorithm" => settings.algorithm = Some(value),
+            _ => {}
+        }
+    }
+    Ok(settings)
+}
+
+/// The string Twilio signs: the URL, then name+value for each sorted name and each of its
+/// sorted, de-duplicated values.
+pub fn canonical_string(url: &str, params: &[(String, String)]) -> String {
+    canonical_from_sorted(url, &sorted_params(params))
+}
+
+fn sorted_params(params: &[(String, String)]) -> BTreeMap<&str, BTreeSet<&str>> {
+    let mut sorted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (k, v) in params {
+        sorted.entry(k.as_str()).or_default().insert(v.as_str());
+    }
+    sorted
+}
+
+fn canonical_from_sorted(url: &str, sorted: &BTreeMap<&str, BTreeSet<&str>>) -> String {
+    let mut data = String::with_capacity(url.len() + 512);
+    data.push_str(url);
+    for (name, values) in sorted {
+        for value in values {
+            data.push_str(name);
+            data.push_str(value);
+        }
+    }
+    data
+}
+
+/// The signature Twilio would send for this URL and these parameters.
+pub fn compute_signature(
+    key: &[u8],
+    algorithm: Algorithm,
+    url: &str,
+    params: &[(String, String)],
+) -> String {
+    let data = canonical_string(url, params);
+    let tag = match algorithm {
+        Algorithm::HmacSha1 => {
+            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key");
+            mac.update(data.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Algorithm::HmacSha256 => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
+            mac.update(data.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
+    B64.encode(tag)
+}
+
+/// The hex SHA-256 Twilio puts in `bodySHA256` for a JSON body.
+pub fn body_sha256(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+fn mac_matches(key: &[u8], algorithm: Algorithm, data: &str, expected: &[u8]) -> bool {
+    // verify_slice compares in constant time.
+    match algorithm {
+        Algorithm::HmacSha1 => {
+            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key");
+            mac.update(data.as_bytes());
+            mac.verify_slice(expected).is_ok()
+        }
+        Algorithm::HmacSha256 => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
+            mac.update(data.as_bytes());
+            mac.verify_slice(expected).is_ok()
+        }
+    }
+}
+
+/// The URLs Twilio's SDKs accept for one request URL: as given, as a WHATWG parser writes it
+/// (`'` becomes `%27` in a query, as Node's SDK does), and each with its port removed or with
+/// the scheme's default port added.
+pub fn url_variants(url: &str) -> Vec<String> {
+    let mut forms = vec![url.to_owned()];
+    if let Ok(parsed) = url::Url::parse(url) {
+        let normalized = parsed.to_string();
+        if normalized != url {
+            forms.push(normalized);
+        }
+    }
+    let mut out: Vec<String> = Vec::with_capacity(forms.len() * 3);
+    for form in forms {
+        for candidate in [Some(form.clone()), without_port(&form), with_default_port(&form)]
+            .into_iter()
+            .flatten()
+        {
+            if !out.contains(&candidate) {
+                out.push(candidate);
+            }
+        }
+    }
+    out
+}
+
+/// Splits `scheme://authority` from the rest (path, query).
+fn split_authority(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, after) = url.split_once("://")?;
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    Some((scheme, &after[..end], &after[end..]))
+}
+
+/// The port of an authority (`host:port`, `[v6]:port`), if any.
+fn port_start(authority: &str) -> Option<usize> {
+    // Skip any `user:pass@`; an IPv6 host's colons sit inside brackets.
+    let start = authority.rfind('@').map_or(0, |i| i + 1);
+    let host_end = authority[start..].rfind(']').map_or(start, |i| start + i);
+    authority[host_end..].rfind(':').map(|i| host_end + i)
+}
+
+fn without_port(url: &str) -> Option<String> {
+    let (scheme, authority, rest) = split_authority(url)?;
+    let at = port_start(authority)?;
+    Some(format!("{scheme}://{}{rest}", &authority[..at]))
+}
+
+fn with_default_port(url: &str) -> Option<String> {
+    let (scheme, authority, rest) = split_authority(url)?;
+    if port_start(authority).is_some() {
+        return None;
+    }
+    let port = match scheme.to_ascii_lowercase().as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    Some(format!("{scheme}://{authority}:{port}{rest}"))
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or("");
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A URL safe to log: query values are replaced by `***` (they may hold an address).
+pub fn loggable_url(url: &str) -> String {
+    match url.split_once('?') {
+        None => url.to_owned(),
+        Some((base, query)) => {
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k == BODY_HASH_PARAM => pair.to_owned(),
+                    Some((k, _)) => format!("{k}=***"),
+                    None => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", masked.join("&"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// For unit tests of the modules after this one: a payload treated as verified.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub(crate) fn verified(payload: Payload) -> Verified<Payload> {
+        Verified {
+            inner: payload,
+            signer: Signer::AuthToken,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Wiring: settings → store → job writer → worker → HTTP server on its own listener
+//! (port 0 in tests). `run_until_stopped` stops everything in order on shutdown.
+
+use std::net::TcpListener;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::ValidSettings;
+use crate::domain::AccountSid;
+use crate::intake::Intake;
+use crate::routing::Router;
+use crate::signature::Verifier;
+use crate::store::{JobWriter, Store, StoreOptions};
+use crate::twilio::TwilioClient;
+use crate::worker::{self, WorkerConfig, WorkerHandle};
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub verifier: Verifier,
+    pub public_base_url: Option<String>,
+    pub trust_forwarded_headers: bool,
+    /// `None` in dry-run: any account's webhook is accepted.
+    pub account_sid: Option<AccountSid>,
+    pub intake: Intake,
+    pub store: Store,
+    pub worker_running: Arc<AtomicBool>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: WorkerHandle,
+    writer: JoinHandle<()>,
+    store: Store,
+}
+
+impl Application {
+    pub async fn build(settings: ValidSettings) -> anyhow::Result<Self> {
+        let s = &settings.settings;
+        let store = Store::open(
+            &s.store.url,
+            &StoreOptions {
+                busy_timeout: Duration::from_millis(s.store.busy_timeout_ms),
+            },
+        )
+        .await?;
+
+        let client = TwilioClient::from_settings(&settings)?;
+        let wake = Arc::new(Notify::new());
+        let (writer, writer_task) = JobWriter::spawn(store.clone(), s.store.batch_max, wake.clone());
+        let grace = Duration::from_secs(s.server.shutdown_timeout_secs);
+        let worker = worker::spawn(
+            store.clone(),
+            client,
+            Router::from_settings(&settings),
+            WorkerConfig::from_settings(&settings),
+            wake,
+            grace,
+        );
+
+        let state = web::Data::new(AppState {
+            verifier: Verifier::new(
+                s.twilio.auth_token.clone().context("twilio.auth_token is required")?,
+                s.twilio.secondary_auth_token.clone(),
+                s.twilio.webhook_shared_keys.clone(),
+            ),
+            public_base_url: settings.public_base_url.clone(),
+            trust_forwarded_headers: s.server.trust_forwarded_headers,
+            account_sid: settings.account_sid().cloned(),
+            intake: Intake::new(
+                writer,
+                s.store.known_cache_capacity,
+                Duration::from_millis(s.server.ack_timeout_ms),
+            ),
+            store: store.clone(),
+            worker_running: worker.running(),
+        });
+
+        let listener = TcpListener::bind((s.server.host.as_str(), s.server.port)).with_context(|| {
+            format!(
+                "cannot listen on {}:{} (server.host, server.port)",
+                s.server.host, s.server.port
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+        let max_body = s.server.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .configure(crate::routes::configure)
+        })
+        .listen(listener)?
+        .shutdown_timeout(s.server.shutdown_timeout_secs)
+        .run();
+
+        if settings.is_dry_run() {
+            tracing::warn!(
+                "DRY-RUN MODE: no twilio.account_sid, so no Twilio API is called; signatures are checked with the development token, and each interaction is logged instead of created"
+            );
+        }
+        tracing::info!(
+            port,
+            store = %crate::config::redact_url(&s.store.url),
+            public_base_url = settings.public_base_url.as_deref().unwrap_or("(rebuilt from each request)"),
+            "flexhook listening on POST /webhooks/conversations"
+        );
+        Ok(Self {
+            port,
+            server,
+            worker,
+            writer: writer_task,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the HTTP server (gracefully) from elsewhere, e.g. a test.
+    pub fn server_handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until a signal (SIGINT/SIGTERM) or [`ServerHandle::stop`]; then lets in-flight
+    /// webhooks finish, stops the worker, drains the writer and closes the store.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        tracing::info!("HTTP server stopped; stopping the worker");
+        self.worker.stop().await;
+        // Every webhook has had its answer, so nothing waits on the writer any more.
+        self.writer.abort();
+        self.store.close().await;
+        served.context("HTTP server failed")
+    }
+}

@@ -1,0 +1,307 @@
+//! What flexhook remembers: one job per conversation, its state, and why it failed.
+//! A small, backend-neutral interface; SQLite is the first backend (`sqlite://…`), chosen
+//! by the URL's scheme so that PostgreSQL can sit beside it.
+
+mod batch;
+mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::domain::{
+    AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid,
+    MessageSid, TaskSid, WebhookSid,
+};
+use crate::routing::RoutingInput;
+
+pub use batch::JobWriter;
+pub use sqlite::SqliteStore;
+
+/// Milliseconds since the Unix epoch: the store's clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    Created,
+    Dead,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Created => "created",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "created" => Ok(Self::Created),
+            "dead" => Ok(Self::Dead),
+            other => Err(format!("`{other}` is not pending, created or dead")),
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job as the first message creates it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub conversation_sid: ConversationSid,
+    pub account_sid: AccountSid,
+    pub chat_service_sid: Option<ChatServiceSid>,
+    pub webhook_sid: Option<WebhookSid>,
+    pub first_message_sid: Option<MessageSid>,
+    pub routing: RoutingInput,
+    pub received_at: i64,
+}
+
+/// Twilio's error, as kept with a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobError {
+    pub code: Option<i64>,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub conversation_sid: ConversationSid,
+    pub account_sid: AccountSid,
+    pub chat_service_sid: Option<ChatServiceSid>,
+    pub webhook_sid: Option<WebhookSid>,
+    pub first_message_sid: Option<MessageSid>,
+    #[serde(skip)]
+    pub routing: RoutingInput,
+    pub state: JobState,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    /// The last attempt ended in a way that may have created the interaction: look it up first.
+    pub needs_lookup: bool,
+    pub interaction_sid: Option<InteractionSid>,
+    pub interaction_channel_sid: Option<InteractionChannelSid>,
+    pub task_sid: Option<TaskSid>,
+    pub last_error: Option<JobError>,
+    pub webhook_removed: bool,
+    /// When the max-age clock started: the first message, or the last manual retry.
+    pub age_from: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What an attempt decided for its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    Created {
+        interaction_sid: Option<InteractionSid>,
+        interaction_channel_sid: Option<InteractionChannelSid>,
+        task_sid: Option<TaskSid>,
+    },
+    Retry {
+        next_attempt_at: i64,
+        error: JobError,
+        needs_lookup: bool,
+    },
+    Dead {
+        error: JobError,
+    },
+}
+
+/// Whether an insert made a new job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    Known,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at store.url = {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("database is busy or locked: {0}")]
+    Busy(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored job is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the job writer has stopped")]
+    WriterGone,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        let text = e.to_string();
+        let busy = match &e {
+            sqlx::Error::Database(db) => {
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+                db.code().is_some_and(|c| {
+                    c.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+                })
+            }
+            sqlx::Error::PoolTimedOut => true,
+            _ => false,
+        };
+        if busy {
+            Self::Busy(text)
+        } else {
+            Self::Database(text)
+        }
+    }
+}
+
+/// The store, whatever its backend.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+}
+
+/// Open-time options shared by backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub busy_timeout: Duration,
+}
+
+impl Store {
+    /// Opens the store named by `url` (its scheme picks the backend) and migrates it.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::open(url, options).await?))
+        } else {
+            Err(StoreError::Open {
+                url: crate::config::redact_url(url),
+                reason: "unsupported scheme: use sqlite://path/to/file.db".into(),
+            })
+        }
+    }
+
+    /// Inserts each job unless its conversation already has one; one transaction for all.
+    pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.insert_batch(jobs).await,
+        }
+    }
+
+    /// Takes up to `limit` due pending jobs for `owner` until `lease_until`.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim_due(owner, now, lease_until, limit).await,
+        }
+    }
+
+    /// Records an attempt's outcome, if `owner` still holds the lease. `false`: it did not.
+    pub async fn record(
+        &self,
+        conversation: &ConversationSid,
+        owner: &str,
+        transition: &Transition,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.record(conversation, owner, transition, now_ms()).await,
+        }
+    }
+
+    /// Write-ahead before a create is sent: until an outcome is recorded, the job counts as
+    /// possibly created, so whoever claims it next looks for its task first.
+    pub async fn mark_attempt_started(
+        &self,
+        conversation: &ConversationSid,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.mark_attempt_started(conversation, owner).await,
+        }
+    }
+
+    pub async fn mark_webhook_removed(
+        &self,
+        conversation: &ConversationSid,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.mark_webhook_removed(conversation, now_ms()).await,
+        }
+    }
+
+    /// When the earliest pending job falls due (it may be in the past, or leased).
+    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.next_due_at().await,
+        }
+    }
+
+    pub async fn get(&self, conversation: &ConversationSid) -> Result<Option<Job>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.get(conversation).await,
+        }
+    }
+
+    /// Jobs, newest first, optionally of one state.
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list(state, limit).await,
+        }
+    }
+
+    /// Moves dead jobs back to pending, due now, with a fresh max-age clock. `None`: all dead.
+    pub async fn retry_dead(
+        &self,
+        conversation: Option<&ConversationSid>,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.retry_dead(conversation, now_ms()).await,
+        }
+    }
+
+    /// Deletes created and dead jobs last touched before `before`.
+    pub async fn purge_finished(&self, before: i64) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.purge_finished(before).await,
+        }
+    }
+
+    /// A cheap round-trip, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+        }
+    }
+}

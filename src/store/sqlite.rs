@@ -1,0 +1,369 @@
+//! The SQLite backend: one file, WAL, `synchronous=FULL`, migrations embedded.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{
+    Inserted, Job, JobError, JobState, NewJob, StoreError, StoreOptions, Transition,
+};
+use crate::config::redact_url;
+use crate::domain::ConversationSid;
+
+/// Rows per INSERT statement: 11 parameters each stays under SQLite's 999-variable floor.
+const ROWS_PER_STATEMENT: usize = 80;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            url: redact_url(url),
+            reason,
+        };
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(open_err(
+                "an in-memory database forgets every job on restart; use a file".into(),
+            ));
+        }
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| open_err(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        if let Some(dir) = Path::new(connect.get_filename()).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    open_err(format!("cannot create directory {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(options.busy_timeout.max(std::time::Duration::from_secs(1)))
+            .connect_with(connect)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| open_err(format!("migration failed: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        let mut inserted: HashSet<String> = HashSet::new();
+        let mut tx = self.pool.begin().await?;
+        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO jobs (conversation_sid, account_sid, chat_service_sid, webhook_sid, \
+                 first_message_sid, routing_input, state, next_attempt_at, age_from, created_at, \
+                 updated_at) ",
+            );
+            q.push_values(chunk, |mut row, job| {
+                let routing = serde_json::to_string(&job.routing).unwrap_or_else(|_| "{}".into());
+                row.push_bind(job.conversation_sid.as_str().to_owned())
+                    .push_bind(job.account_sid.as_str().to_owned())
+                    .push_bind(job.chat_service_sid.as_ref().map(|s| s.as_str().to_owned()))
+                    .push_bind(job.webhook_sid.as_ref().map(|s| s.as_str().to_owned()))
+                    .push_bind(job.first_message_sid.as_ref().map(|s| s.as_str().to_owned()))
+                    .push_bind(routing)
+                    .push_bind("pending")
+                    .push_bind(job.received_at)
+                    .push_bind(job.received_at)
+                    .push_bind(job.received_at)
+                    .push_bind(job.received_at);
+            });
+            q.push(" ON CONFLICT (conversation_sid) DO NOTHING RETURNING conversation_sid");
+            let rows = q.build().fetch_all(&mut *tx).await?;
+            for row in rows {
+                inserted.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        tx.commit().await?;
+        // A conversation twice in one batch: only its first delivery made the job.
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                if inserted.remove(j.conversation_sid.as_str()) {
+                    Inserted::New
+                } else {
+                    Inserted::Known
+                }
+            })
+            .collect())
+    }
+
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET lease_owner = ?1, lease_until = ?2 \
+             WHERE conversation_sid IN ( \
+                 SELECT conversation_sid FROM jobs \
+                 WHERE state = 'pending' AND next_attempt_at <= ?3 \
+                   AND (lease_until IS NULL OR lease_until <= ?3) \
+                 ORDER BY next_attempt_at LIMIT ?4) \
+             RETURNING *",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn record(
+        &self,
+        conversation: &ConversationSid,
+        owner: &str,
+        transition: &Transition,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let sid = |s: Option<&str>| s.map(str::to_owned);
+        let result = match transition {
+            Transition::Created {
+                interaction_sid,
+                interaction_channel_sid,
+                task_sid,
+            } => {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'created', attempts = attempts + 1, \
+                     interaction_sid = ?1, interaction_channel_sid = ?2, task_sid = ?3, \
+                     needs_lookup = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
+                     WHERE conversation_sid = ?5 AND lease_owner = ?6 AND state = 'pending'",
+                )
+                .bind(sid(interaction_sid.as_ref().map(|s| s.as_str())))
+                .bind(sid(interaction_channel_sid.as_ref().map(|s| s.as_str())))
+                .bind(sid(task_sid.as_ref().map(|s| s.as_str())))
+                .bind(now)
+                .bind(conversation.as_str())
+                .bind(owner)
+                .execute(&self.pool)
+                .await?
+            }
+            Transition::Retry {
+                next_attempt_at,
+                error,
+                needs_lookup,
+            } => {
+                sqlx::query(
+                    "UPDATE jobs SET attempts = attempts + 1, next_attempt_at = ?1, \
+                     needs_lookup = ?2, last_error_code = ?3, last_error_status = ?4, \
+                     last_error_message = ?5, lease_owner = NULL, lease_until = NULL, \
+                     updated_at = ?6 \
+                     WHERE conversation_sid = ?7 AND lease_owner = ?8 AND state = 'pending'",
+                )
+                .bind(next_attempt_at)
+                .bind(needs_lookup)
+                .bind(error.code)
+                .bind(error.status.map(i64::from))
+                .bind(&error.message)
+                .bind(now)
+                .bind(conversation.as_str())
+                .bind(owner)
+                .execute(&self.pool)
+                .await?
+            }
+            Transition::Dead { error } => {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'dead', attempts = attempts + 1, \
+                     last_error_code = ?1, last_error_status = ?2, last_error_message = ?3, \
+                     lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
+                     WHERE conversation_sid = ?5 AND lease_owner = ?6 AND state = 'pending'",
+                )
+                .bind(error.code)
+                .bind(error.status.map(i64::from))
+                .bind(&error.message)
+                .bind(now)
+                .bind(conversation.as_str())
+                .bind(owner)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn mark_attempt_started(
+        &self,
+        conversation: &ConversationSid,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET needs_lookup = 1 WHERE conversation_sid = ?1 AND lease_owner = ?2",
+        )
+        .bind(conversation.as_str())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_webhook_removed(
+        &self,
+        conversation: &ConversationSid,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET webhook_removed = 1, updated_at = ?1 WHERE conversation_sid = ?2")
+            .bind(now)
+            .bind(conversation.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM jobs \
+             WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    pub async fn get(&self, conversation: &ConversationSid) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE conversation_sid = ?1")
+            .bind(conversation.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub async fn list(&self, state: Option<JobState>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match state {
+            Some(s) => {
+                sqlx::query("SELECT * FROM jobs WHERE state = ?1 ORDER BY created_at DESC LIMIT ?2")
+                    .bind(s.as_str())
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?1")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn retry_dead(
+        &self,
+        conversation: Option<&ConversationSid>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        // A dead job may have died after an ambiguous failure: look for its task first.
+        let set = "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, \
+                   needs_lookup = 1, age_from = ?1, updated_at = ?1, lease_owner = NULL, \
+                   lease_until = NULL WHERE state = 'dead'";
+        let result = match conversation {
+            Some(c) => {
+                sqlx::query(&format!("{set} AND conversation_sid = ?2"))
+                    .bind(now)
+                    .bind(c.as_str())
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => sqlx::query(set).bind(now).execute(&self.pool).await?,
+        };
+        Ok(result.rows_affected())
+    }
+
+    pub async fn purge_finished(&self, before: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM jobs WHERE state IN ('created', 'dead') AND updated_at < ?1",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    fn parsed<T>(
+        row: &SqliteRow,
+        column: &str,
+        parse: fn(&str) -> Result<T, crate::domain::SidError>,
+    ) -> Result<Option<T>, StoreError> {
+        match row.try_get::<Option<String>, _>(column)? {
+            None => Ok(None),
+            Some(s) => parse(&s)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("{column}: {e}"))),
+        }
+    }
+    fn required<T>(v: Option<T>, column: &str) -> Result<T, StoreError> {
+        v.ok_or_else(|| StoreError::Corrupt(format!("{column} is empty")))
+    }
+    use crate::domain as d;
+    let routing: String = row.try_get("routing_input")?;
+    let state: String = row.try_get("state")?;
+    let code: Option<i64> = row.try_get("last_error_code")?;
+    let status: Option<i64> = row.try_get("last_error_status")?;
+    let message: Option<String> = row.try_get("last_error_message")?;
+    Ok(Job {
+        conversation_sid: required(
+            parsed(row, "conversation_sid", d::ConversationSid::parse)?,
+            "conversation_sid",
+        )?,
+        account_sid: required(parsed(row, "account_sid", d::AccountSid::parse)?, "account_sid")?,
+        chat_service_sid: parsed(row, "chat_service_sid", d::ChatServiceSid::parse)?,
+        webhook_sid: parsed(row, "webhook_sid", d::WebhookSid::parse)?,
+        first_message_sid: parsed(row, "first_message_sid", d::MessageSid::parse)?,
+        routing: serde_json::from_str(&routing)
+            .map_err(|e| StoreError::Corrupt(format!("routing_input: {e}")))?,
+        state: JobState::from_str(&state).map_err(StoreError::Corrupt)?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        needs_lookup: row.try_get("needs_lookup")?,
+        interaction_sid: parsed(row, "interaction_sid", d::InteractionSid::parse)?,
+        interaction_channel_sid: parsed(
+            row,
+            "interaction_channel_sid",
+            d::InteractionChannelSid::parse,
+        )?,
+        task_sid: parsed(row, "task_sid", d::TaskSid::parse)?,
+        last_error: message.map(|message| JobError {
+            code,
+            status: status.and_then(|s| u16::try_from(s).ok()),
+            message,
+        }),
+        webhook_removed: row.try_get("webhook_removed")?,
+        age_from: row.try_get("age_from")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

@@ -1,0 +1,198 @@
+//! Twilio's failures as types: its error JSON (`code`, `message`, `more_info`, `status`),
+//! and transport failures sorted by whether the request may have reached Twilio.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+/// An answer from Twilio that was not a 2xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    /// Twilio's error code, e.g. 20429 or 80102.
+    pub code: Option<i64>,
+    pub message: String,
+    pub more_info: Option<String>,
+    /// `Retry-After`, when the answer carried one (429, 503).
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: Option<i64>,
+    message: Option<String>,
+    more_info: Option<String>,
+}
+
+impl ApiError {
+    pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
+        let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let (code, message, more_info) = match parsed {
+            Some(b) => (b.code, b.message, b.more_info),
+            None => (None, None, None),
+        };
+        Self {
+            status: status.as_u16(),
+            code,
+            message: message.unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("unexpected status")
+                    .to_owned()
+            }),
+            more_info,
+            retry_after,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(code) = self.code {
+            write!(f, ", Twilio error {code}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(more) = &self.more_info {
+            write!(f, " ({more})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every way a Twilio call can fail.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TwilioError {
+    #[error("{0}")]
+    Api(ApiError),
+    /// The connection was never made: Twilio cannot have seen the request.
+    #[error("could not connect: {0}")]
+    Connect(String),
+    /// No answer in time: the request may or may not have been processed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The connection broke mid-way: the request may or may not have been processed.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// A 2xx whose body is not what the API documents.
+    #[error("unexpected answer (HTTP {status}): {message}")]
+    Decode { status: u16, message: String },
+}
+
+impl TwilioError {
+    pub(crate) fn from_transport(e: reqwest::Error) -> Self {
+        // reqwest's messages carry the URL (never credentials); keep its cause chain.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        if e.is_connect() {
+            Self::Connect(text)
+        } else if e.is_timeout() {
+            Self::Timeout(text)
+        } else {
+            Self::Transport(text)
+        }
+    }
+
+    /// Twilio's error code, if it sent one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            Self::Api(a) => a.code,
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api(a) => Some(a.status),
+            Self::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again may succeed: 429, 5xx, and transport failures.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api(a) => a.status == 429 || a.status >= 500,
+            Self::Connect(_) | Self::Timeout(_) | Self::Transport(_) => true,
+            Self::Decode { .. } => false,
+        }
+    }
+
+    /// Whether Twilio may have acted on the request even though it failed. A 429 never
+    /// was processed (Twilio documents it so); a refused connection never arrived.
+    pub fn may_have_been_processed(&self) -> bool {
+        match self {
+            Self::Api(a) => a.status >= 500,
+            Self::Timeout(_) | Self::Transport(_) => true,
+            Self::Connect(_) | Self::Decode { .. } => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api(a) => a.retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn twilio_error_json_becomes_a_typed_error() {
+        let body = br#"{"code": 80102, "message": "Participant already in an interaction",
+            "more_info": "https://www.twilio.com/docs/errors/80102", "status": 400}"#;
+        let e = ApiError::from_response(StatusCode::BAD_REQUEST, &HeaderMap::new(), body);
+        assert_eq!(e.status, 400);
+        assert_eq!(e.code, Some(80102));
+        assert_eq!(e.message, "Participant already in an interaction");
+        assert_eq!(e.more_info.as_deref(), Some("https://www.twilio.com/docs/errors/80102"));
+        let err = TwilioError::Api(e);
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("80102"));
+    }
+
+    #[test]
+    fn a_429_is_retryable_never_processed_and_carries_retry_after() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        let e = TwilioError::Api(ApiError::from_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            br#"{"code":20429,"message":"Too Many Requests","status":429}"#,
+        ));
+        assert!(e.is_retryable());
+        assert!(!e.may_have_been_processed());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(e.code(), Some(20429));
+    }
+
+    #[test]
+    fn a_5xx_without_json_is_retryable_and_ambiguous() {
+        let e = TwilioError::Api(ApiError::from_response(
+            StatusCode::BAD_GATEWAY,
+            &HeaderMap::new(),
+            b"<html>bad gateway</html>",
+        ));
+        assert!(e.is_retryable());
+        assert!(e.may_have_been_processed());
+        assert_eq!(e.code(), None);
+        assert!(e.to_string().contains("502"));
+    }
+}

@@ -1,0 +1,74 @@
+//! `GET /v1/Workspaces/{WS}/Tasks?EvaluateTaskAttributes=…`: finds the task an earlier,
+//! ambiguous create may have made, so it is adopted instead of created twice.
+
+use serde::Deserialize;
+
+use super::{TwilioClient, TwilioError};
+use crate::domain::{ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid};
+
+/// A task whose attributes name the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundTask {
+    pub task_sid: TaskSid,
+    pub interaction_sid: Option<InteractionSid>,
+    pub channel_sid: Option<InteractionChannelSid>,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    tasks: Vec<Task>,
+}
+
+#[derive(Deserialize)]
+struct Task {
+    sid: String,
+    #[serde(default)]
+    attributes: Option<String>,
+}
+
+impl TwilioClient {
+    pub async fn find_task_for_conversation(
+        &self,
+        workspace: &WorkspaceSid,
+        conversation: &ConversationSid,
+    ) -> Result<Option<FoundTask>, TwilioError> {
+        if self.is_dry_run() {
+            return Ok(None);
+        }
+        let url = format!("{}/v1/Workspaces/{workspace}/Tasks", self.taskrouter_base);
+        let expression = format!("conversationSid == \"{conversation}\"");
+        let ok = self
+            .send(
+                self.request(reqwest::Method::GET, &url)
+                    .query(&[("EvaluateTaskAttributes", expression.as_str()), ("PageSize", "20")]),
+            )
+            .await?;
+        let page: Page = serde_json::from_slice(&ok.body).map_err(|e| TwilioError::Decode {
+            status: ok.status.as_u16(),
+            message: e.to_string(),
+        })?;
+        for task in page.tasks {
+            let attributes: serde_json::Value = task
+                .attributes
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a).ok())
+                .unwrap_or_default();
+            // TaskRouter evaluated the expression already; this guards against a loose match.
+            if attributes["conversationSid"] != conversation.as_str() {
+                continue;
+            }
+            let Ok(task_sid) = TaskSid::parse(&task.sid) else {
+                continue;
+            };
+            let sid_at = |key: &str| attributes[key].as_str().map(str::to_owned);
+            return Ok(Some(FoundTask {
+                task_sid,
+                interaction_sid: sid_at("flexInteractionSid")
+                    .and_then(|s| InteractionSid::parse(&s).ok()),
+                channel_sid: sid_at("flexInteractionChannelSid")
+                    .and_then(|s| InteractionChannelSid::parse(&s).ok()),
+            }));
+        }
+        Ok(None)
+    }
+}

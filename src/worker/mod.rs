@@ -1,0 +1,204 @@
+//! The background worker: claims due jobs (with a lease, so a crashed instance's jobs come
+//! back), creates their interactions at a steady pace, and records what happened.
+
+mod attempt;
+mod backoff;
+mod rate_limit;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ValidSettings;
+use crate::routing::Router;
+use crate::store::{ms, now_ms, Store};
+use crate::twilio::TwilioClient;
+
+pub use backoff::Backoff;
+pub use rate_limit::CreateRateLimit;
+
+/// The worker's knobs, from `worker.*`, `flex.*` and `store.retention_days`.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub backoff: Backoff,
+    pub max_age: Duration,
+    pub lookup_delay: Duration,
+    pub remove_webhook: bool,
+    pub retention: Duration,
+    pub max_creates_per_second: u32,
+}
+
+impl WorkerConfig {
+    pub fn from_settings(s: &ValidSettings) -> Self {
+        let w = &s.settings.worker;
+        Self {
+            concurrency: w.concurrency,
+            lease: Duration::from_secs(w.lease_secs),
+            poll_interval: Duration::from_millis(w.poll_interval_ms.max(10)),
+            backoff: Backoff {
+                base: Duration::from_millis(w.retry_base_ms),
+                cap: Duration::from_millis(w.retry_cap_ms),
+            },
+            max_age: Duration::from_secs(w.max_age_secs),
+            lookup_delay: Duration::from_millis(w.lookup_delay_ms),
+            remove_webhook: s.settings.flex.remove_webhook_after_handoff,
+            retention: Duration::from_secs(u64::from(s.settings.store.retention_days) * 86_400),
+            max_creates_per_second: s.settings.flex.max_creates_per_second,
+        }
+    }
+}
+
+pub(crate) struct Worker {
+    store: Store,
+    client: TwilioClient,
+    router: Router,
+    limiter: CreateRateLimit,
+    config: WorkerConfig,
+    /// Distinguishes this process's leases from another instance's.
+    owner: String,
+}
+
+/// Controls a running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    cancel: CancellationToken,
+    join: JoinHandle<()>,
+    running: Arc<AtomicBool>,
+}
+
+impl WorkerHandle {
+    /// Whether the loop is still running (for readiness).
+    pub fn running(&self) -> Arc<AtomicBool> {
+        self.running.clone()
+    }
+
+    /// Stops claiming, lets in-flight jobs finish within `grace`, then returns.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.join.await {
+            tracing::error!(error = %e, "worker task failed");
+        }
+    }
+}
+
+/// Starts the worker. `wake` is notified when new jobs are committed.
+pub fn spawn(
+    store: Store,
+    client: TwilioClient,
+    router: Router,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+    grace: Duration,
+) -> WorkerHandle {
+    let worker = Arc::new(Worker {
+        limiter: CreateRateLimit::per_second(config.max_creates_per_second),
+        owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+        store,
+        client,
+        router,
+        config,
+    });
+    let cancel = CancellationToken::new();
+    let running = Arc::new(AtomicBool::new(true));
+    let join = tokio::spawn({
+        let cancel = cancel.clone();
+        let running = running.clone();
+        async move {
+            worker.run(wake, cancel, grace).await;
+            running.store(false, Ordering::SeqCst);
+        }
+    });
+    WorkerHandle {
+        cancel,
+        join,
+        running,
+    }
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken, grace: Duration) {
+        tracing::info!(owner = %self.owner, dry_run = self.client.is_dry_run(), "worker started");
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut purge = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            let room = self.config.concurrency.saturating_sub(in_flight.len());
+            if room > 0 {
+                let now = now_ms();
+                match self
+                    .store
+                    .claim_due(&self.owner, now, now + ms(self.config.lease), room)
+                    .await
+                {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            in_flight.spawn(self.clone().attempt(job));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not claim jobs"),
+                }
+            }
+            let wait = self.next_wake(in_flight.len()).await;
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = wake.notified() => {}
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "job attempt panicked");
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+                _ = purge.tick() => self.purge().await,
+            }
+        }
+        let pending = in_flight.len();
+        if pending > 0 {
+            tracing::info!(jobs = pending, "worker stopping: waiting for jobs in flight");
+            let drained = tokio::time::timeout(grace, async {
+                while in_flight.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                // Their leases expire and their intent flag makes the next claim look first.
+                tracing::warn!(jobs = in_flight.len(), "jobs still in flight at shutdown were abandoned");
+                in_flight.abort_all();
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// How long to sleep when nothing wakes the worker: until the next job is due, at most
+    /// the poll interval (other instances and the CLI add jobs without telling us).
+    async fn next_wake(&self, in_flight: usize) -> Duration {
+        let poll = self.config.poll_interval;
+        if in_flight >= self.config.concurrency {
+            return poll;
+        }
+        match self.store.next_due_at().await {
+            Ok(Some(due)) => {
+                let until = u64::try_from(due - now_ms()).unwrap_or(0);
+                Duration::from_millis(until).clamp(Duration::from_millis(20), poll)
+            }
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the next due job");
+                poll
+            }
+        }
+    }
+
+    async fn purge(&self) {
+        let before = now_ms() - ms(self.config.retention);
+        match self.store.purge_finished(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "purged finished jobs past store.retention_days"),
+            Err(e) => tracing::warn!(error = %e, "could not purge finished jobs"),
+        }
+    }
+}
