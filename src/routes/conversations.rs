@@ -131,7 +131,7 @@ pub async fn conversations_webhook(
     let span = tracing::info_span!(
         "webhook",
         conversation = %message.conversation_sid,
-        message = message.message_sid.as_ref().map(|s| s.as_str()),
+        message_sid = message.message_sid.as_ref().map(|s| s.as_str()),
         retry_count = message.retry_count,
         idempotency_token = header_str(&req, "I-Twilio-Idempotency-Token"),
     );
