@@ -169,7 +169,13 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` ({}): {}", self.key, env_vars_for(&self.key), self.message)
+        write!(
+            f,
+            "`{}` ({}): {}",
+            self.key,
+            env_vars_for(&self.key),
+            self.message
+        )
     }
 }
 
@@ -181,12 +187,17 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
-/// The variable(s) that set a key, for error messages.
-pub fn env_vars_for(key: &str) -> String {
-    let own = format!(
+/// `flex.workflow_sid` → `FLEXHOOK_FLEX__WORKFLOW_SID`.
+fn own_env_var(key: &str) -> String {
+    format!(
         "{ENV_PREFIX}_{}",
         key.to_ascii_uppercase().replacen('.', "__", 1)
-    );
+    )
+}
+
+/// The variable(s) that set a key, for error messages.
+pub fn env_vars_for(key: &str) -> String {
+    let own = own_env_var(key);
     let standard = match key {
         "twilio.account_sid" => Some("TWILIO_ACCOUNT_SID"),
         "twilio.auth_token" => Some("TWILIO_AUTH_TOKEN"),
@@ -257,6 +268,9 @@ impl Settings {
                 ("PORT", "server.port"),
                 ("DATABASE_URL", "store.url"),
             ] {
+                if env_var(&own_env_var(key)).is_some() {
+                    continue;
+                }
                 if let Some(v) = env_var(var) {
                     builder = builder
                         .set_override(key, v)
@@ -321,9 +335,10 @@ impl Settings {
             );
         }
         match (&self.twilio.api_key, &self.twilio.api_secret) {
-            (Some(k), Some(_)) if !k.starts_with("SK") => {
-                bad("twilio.api_key", format!("`{k}` is not an API key SID (SK…)"))
-            }
+            (Some(k), Some(_)) if !k.starts_with("SK") => bad(
+                "twilio.api_key",
+                format!("`{k}` is not an API key SID (SK…)"),
+            ),
             (Some(_), None) => bad(
                 "twilio.api_secret",
                 "is required when twilio.api_key is set".into(),
@@ -361,15 +376,29 @@ impl Settings {
         };
 
         let workspace_sid = required_sid(&self.flex.workspace_sid, "flex.workspace_sid", &mut bad)
-            .and_then(|s| WorkspaceSid::parse(&s).map_err(|e| bad("flex.workspace_sid", e.to_string())).ok());
+            .and_then(|s| {
+                WorkspaceSid::parse(&s)
+                    .map_err(|e| bad("flex.workspace_sid", e.to_string()))
+                    .ok()
+            });
         let workflow_sid = required_sid(&self.flex.workflow_sid, "flex.workflow_sid", &mut bad)
-            .and_then(|s| WorkflowSid::parse(&s).map_err(|e| bad("flex.workflow_sid", e.to_string())).ok());
+            .and_then(|s| {
+                WorkflowSid::parse(&s)
+                    .map_err(|e| bad("flex.workflow_sid", e.to_string()))
+                    .ok()
+            });
         if self.flex.task_channel.trim().is_empty() {
-            bad("flex.task_channel", "must not be empty (Flex's default is `chat`)".into());
+            bad(
+                "flex.task_channel",
+                "must not be empty (Flex's default is `chat`)".into(),
+            );
         }
         let priority = parse_optional::<u32>(&self.flex.priority, "flex.priority", &mut bad);
-        let task_timeout_secs =
-            parse_optional::<u32>(&self.flex.task_timeout_secs, "flex.task_timeout_secs", &mut bad);
+        let task_timeout_secs = parse_optional::<u32>(
+            &self.flex.task_timeout_secs,
+            "flex.task_timeout_secs",
+            &mut bad,
+        );
         if self.flex.max_creates_per_second == 0 || self.flex.max_creates_per_second > 20 {
             bad(
                 "flex.max_creates_per_second",
@@ -419,11 +448,17 @@ impl Settings {
             );
         }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
-            bad("log.format", format!("`{}` is not `pretty` or `json`", self.log.format));
+            bad(
+                "log.format",
+                format!("`{}` is not `pretty` or `json`", self.log.format),
+            );
         }
         for id in self.twilio.webhook_shared_keys.keys() {
             if id.trim().is_empty() || id.contains(',') || id.contains('=') {
-                bad("twilio.webhook_shared_keys", format!("`{id}` is not a usable key id"));
+                bad(
+                    "twilio.webhook_shared_keys",
+                    format!("`{id}` is not a usable key id"),
+                );
             }
         }
 
@@ -657,7 +692,10 @@ mod tests {
     fn load(env: &str, overrides: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::load(&LoadOptions {
             environment: Some(env.into()),
-            config_dir: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config"))),
+            config_dir: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/config"
+            ))),
             file: None,
             read_env: false,
             overrides: overrides
@@ -699,10 +737,13 @@ mod tests {
 
     #[test]
     fn a_malformed_workflow_sid_is_rejected_by_name() {
-        let err = load("local", &[("flex.workflow_sid", "WS00000000000000000000000000000000")])
-            .unwrap()
-            .validate()
-            .unwrap_err();
+        let err = load(
+            "local",
+            &[("flex.workflow_sid", "WS00000000000000000000000000000000")],
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
         let p = problems(err);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].key, "flex.workflow_sid");
@@ -741,14 +782,23 @@ mod tests {
         let s = load(
             "local",
             &[
-                ("twilio.webhook_shared_keys", "key_a=secret-a, key_B=secret=b"),
-                ("flex.task_attributes", r#"{"skillNeeded":"Spanish","vip":true}"#),
+                (
+                    "twilio.webhook_shared_keys",
+                    "key_a=secret-a, key_B=secret=b",
+                ),
+                (
+                    "flex.task_attributes",
+                    r#"{"skillNeeded":"Spanish","vip":true}"#,
+                ),
             ],
         )
         .unwrap();
         let ids: Vec<&String> = s.twilio.webhook_shared_keys.keys().collect();
         assert_eq!(ids, ["key_B", "key_a"]);
-        assert_eq!(s.twilio.webhook_shared_keys["key_B"].expose_secret(), "secret=b");
+        assert_eq!(
+            s.twilio.webhook_shared_keys["key_B"].expose_secret(),
+            "secret=b"
+        );
         assert_eq!(s.flex.task_attributes["skillNeeded"], "Spanish");
     }
 
@@ -778,10 +828,13 @@ mod tests {
 
     #[test]
     fn public_base_url_must_be_only_an_origin() {
-        let err = load("local", &[("server.public_base_url", "https://x.fly.dev/hooks")])
-            .unwrap()
-            .validate()
-            .unwrap_err();
+        let err = load(
+            "local",
+            &[("server.public_base_url", "https://x.fly.dev/hooks")],
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
         assert_eq!(problems(err)[0].key, "server.public_base_url");
         let ok = load("local", &[("server.public_base_url", "https://x.fly.dev/")])
             .unwrap()

@@ -116,7 +116,8 @@ impl Fields {
         let mut map = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
             // The first value wins; repeats only matter to the signature.
-            map.entry(k.clone()).or_insert_with(|| Value::String(v.clone()));
+            map.entry(k.clone())
+                .or_insert_with(|| Value::String(v.clone()));
         }
         Self { map }
     }
@@ -229,7 +230,11 @@ pub fn parse(payload: &Verified<Payload>) -> Result<Event, EventError> {
             ChatServiceSid::parse,
         )?,
         message_sid: fields.sid("MessageSid", &["MessageSid"], MessageSid::parse)?,
-        participant_sid: fields.sid("ParticipantSid", &["ParticipantSid"], ParticipantSid::parse)?,
+        participant_sid: fields.sid(
+            "ParticipantSid",
+            &["ParticipantSid"],
+            ParticipantSid::parse,
+        )?,
         author: address(&["Author", "From"]),
         body: fields.text(&["Body"]),
         attributes: fields.json("Attributes"),
@@ -291,14 +296,23 @@ mod tests {
             panic!("expected onMessageAdded")
         };
         assert_eq!(m.conversation_sid.as_str(), CH);
-        assert_eq!(m.chat_service_sid.unwrap().as_str(), "IS22222222222222222222222222222222");
-        assert_eq!(m.webhook_sid.unwrap().as_str(), "WH55555555555555555555555555555555");
+        assert_eq!(
+            m.chat_service_sid.unwrap().as_str(),
+            "IS22222222222222222222222222222222"
+        );
+        assert_eq!(
+            m.webhook_sid.unwrap().as_str(),
+            "WH55555555555555555555555555555555"
+        );
         assert_eq!(m.author.unwrap().expose(), "whatsapp:+34600111222");
         assert_eq!(m.index, Some(0));
         assert_eq!(m.retry_count, 2);
         assert_eq!(m.attributes.unwrap()["vip"], true);
         assert_eq!(m.media.unwrap()[0]["Sid"], "ME1");
-        assert_eq!(m.messaging_binding.proxy_address.as_deref(), Some("whatsapp:+15550001111"));
+        assert_eq!(
+            m.messaging_binding.proxy_address.as_deref(),
+            Some("whatsapp:+15550001111")
+        );
     }
 
     #[test]
@@ -312,8 +326,14 @@ mod tests {
         let Event::MessageAdded(m) = parse(&verified(Payload::Json(body.to_vec()))).unwrap() else {
             panic!("expected onMessageAdded")
         };
-        assert_eq!(m.conversation_sid.as_str(), "CH1b8e780f14db45b6b44b070bb3f9172c");
-        assert_eq!(m.chat_service_sid.unwrap().as_str(), "IS497d26fb5332435e9cccadbf114d4aff");
+        assert_eq!(
+            m.conversation_sid.as_str(),
+            "CH1b8e780f14db45b6b44b070bb3f9172c"
+        );
+        assert_eq!(
+            m.chat_service_sid.unwrap().as_str(),
+            "IS497d26fb5332435e9cccadbf114d4aff"
+        );
         assert_eq!(m.author.unwrap().expose(), "customer1");
     }
 
@@ -334,13 +354,23 @@ mod tests {
 
     #[test]
     fn other_events_are_recognised_but_not_parsed_further() {
-        let event = parse(&form(&[("EventType", "onConversationAdded"), ("AccountSid", AC)])).unwrap();
-        assert!(matches!(event, Event::Other { ref event_type, .. } if event_type == "onConversationAdded"));
+        let event = parse(&form(&[
+            ("EventType", "onConversationAdded"),
+            ("AccountSid", AC),
+        ]))
+        .unwrap();
+        assert!(
+            matches!(event, Event::Other { ref event_type, .. } if event_type == "onConversationAdded")
+        );
     }
 
     #[test]
     fn malformed_bodies_say_which_field_is_wrong() {
-        let missing = parse(&form(&[("EventType", "onMessageAdded"), ("AccountSid", AC)])).unwrap_err();
+        let missing = parse(&form(&[
+            ("EventType", "onMessageAdded"),
+            ("AccountSid", AC),
+        ]))
+        .unwrap_err();
         assert_eq!(missing, EventError::Missing("ConversationSid"));
         let bad_sid = parse(&form(&[
             ("EventType", "onMessageAdded"),
@@ -356,12 +386,18 @@ mod tests {
             ("Index", "first"),
         ]))
         .unwrap_err();
-        assert!(matches!(bad_index, EventError::Number { field: "Index", .. }));
+        assert!(matches!(
+            bad_index,
+            EventError::Number { field: "Index", .. }
+        ));
         assert!(matches!(
             parse(&verified(Payload::Json(b"[1]".to_vec()))),
             Err(EventError::Json(_))
         ));
-        assert_eq!(parse(&form(&[("AccountSid", AC)])).unwrap_err(), EventError::Missing("EventType"));
+        assert_eq!(
+            parse(&form(&[("AccountSid", AC)])).unwrap_err(),
+            EventError::Missing("EventType")
+        );
     }
 
     #[test]

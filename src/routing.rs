@@ -115,7 +115,10 @@ mod tests {
             environment: Some("local".into()),
             config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
             read_env: false,
-            overrides: overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..LoadOptions::default()
         })
         .unwrap()
@@ -137,7 +140,8 @@ mod tests {
     #[test]
     fn the_interaction_names_the_conversation_workflow_and_channel() {
         let ch = ConversationSid::parse("CH11111111111111111111111111111111").unwrap();
-        let req = router(&[("flex.priority", "5")]).interaction(&ch, &input("whatsapp:+34600111222"));
+        let req =
+            router(&[("flex.priority", "5")]).interaction(&ch, &input("whatsapp:+34600111222"));
         assert_eq!(req.channel["type"], "whatsapp");
         assert_eq!(req.channel["initiated_by"], "customer");
         assert_eq!(req.channel["properties"]["media_channel_sid"], ch.as_str());

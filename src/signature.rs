@@ -158,7 +158,9 @@ impl Verifier {
         let keys: Vec<(Signer, Algorithm, &SecretString)> = match request.settings {
             None => self.auth_token_keys(),
             Some(header) => match parse_settings(header)? {
-                Settings { algorithm: None, .. } => self.auth_token_keys(),
+                Settings {
+                    algorithm: None, ..
+                } => self.auth_token_keys(),
                 Settings {
                     key: Some(id),
                     algorithm: Some(algorithm),
@@ -195,7 +197,12 @@ impl Verifier {
             for url in url_variants(base) {
                 let data = canonical_from_sorted(&url, &sorted);
                 for (signer, algorithm, secret) in &keys {
-                    if mac_matches(secret.expose_secret().as_bytes(), *algorithm, &data, &expected) {
+                    if mac_matches(
+                        secret.expose_secret().as_bytes(),
+                        *algorithm,
+                        &data,
+                        &expected,
+                    ) {
                         return Ok(Verified {
                             inner: payload,
                             signer: signer.clone(),
@@ -325,9 +332,13 @@ pub fn url_variants(url: &str) -> Vec<String> {
     }
     let mut out: Vec<String> = Vec::with_capacity(forms.len() * 3);
     for form in forms {
-        for candidate in [Some(form.clone()), without_port(&form), with_default_port(&form)]
-            .into_iter()
-            .flatten()
+        for candidate in [
+            Some(form.clone()),
+            without_port(&form),
+            with_default_port(&form),
+        ]
+        .into_iter()
+        .flatten()
         {
             if !out.contains(&candidate) {
                 out.push(candidate);

@@ -55,7 +55,8 @@ impl Application {
 
         let client = TwilioClient::from_settings(&settings)?;
         let wake = Arc::new(Notify::new());
-        let (writer, writer_task) = JobWriter::spawn(store.clone(), s.store.batch_max, wake.clone());
+        let (writer, writer_task) =
+            JobWriter::spawn(store.clone(), s.store.batch_max, wake.clone());
         let grace = Duration::from_secs(s.server.shutdown_timeout_secs);
         let worker = worker::spawn(
             store.clone(),
@@ -68,7 +69,10 @@ impl Application {
 
         let state = web::Data::new(AppState {
             verifier: Verifier::new(
-                s.twilio.auth_token.clone().context("twilio.auth_token is required")?,
+                s.twilio
+                    .auth_token
+                    .clone()
+                    .context("twilio.auth_token is required")?,
                 s.twilio.secondary_auth_token.clone(),
                 s.twilio.webhook_shared_keys.clone(),
             ),
@@ -84,12 +88,13 @@ impl Application {
             worker_running: worker.running(),
         });
 
-        let listener = TcpListener::bind((s.server.host.as_str(), s.server.port)).with_context(|| {
-            format!(
-                "cannot listen on {}:{} (server.host, server.port)",
-                s.server.host, s.server.port
-            )
-        })?;
+        let listener =
+            TcpListener::bind((s.server.host.as_str(), s.server.port)).with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (server.host, server.port)",
+                    s.server.host, s.server.port
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let max_body = s.server.max_body_bytes;
         let server = HttpServer::new(move || {

@@ -76,8 +76,8 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
                 println!("no jobs");
             } else {
                 println!(
-                    "{:<34}  {:<7}  {:>8}  {:<24}  {}",
-                    "CONVERSATION", "STATE", "ATTEMPTS", "NEXT ATTEMPT / UPDATED", "LAST ERROR"
+                    "{:<34}  {:<7}  {:>8}  {:<24}  LAST ERROR",
+                    "CONVERSATION", "STATE", "ATTEMPTS", "NEXT ATTEMPT / UPDATED"
                 );
                 for job in &jobs {
                     let when = if job.state == JobState::Pending {
@@ -97,7 +97,10 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
             }
             ExitCode::SUCCESS
         }
-        JobsCommand::Show { conversation: c, json } => {
+        JobsCommand::Show {
+            conversation: c,
+            json,
+        } => {
             let sid = conversation(c)?;
             match store.get(&sid).await? {
                 None => {
@@ -126,7 +129,9 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
                 if n == 0 {
                     match store.get(&sid).await? {
                         None => eprintln!("no job for conversation {sid}"),
-                        Some(job) => eprintln!("job {sid} is {}, not dead: nothing to retry", job.state),
+                        Some(job) => {
+                            eprintln!("job {sid} is {}, not dead: nothing to retry", job.state)
+                        }
                     }
                     store.close().await;
                     return Ok(ExitCode::from(1));
@@ -173,17 +178,40 @@ fn print_job(job: &Job) {
     println!("conversation     {}", job.conversation_sid);
     println!("state            {}", job.state);
     println!("account          {}", job.account_sid);
-    println!("chat service     {}", opt(job.chat_service_sid.as_ref().map(|s| s.as_str())));
-    println!("customer         {} ({})", job.routing.customer_address.as_ref().map_or("-".into(), |a| a.masked()), job.routing.channel_type);
+    println!(
+        "chat service     {}",
+        opt(job.chat_service_sid.as_ref().map(|s| s.as_str()))
+    );
+    println!(
+        "customer         {} ({})",
+        job.routing
+            .customer_address
+            .as_ref()
+            .map_or("-".into(), |a| a.masked()),
+        job.routing.channel_type
+    );
     println!("attempts         {}", job.attempts);
     if job.state == JobState::Pending {
         println!("next attempt     {}", time(job.next_attempt_at));
         println!("lookup first     {}", job.needs_lookup);
     }
-    println!("interaction      {}", opt(job.interaction_sid.as_ref().map(|s| s.as_str())));
-    println!("channel          {}", opt(job.interaction_channel_sid.as_ref().map(|s| s.as_str())));
-    println!("task             {}", opt(job.task_sid.as_ref().map(|s| s.as_str())));
-    println!("webhook          {} (removed: {})", opt(job.webhook_sid.as_ref().map(|s| s.as_str())), job.webhook_removed);
+    println!(
+        "interaction      {}",
+        opt(job.interaction_sid.as_ref().map(|s| s.as_str()))
+    );
+    println!(
+        "channel          {}",
+        opt(job.interaction_channel_sid.as_ref().map(|s| s.as_str()))
+    );
+    println!(
+        "task             {}",
+        opt(job.task_sid.as_ref().map(|s| s.as_str()))
+    );
+    println!(
+        "webhook          {} (removed: {})",
+        opt(job.webhook_sid.as_ref().map(|s| s.as_str())),
+        job.webhook_removed
+    );
     println!("last error       {}", error_summary(job));
     println!("first message at {}", time(job.created_at));
     println!("updated at       {}", time(job.updated_at));

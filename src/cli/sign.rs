@@ -81,7 +81,8 @@ pub(crate) fn parse_params(raw: &[String]) -> anyhow::Result<Vec<(String, String
 }
 
 pub fn run(settings: &Settings, args: &SignArgs) -> anyhow::Result<ExitCode> {
-    url::Url::parse(&args.url).map_err(|e| anyhow::anyhow!("--url `{}` is not a URL: {e}", args.url))?;
+    url::Url::parse(&args.url)
+        .map_err(|e| anyhow::anyhow!("--url `{}` is not a URL: {e}", args.url))?;
     let params = parse_params(&args.params)?;
     let body = match &args.json_body {
         Some(path) => Some(

@@ -49,7 +49,10 @@ fn default_url(settings: &Settings) -> String {
                 "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
                 h => h,
             };
-            format!("http://{host}:{}/webhooks/conversations", settings.server.port)
+            format!(
+                "http://{host}:{}/webhooks/conversations",
+                settings.server.port
+            )
         }
     }
 }
@@ -87,7 +90,10 @@ pub async fn run(settings: &Settings, args: &SimulateArgs) -> anyhow::Result<Exi
         ("Index", "0".to_owned()),
         ("Source", source.to_owned()),
         ("RetryCount", "0".to_owned()),
-        ("DateCreated", humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+        (
+            "DateCreated",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -120,7 +126,9 @@ pub async fn run(settings: &Settings, args: &SimulateArgs) -> anyhow::Result<Exi
         request = request.header(SETTINGS_HEADER, h);
     }
     request = match json_body {
-        Some(body) => request.header("Content-Type", "application/json").body(body),
+        Some(body) => request
+            .header("Content-Type", "application/json")
+            .body(body),
         None => request.form(&params),
     };
     println!("POST {url}");

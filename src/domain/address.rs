@@ -142,7 +142,11 @@ mod tests {
         assert_eq!(kind("ana.lopez@example.com"), ChannelType::Email);
         assert_eq!(kind("+14155550100"), ChannelType::Sms);
         assert_eq!(kind("web-visitor-42"), ChannelType::Web);
-        assert_eq!(kind("14155550100"), ChannelType::Web, "no + means not E.164");
+        assert_eq!(
+            kind("14155550100"),
+            ChannelType::Web,
+            "no + means not E.164"
+        );
         assert_eq!(kind("+1415"), ChannelType::Web, "too short for E.164");
         assert_eq!(kind("not an@email"), ChannelType::Web);
         assert_eq!(kind("user@localhost"), ChannelType::Web);

@@ -18,7 +18,9 @@ pub enum WebhookError {
     Signature(#[from] SignatureError),
     #[error("AccountSid does not match this service's account")]
     WrongAccount,
-    #[error("unsupported content type: send application/x-www-form-urlencoded or application/json")]
+    #[error(
+        "unsupported content type: send application/x-www-form-urlencoded or application/json"
+    )]
     UnsupportedMediaType,
     #[error("malformed webhook: {0}")]
     Malformed(#[from] EventError),

@@ -15,7 +15,11 @@ pub struct SeenUrl {
     trusted_forwarded: bool,
 }
 
-pub fn seen_url(req: &HttpRequest, public_base_url: Option<&str>, trust_forwarded: bool) -> SeenUrl {
+pub fn seen_url(
+    req: &HttpRequest,
+    public_base_url: Option<&str>,
+    trust_forwarded: bool,
+) -> SeenUrl {
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -26,7 +30,10 @@ pub fn seen_url(req: &HttpRequest, public_base_url: Option<&str>, trust_forwarde
     let origin = match (public_base_url, trust_forwarded, &forwarded) {
         (Some(base), _, _) => base.to_owned(),
         (None, true, Some(fwd)) => fwd.clone(),
-        _ => format!("http://{}", host.clone().unwrap_or_else(|| "localhost".into())),
+        _ => format!(
+            "http://{}",
+            host.clone().unwrap_or_else(|| "localhost".into())
+        ),
     };
     SeenUrl {
         url: format!("{origin}{path_and_query}"),
@@ -49,7 +56,10 @@ impl SeenUrl {
                 );
             }
             let host = self.host.as_deref().unwrap_or("");
-            if host.starts_with("localhost") || host.starts_with("127.") || host.starts_with("[::1]") {
+            if host.starts_with("localhost")
+                || host.starts_with("127.")
+                || host.starts_with("[::1]")
+            {
                 return "the Host header is local, as when a tunnel rewrites it: set \
                         server.public_base_url (FLEXHOOK_SERVER__PUBLIC_BASE_URL) to the tunnel's public URL"
                     .into();
@@ -123,10 +133,20 @@ mod tests {
             .insert_header(("host", "abc.ngrok.app"))
             .insert_header(("x-forwarded-proto", "https"))
             .to_http_request();
-        assert_eq!(seen_url(&req, None, false).url, "http://abc.ngrok.app/webhooks/conversations");
+        assert_eq!(
+            seen_url(&req, None, false).url,
+            "http://abc.ngrok.app/webhooks/conversations"
+        );
         let untrusted = seen_url(&req, None, false);
-        assert!(untrusted.hint().contains("trust_forwarded_headers"), "{}", untrusted.hint());
-        assert_eq!(seen_url(&req, None, true).url, "https://abc.ngrok.app/webhooks/conversations");
+        assert!(
+            untrusted.hint().contains("trust_forwarded_headers"),
+            "{}",
+            untrusted.hint()
+        );
+        assert_eq!(
+            seen_url(&req, None, true).url,
+            "https://abc.ngrok.app/webhooks/conversations"
+        );
     }
 
     #[test]
@@ -134,10 +154,16 @@ mod tests {
         let req = TestRequest::post()
             .uri("/webhooks/conversations")
             .insert_header(("host", "10.0.0.1:8080"))
-            .insert_header(("forwarded", "for=1.2.3.4;proto=https;host=\"hooks.example.com\", for=5.6.7.8"))
+            .insert_header((
+                "forwarded",
+                "for=1.2.3.4;proto=https;host=\"hooks.example.com\", for=5.6.7.8",
+            ))
             .insert_header(("x-forwarded-proto", "http"))
             .to_http_request();
-        assert_eq!(seen_url(&req, None, true).url, "https://hooks.example.com/webhooks/conversations");
+        assert_eq!(
+            seen_url(&req, None, true).url,
+            "https://hooks.example.com/webhooks/conversations"
+        );
     }
 
     #[test]

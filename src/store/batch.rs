@@ -22,7 +22,9 @@ pub struct JobWriter {
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request").field("conversation", &self.job.conversation_sid).finish()
+        f.debug_struct("Request")
+            .field("conversation", &self.job.conversation_sid)
+            .finish()
     }
 }
 

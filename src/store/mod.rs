@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::domain::{
-    AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid,
-    MessageSid, TaskSid, WebhookSid,
+    AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
+    TaskSid, WebhookSid,
 };
 use crate::routing::RoutingInput;
 
@@ -158,9 +158,8 @@ impl From<sqlx::Error> for StoreError {
         let busy = match &e {
             sqlx::Error::Database(db) => {
                 // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-                db.code().is_some_and(|c| {
-                    c.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
-                })
+                db.code()
+                    .is_some_and(|c| c.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)))
             }
             sqlx::Error::PoolTimedOut => true,
             _ => false,
@@ -231,12 +230,13 @@ impl Store {
     }
 
     /// Write-ahead before a create is sent: until an outcome is recorded, the job counts as
-    /// possibly created, so whoever claims it next looks for its task first.
+    /// possibly created, so whoever claims it next looks for its task first. `false`: the
+    /// lease is no longer `owner`'s, and nothing may be sent.
     pub async fn mark_attempt_started(
         &self,
         conversation: &ConversationSid,
         owner: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.mark_attempt_started(conversation, owner).await,
         }

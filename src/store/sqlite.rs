@@ -10,9 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{
-    Inserted, Job, JobError, JobState, NewJob, StoreError, StoreOptions, Transition,
-};
+use super::{Inserted, Job, JobError, JobState, NewJob, StoreError, StoreOptions, Transition};
 use crate::config::redact_url;
 use crate::domain::ConversationSid;
 
@@ -79,7 +77,11 @@ impl SqliteStore {
                     .push_bind(job.account_sid.as_str().to_owned())
                     .push_bind(job.chat_service_sid.as_ref().map(|s| s.as_str().to_owned()))
                     .push_bind(job.webhook_sid.as_ref().map(|s| s.as_str().to_owned()))
-                    .push_bind(job.first_message_sid.as_ref().map(|s| s.as_str().to_owned()))
+                    .push_bind(
+                        job.first_message_sid
+                            .as_ref()
+                            .map(|s| s.as_str().to_owned()),
+                    )
                     .push_bind(routing)
                     .push_bind("pending")
                     .push_bind(job.received_at)
@@ -208,15 +210,16 @@ impl SqliteStore {
         &self,
         conversation: &ConversationSid,
         owner: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE jobs SET needs_lookup = 1 WHERE conversation_sid = ?1 AND lease_owner = ?2",
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET needs_lookup = 1 \
+             WHERE conversation_sid = ?1 AND lease_owner = ?2 AND state = 'pending'",
         )
         .bind(conversation.as_str())
         .bind(owner)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(result.rows_affected() == 1)
     }
 
     pub async fn mark_webhook_removed(
@@ -224,11 +227,13 @@ impl SqliteStore {
         conversation: &ConversationSid,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE jobs SET webhook_removed = 1, updated_at = ?1 WHERE conversation_sid = ?2")
-            .bind(now)
-            .bind(conversation.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET webhook_removed = 1, updated_at = ?1 WHERE conversation_sid = ?2",
+        )
+        .bind(now)
+        .bind(conversation.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -250,7 +255,11 @@ impl SqliteStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    pub async fn list(&self, state: Option<JobState>, limit: usize) -> Result<Vec<Job>, StoreError> {
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = match state {
             Some(s) => {
@@ -293,12 +302,11 @@ impl SqliteStore {
     }
 
     pub async fn purge_finished(&self, before: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "DELETE FROM jobs WHERE state IN ('created', 'dead') AND updated_at < ?1",
-        )
-        .bind(before)
-        .execute(&self.pool)
-        .await?;
+        let result =
+            sqlx::query("DELETE FROM jobs WHERE state IN ('created', 'dead') AND updated_at < ?1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
         Ok(result.rows_affected())
     }
 
@@ -339,7 +347,10 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
             parsed(row, "conversation_sid", d::ConversationSid::parse)?,
             "conversation_sid",
         )?,
-        account_sid: required(parsed(row, "account_sid", d::AccountSid::parse)?, "account_sid")?,
+        account_sid: required(
+            parsed(row, "account_sid", d::AccountSid::parse)?,
+            "account_sid",
+        )?,
         chat_service_sid: parsed(row, "chat_service_sid", d::ChatServiceSid::parse)?,
         webhook_sid: parsed(row, "webhook_sid", d::WebhookSid::parse)?,
         first_message_sid: parsed(row, "first_message_sid", d::MessageSid::parse)?,

@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(e.status, 400);
         assert_eq!(e.code, Some(80102));
         assert_eq!(e.message, "Participant already in an interaction");
-        assert_eq!(e.more_info.as_deref(), Some("https://www.twilio.com/docs/errors/80102"));
+        assert_eq!(
+            e.more_info.as_deref(),
+            Some("https://www.twilio.com/docs/errors/80102")
+        );
         let err = TwilioError::Api(e);
         assert!(!err.is_retryable());
         assert!(err.to_string().contains("80102"));

@@ -20,7 +20,10 @@ pub use taskrouter::FoundTask;
 
 #[derive(Clone)]
 enum Auth {
-    Basic { user: String, password: SecretString },
+    Basic {
+        user: String,
+        password: SecretString,
+    },
     DryRun,
 }
 
@@ -99,7 +102,10 @@ impl TwilioClient {
         let response = builder.send().await.map_err(TwilioError::from_transport)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(TwilioError::from_transport)?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(TwilioError::from_transport)?;
         if status.is_success() {
             Ok(Success { status, body })
         } else {

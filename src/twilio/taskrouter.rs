@@ -4,7 +4,9 @@
 use serde::Deserialize;
 
 use super::{TwilioClient, TwilioError};
-use crate::domain::{ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid};
+use crate::domain::{
+    ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid,
+};
 
 /// A task whose attributes name the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +40,10 @@ impl TwilioClient {
         let url = format!("{}/v1/Workspaces/{workspace}/Tasks", self.taskrouter_base);
         let expression = format!("conversationSid == \"{conversation}\"");
         let ok = self
-            .send(
-                self.request(reqwest::Method::GET, &url)
-                    .query(&[("EvaluateTaskAttributes", expression.as_str()), ("PageSize", "20")]),
-            )
+            .send(self.request(reqwest::Method::GET, &url).query(&[
+                ("EvaluateTaskAttributes", expression.as_str()),
+                ("PageSize", "20"),
+            ]))
             .await?;
         let page: Page = serde_json::from_slice(&ok.body).map_err(|e| TwilioError::Decode {
             status: ok.status.as_u16(),

@@ -10,7 +10,7 @@ use crate::store::{ms, now_ms, Job, JobError, Transition};
 use crate::twilio::{CreatedInteraction, TwilioError};
 
 impl Worker {
-    pub(super) async fn attempt(self: Arc<Self>, job: Job) {
+    pub(super) async fn attempt(self: Arc<Self>, job: Job, lease: String) {
         let span = tracing::info_span!(
             "job",
             conversation = %job.conversation_sid,
@@ -18,16 +18,21 @@ impl Worker {
             attempt = job.attempts + 1,
         );
         async move {
-            let transition = self.decide(&job).await;
+            let Some(transition) = self.decide(&job, &lease).await else {
+                tracing::warn!("lease lost while waiting to send; another claim owns the job now");
+                return;
+            };
             log_transition(&job, &transition);
             match self
                 .store
-                .record(&job.conversation_sid, &self.owner, &transition)
+                .record(&job.conversation_sid, &lease, &transition)
                 .await
             {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::warn!("lease lost before the outcome was recorded; another worker owns the job");
+                    tracing::warn!(
+                        "lease lost before the outcome was recorded; another worker owns the job"
+                    );
                     return;
                 }
                 Err(e) => {
@@ -44,7 +49,8 @@ impl Worker {
         .await;
     }
 
-    async fn decide(&self, job: &Job) -> Transition {
+    /// What this attempt did; `None` when the lease was lost before anything was sent.
+    async fn decide(&self, job: &Job, lease: &str) -> Option<Transition> {
         if job.needs_lookup {
             match self
                 .client
@@ -53,41 +59,46 @@ impl Worker {
             {
                 Ok(Some(found)) => {
                     tracing::info!(task = %found.task_sid, "found the task an earlier attempt created; adopting it");
-                    return Transition::Created {
+                    return Some(Transition::Created {
                         interaction_sid: found.interaction_sid,
                         interaction_channel_sid: found.channel_sid,
                         task_sid: Some(found.task_sid),
-                    };
+                    });
                 }
                 Ok(None) => tracing::info!("no task for the conversation yet; creating it"),
-                Err(e) => return self.failed(job, &e, true),
+                Err(e) => return Some(self.failed(job, &e, true)),
             }
         }
 
         self.limiter.until_ready(&job.account_sid).await;
-        // Write-ahead: from here on a crash leaves the job marked as possibly created.
-        if let Err(e) = self
+        // Write-ahead, and a last check of the lease: from here on a crash leaves the job
+        // marked as possibly created, and a lost lease sends nothing.
+        match self
             .store
-            .mark_attempt_started(&job.conversation_sid, &self.owner)
+            .mark_attempt_started(&job.conversation_sid, lease)
             .await
         {
-            tracing::warn!(error = %e, "could not mark the attempt; trying later");
-            return Transition::Retry {
-                next_attempt_at: now_ms() + ms(self.config.backoff.delay(job.attempts)),
-                error: JobError {
-                    code: None,
-                    status: None,
-                    message: format!("store: {e}"),
-                },
-                needs_lookup: job.needs_lookup,
-            };
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not mark the attempt; trying later");
+                return Some(Transition::Retry {
+                    next_attempt_at: now_ms() + ms(self.config.backoff.delay(job.attempts)),
+                    error: JobError {
+                        code: None,
+                        status: None,
+                        message: format!("store: {e}"),
+                    },
+                    needs_lookup: job.needs_lookup,
+                });
+            }
         }
         let request = self.router.interaction(&job.conversation_sid, &job.routing);
         if self.client.is_dry_run() {
             let (channel, routing) = request.redacted(job.routing.customer_address.as_ref());
             tracing::info!(%channel, %routing, "dry-run: would POST /v1/Interactions");
         }
-        match self.client.create_interaction(&request).await {
+        Some(match self.client.create_interaction(&request).await {
             Ok(CreatedInteraction {
                 interaction_sid,
                 channel_sid,
@@ -110,7 +121,7 @@ impl Worker {
                 let ambiguous = e.may_have_been_processed();
                 self.failed(job, &e, ambiguous)
             }
-        }
+        })
     }
 
     /// Retry later, or give up: a 4xx other than 429 is permanent, and so is old age.
@@ -160,7 +171,11 @@ impl Worker {
         }
         match self
             .client
-            .delete_conversation_webhook(job.chat_service_sid.as_ref(), &job.conversation_sid, webhook)
+            .delete_conversation_webhook(
+                job.chat_service_sid.as_ref(),
+                &job.conversation_sid,
+                webhook,
+            )
             .await
         {
             Ok(outcome) => {

@@ -50,6 +50,10 @@ mod tests {
         let delays: Vec<Duration> = (0..200).map(|_| b.delay(2)).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(400)));
         let distinct: std::collections::HashSet<_> = delays.iter().collect();
-        assert!(distinct.len() > 50, "full jitter spreads the retries: {}", distinct.len());
+        assert!(
+            distinct.len() > 50,
+            "full jitter spreads the retries: {}",
+            distinct.len()
+        );
     }
 }

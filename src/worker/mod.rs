@@ -5,7 +5,7 @@ mod attempt;
 mod backoff;
 mod rate_limit;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +63,7 @@ pub(crate) struct Worker {
     config: WorkerConfig,
     /// Distinguishes this process's leases from another instance's.
     owner: String,
+    claims: AtomicU64,
 }
 
 /// Controls a running worker.
@@ -100,6 +101,7 @@ pub fn spawn(
     let worker = Arc::new(Worker {
         limiter: CreateRateLimit::per_second(config.max_creates_per_second),
         owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+        claims: AtomicU64::new(0),
         store,
         client,
         router,
@@ -128,17 +130,29 @@ impl Worker {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut purge = tokio::time::interval(Duration::from_secs(3600));
         loop {
+            while let Some(done) = in_flight.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "job attempt panicked");
+                }
+            }
             let room = self.config.concurrency.saturating_sub(in_flight.len());
             if room > 0 {
                 let now = now_ms();
+                // Each claim gets its own lease token: an attempt whose lease was taken over,
+                // even by this same process, can then never send or record anything.
+                let lease = format!(
+                    "{}#{}",
+                    self.owner,
+                    self.claims.fetch_add(1, Ordering::Relaxed)
+                );
                 match self
                     .store
-                    .claim_due(&self.owner, now, now + ms(self.config.lease), room)
+                    .claim_due(&lease, now, now + ms(self.config.lease), room)
                     .await
                 {
                     Ok(jobs) => {
                         for job in jobs {
-                            in_flight.spawn(self.clone().attempt(job));
+                            in_flight.spawn(self.clone().attempt(job, lease.clone()));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "could not claim jobs"),
@@ -159,14 +173,20 @@ impl Worker {
         }
         let pending = in_flight.len();
         if pending > 0 {
-            tracing::info!(jobs = pending, "worker stopping: waiting for jobs in flight");
+            tracing::info!(
+                jobs = pending,
+                "worker stopping: waiting for jobs in flight"
+            );
             let drained = tokio::time::timeout(grace, async {
                 while in_flight.join_next().await.is_some() {}
             })
             .await;
             if drained.is_err() {
                 // Their leases expire and their intent flag makes the next claim look first.
-                tracing::warn!(jobs = in_flight.len(), "jobs still in flight at shutdown were abandoned");
+                tracing::warn!(
+                    jobs = in_flight.len(),
+                    "jobs still in flight at shutdown were abandoned"
+                );
                 in_flight.abort_all();
             }
         }

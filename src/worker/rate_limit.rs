@@ -1,8 +1,13 @@
 //! The outbound pace of `POST /v1/Interactions`: a token bucket per account
 //! (`flex.max_creates_per_second`), with a burst of one so that no one-second window
 //! ever holds more than rate + 1 requests (Twilio allows 20).
+//!
+//! Waiters queue first-come first-served: the bucket alone does not promise fairness, and
+//! a starved job could outlive its lease.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -11,6 +16,7 @@ use crate::domain::AccountSid;
 #[derive(Debug)]
 pub struct CreateRateLimit {
     limiter: DefaultKeyedRateLimiter<AccountSid>,
+    queues: Mutex<HashMap<AccountSid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl CreateRateLimit {
@@ -19,11 +25,52 @@ impl CreateRateLimit {
         let quota = Quota::per_second(rate).allow_burst(NonZeroU32::MIN);
         Self {
             limiter: RateLimiter::keyed(quota),
+            queues: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Waits until this account may create one more interaction.
+    /// Waits, in arrival order, until this account may create one more interaction.
     pub async fn until_ready(&self, account: &AccountSid) {
+        let queue = {
+            let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            queues.entry(account.clone()).or_default().clone()
+        };
+        // tokio's Mutex hands the lock out in FIFO order.
+        let _turn = queue.lock().await;
         self.limiter.until_key_ready(account).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn waiters_are_served_in_arrival_order_at_the_configured_pace() {
+        let limit = Arc::new(CreateRateLimit::per_second(20));
+        let account = AccountSid::parse("AC00000000000000000000000000000000").unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let (limit, account, order) = (limit.clone(), account.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                limit.until_ready(&account).await;
+                order.lock().unwrap().push(i);
+            }));
+            // Arrivals are spaced so their order is known.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..10).collect::<Vec<_>>());
+        // Ten permits at 20/s with a burst of one need at least 9 intervals of 50 ms.
+        assert!(
+            started.elapsed() >= Duration::from_millis(440),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

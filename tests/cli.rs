@@ -1,0 +1,702 @@
+//! Black-box tests of the real `flexhook` binary, run as a subprocess.
+//!
+//! Every command starts from an empty environment, a fresh temporary working directory and
+//! a store inside it, so these tests never touch the repository's `data/` folder and never
+//! depend on the developer's environment. Every wait is bounded by [`DEADLINE`].
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flexhook");
+const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+const SHARED_KEY_VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/twilio/shared_key_vectors.json"
+);
+/// The longest any single wait may take before the test fails instead of hanging.
+const DEADLINE: Duration = Duration::from_secs(20);
+/// The development token of `config/local.toml`.
+const DEV_TOKEN: &str = "local-development-token-not-secret";
+const CUSTOMER: &str = "whatsapp:+34600111222";
+const CUSTOMER_NUMBER: &str = "+34600111222";
+const SIMULATE_DEFAULT_BODY: &str = "Hello from flexhook simulate";
+
+/// A temporary working directory and store, and the variables every command gets.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    vars: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+            vars: Vec::new(),
+        }
+    }
+
+    /// Adds a variable given to every command of this sandbox.
+    fn with(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn store_url(&self) -> String {
+        format!("sqlite://{}/flexhook.db", self.path().display())
+    }
+
+    /// `flexhook ARGS` with only the sandbox's environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("FLEXHOOK_CONFIG_DIR", CONFIG_DIR)
+            .env("NO_COLOR", "1")
+            .env("FLEXHOOK_STORE__URL", self.store_url())
+            .env("FLEXHOOK_SERVER__PORT", "0")
+            .env("FLEXHOOK_SERVER__HOST", "127.0.0.1")
+            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(self.path())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `flexhook ARGS` to completion (within the deadline).
+    fn run(&self, args: &[&str]) -> Run {
+        run(self.command(args))
+    }
+
+    /// Starts `flexhook serve` and waits until it listens.
+    fn serve(&self) -> Server {
+        Server::start(self.command(&["serve"]))
+    }
+
+    /// `jobs list --json [extra…]`, one parsed object per line.
+    fn jobs_json(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["jobs", "list", "--json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        assert!(out.status.success(), "jobs list failed: {out:?}");
+        out.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// Polls `jobs list --json [extra…]` until the conversation's job satisfies `done`.
+    fn wait_for_job(
+        &self,
+        conversation: &str,
+        extra: &[&str],
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let jobs = self.jobs_json(extra);
+            if let Some(job) = jobs
+                .iter()
+                .find(|j| j["conversation_sid"] == conversation && done(j))
+            {
+                return job.clone();
+            }
+            assert!(
+                Instant::now() < until,
+                "no matching job for {conversation} within {DEADLINE:?}; jobs: {jobs:#?}"
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A finished command.
+#[derive(Debug)]
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Runs a command to completion, killing it (and failing the test) at the deadline.
+fn run(mut cmd: Command) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start flexhook");
+    let stdout = read_all(child.stdout.take().expect("piped stdout"));
+    let stderr = read_all(child.stderr.take().expect("piped stderr"));
+    let until = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for flexhook") {
+            break status;
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
+                stdout.join().unwrap_or_default(),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        status,
+        stdout: stdout.join().expect("read stdout"),
+        stderr: stderr.join().expect("read stderr"),
+    }
+}
+
+/// A running `flexhook serve`, killed when dropped; its stderr is collected as it comes.
+struct Server {
+    child: Child,
+    port: u16,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start flexhook serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<u16>();
+        let sink = Arc::clone(&logs);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut tx = Some(tx);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&raw);
+                sink.lock().unwrap().push_str(&line);
+                if line.contains("flexhook listening") {
+                    if let (Some(port), Some(tx)) = (listening_port(&line), tx.take()) {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            port: 0,
+            logs,
+        };
+        match rx.recv_timeout(DEADLINE) {
+            Ok(port) => server.port = port,
+            Err(e) => {
+                let status = server.child.try_wait().ok().flatten();
+                panic!(
+                    "flexhook serve did not report `flexhook listening … port=N` ({e}; exit status {status:?}); logs:\n{}",
+                    server.logs()
+                );
+            }
+        }
+        server
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}/webhooks/conversations", self.port)
+    }
+
+    /// Waits until the logs contain `needle`; returns the first line that does.
+    fn wait_for_log(&self, needle: &str) -> String {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let logs = self.logs();
+            if let Some(line) = logs.lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < until,
+                "the serve logs never contained {needle:?} within {DEADLINE:?}; logs:\n{logs}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `port=NNNN` from the "flexhook listening" log line.
+fn listening_port(line: &str) -> Option<u16> {
+    line.split_whitespace()
+        .find_map(|token| token.strip_prefix("port="))
+        .and_then(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+}
+
+fn account_sid() -> String {
+    format!("AC{}", "0123456789abcdef".repeat(2))
+}
+
+// ---------------------------------------------------------------------------------------
+// sign
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn sign_prints_the_docs_worked_example_signature() {
+    let sandbox = Sandbox::new().with("TWILIO_AUTH_TOKEN", "12345");
+    let out = sandbox.run(&[
+        "sign",
+        "--url",
+        "https://example.com/myapp.php?foo=1&bar=2",
+        "--param",
+        "Digits=1234",
+        "--param",
+        "To=+18005551212",
+        "--param",
+        "From=+14158675310",
+        "--param",
+        "Caller=+14158675310",
+        "--param",
+        "CallSid=CA1234567890ABCDE",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.trim() == "X-Twilio-Signature: L/OH5YylLD5NRKLltdqwSvS0BnU="),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn flexhook_variables_win_over_twilio_standard_ones() {
+    let sandbox = Sandbox::new()
+        .with("TWILIO_AUTH_TOKEN", "not-this-one")
+        .with("FLEXHOOK_TWILIO__AUTH_TOKEN", "12345");
+    let out = sandbox.run(&[
+        "sign",
+        "--url",
+        "https://example.com/myapp.php?foo=1&bar=2",
+        "--param",
+        "Digits=1234",
+        "--param",
+        "To=+18005551212",
+        "--param",
+        "From=+14158675310",
+        "--param",
+        "Caller=+14158675310",
+        "--param",
+        "CallSid=CA1234567890ABCDE",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.trim() == "X-Twilio-Signature: L/OH5YylLD5NRKLltdqwSvS0BnU="),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn sign_with_a_shared_key_prints_the_settings_header() {
+    let vectors: Value = serde_json::from_str(
+        &std::fs::read_to_string(SHARED_KEY_VECTORS).expect("read shared_key_vectors.json"),
+    )
+    .expect("shared_key_vectors.json is JSON");
+    let key_id = vectors["key_id"].as_str().unwrap();
+    let secret = vectors["secret"].as_str().unwrap();
+    assert_eq!(key_id, "webhooks_sharedkey_01jz8example0000000000000");
+    let case = vectors["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["algorithm"] == "HMAC_SHA256" && c.get("signed_url").is_none())
+        .expect("an HMAC_SHA256 case over the plain url");
+    let expected = case["signature"].as_str().unwrap();
+    assert_eq!(expected, "/PiBh48fJf6uuyttyeaqG3yU25Qanx+XiDk0VWiwQ6A=");
+
+    let params: Vec<String> = vectors["params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+        .collect();
+    let mut args = vec![
+        "sign",
+        "--url",
+        vectors["url"].as_str().unwrap(),
+        "--shared-key",
+        key_id,
+        "--algorithm",
+        "HMAC_SHA256",
+    ];
+    for p in &params {
+        args.extend(["--param", p.as_str()]);
+    }
+    let sandbox = Sandbox::new().with("TWILIO_WEBHOOK_SHARED_KEYS", &format!("{key_id}={secret}"));
+    let out = sandbox.run(&args);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&format!("X-Twilio-Signature: {expected}").as_str()),
+        "{out:?}"
+    );
+    assert!(
+        lines.contains(
+            &"X-Twilio-Webhooks-Signature-Settings: key=webhooks_sharedkey_01jz8example0000000000000,algorithm=HMAC_SHA256"
+        ),
+        "{out:?}"
+    );
+    assert!(
+        !out.stdout.contains(secret),
+        "the secret is never printed: {out:?}"
+    );
+}
+
+#[test]
+fn sign_with_an_unknown_shared_key_fails_naming_the_setting() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(&[
+        "sign",
+        "--url",
+        "https://example.com/webhooks/conversations",
+        "--param",
+        "EventType=onMessageAdded",
+        "--shared-key",
+        "webhooks_sharedkey_not_configured",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("twilio.webhook_shared_keys"), "{out:?}");
+    assert!(!out.stdout.contains("X-Twilio-Signature"), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// serve + simulate (dry-run)
+// ---------------------------------------------------------------------------------------
+
+/// Serves in dry-run, simulates one message and checks what the log and the store say.
+fn dry_run_round_trip(conversation: &str, json: bool) {
+    let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
+    let server = sandbox.serve();
+    assert!(server.logs().contains("DRY-RUN"), "{}", server.logs());
+
+    let url = server.webhook_url();
+    let mut args = vec![
+        "simulate",
+        "--url",
+        url.as_str(),
+        "--author",
+        CUSTOMER,
+        "--conversation",
+        conversation,
+    ];
+    if json {
+        args.push("--json");
+    }
+    let out = sandbox.run(&args);
+    assert!(
+        out.status.success(),
+        "{out:?}\nserve logs:\n{}",
+        server.logs()
+    );
+    assert!(out.stdout.contains("200"), "{out:?}");
+
+    let would = server.wait_for_log("would POST /v1/Interactions");
+    assert!(would.contains(conversation), "{would}");
+    sandbox.wait_for_job(conversation, &[], |j| j["state"] == "created");
+
+    let logs = server.logs();
+    assert!(logs.contains(conversation), "{logs}");
+    assert!(
+        !logs.contains(CUSTOMER_NUMBER),
+        "the full address is never logged:\n{logs}"
+    );
+    assert!(
+        !logs.contains(SIMULATE_DEFAULT_BODY),
+        "message text is never logged:\n{logs}"
+    );
+    drop(server);
+
+    let jobs = sandbox.jobs_json(&[]);
+    let job = jobs
+        .iter()
+        .find(|j| j["conversation_sid"] == conversation)
+        .unwrap_or_else(|| panic!("no job for {conversation}: {jobs:#?}"));
+    assert_eq!(job["state"], "created", "{job:#}");
+    assert!(!job.to_string().contains(CUSTOMER_NUMBER), "{job:#}");
+
+    let show = sandbox.run(&["jobs", "show", conversation]);
+    assert!(show.status.success(), "{show:?}");
+    assert!(show.stdout.contains(conversation), "{show:?}");
+    assert!(show.stdout.contains("created"), "{show:?}");
+    assert!(!show.stdout.contains(CUSTOMER_NUMBER), "{show:?}");
+}
+
+#[test]
+fn quick_start_dry_run_accepts_a_simulated_message_and_logs_the_interaction() {
+    dry_run_round_trip("CH0000000000000000000000000000a001", false);
+}
+
+#[test]
+fn simulate_with_json_body_is_accepted() {
+    dry_run_round_trip("CH0000000000000000000000000000a002", true);
+}
+
+#[test]
+fn a_request_signed_with_another_token_is_refused_and_the_log_names_the_urls_tried() {
+    let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
+    let server = sandbox.serve();
+    let url = server.webhook_url();
+    let mut cmd = sandbox.command(&[
+        "simulate",
+        "--url",
+        url.as_str(),
+        "--conversation",
+        "CH0000000000000000000000000000a003",
+    ]);
+    cmd.env("FLEXHOOK_TWILIO__AUTH_TOKEN", "wrong-token");
+    let out = run(cmd);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("403"), "{out:?}");
+
+    let refused = server.wait_for_log("does not match");
+    let logs = server.logs();
+    assert!(
+        refused.contains(&url),
+        "the refusal names {url}: {refused}\n{logs}"
+    );
+    assert!(!logs.contains("wrong-token"), "{logs}");
+    assert!(!logs.contains(DEV_TOKEN), "{logs}");
+    drop(server);
+    assert!(
+        sandbox.jobs_json(&[]).is_empty(),
+        "a refused webhook makes no job"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// start-up refusals
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn production_without_credentials_refuses_to_start_naming_the_keys() {
+    let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "production");
+    let out = sandbox.run(&["serve"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    for name in [
+        "twilio.account_sid",
+        "TWILIO_ACCOUNT_SID",
+        "twilio.auth_token",
+        "flex.workflow_sid",
+    ] {
+        assert!(out.stderr.contains(name), "stderr names {name}: {out:?}");
+    }
+}
+
+#[test]
+fn a_malformed_workflow_sid_is_refused_at_start() {
+    let sandbox = Sandbox::new()
+        .with("FLEXHOOK_ENV", "local")
+        .with("FLEXHOOK_FLEX__WORKFLOW_SID", "WS123");
+    let out = sandbox.run(&["serve"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("flex.workflow_sid"), "{out:?}");
+    assert!(
+        out.stderr.contains("FLEXHOOK_FLEX__WORKFLOW_SID"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_stops_start_up_naming_store_url() {
+    let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
+    let blocker = sandbox.path().join("blocker");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let mut cmd = sandbox.command(&["serve"]);
+    cmd.env(
+        "FLEXHOOK_STORE__URL",
+        format!("sqlite://{}/sub/flexhook.db", blocker.display()),
+    );
+    let out = run(cmd);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("store.url"), "{out:?}");
+    assert!(!out.stderr.contains("flexhook listening"), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// jobs retry (live mode against a mock Twilio)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn jobs_retry_moves_a_dead_job_back_to_pending() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let twilio = runtime.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/Interactions"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+                "code": 80102,
+                "message": "Participant already in an interaction",
+                "more_info": "https://www.twilio.com/docs/errors/80102",
+                "status": 400
+            })))
+            .mount(&server)
+            .await;
+        server
+    });
+    let base = twilio.uri();
+    let conversation = "CH0000000000000000000000000000b001";
+    let sandbox = Sandbox::new()
+        .with("FLEXHOOK_ENV", "local")
+        .with("TWILIO_ACCOUNT_SID", &account_sid())
+        .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
+        .with(
+            "FLEXHOOK_FLEX__WORKSPACE_SID",
+            "WS0000000000000000000000000000b001",
+        )
+        .with(
+            "FLEXHOOK_FLEX__WORKFLOW_SID",
+            "WW0000000000000000000000000000b001",
+        )
+        .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", &base);
+
+    let server = sandbox.serve();
+    assert!(
+        !server.logs().contains("DRY-RUN"),
+        "live mode: {}",
+        server.logs()
+    );
+    let url = server.webhook_url();
+    let out = sandbox.run(&[
+        "simulate",
+        "--url",
+        url.as_str(),
+        "--author",
+        CUSTOMER,
+        "--conversation",
+        conversation,
+    ]);
+    assert!(
+        out.status.success(),
+        "{out:?}\nserve logs:\n{}",
+        server.logs()
+    );
+
+    let dead = sandbox.wait_for_job(conversation, &["--state", "dead"], |_| true);
+    assert_eq!(dead["state"], "dead", "{dead:#}");
+    assert_eq!(dead["last_error"]["code"], 80102, "{dead:#}");
+    server.wait_for_log("80102");
+    let requests = runtime
+        .block_on(twilio.received_requests())
+        .unwrap_or_default();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method.as_str() == "POST" && r.url.path() == "/v1/Interactions"),
+        "the worker called the mock Flex API: {requests:?}"
+    );
+    // Stopped, so that nothing picks the retried job up again: its state is then exact.
+    drop(server);
+
+    let retry = sandbox.run(&["jobs", "retry", conversation]);
+    assert!(retry.status.success(), "{retry:?}");
+    assert!(
+        retry.stdout.contains("1 job(s) moved back to pending"),
+        "{retry:?}"
+    );
+
+    let show = sandbox.run(&["jobs", "show", conversation, "--json"]);
+    assert!(show.status.success(), "{show:?}");
+    let job: Value = serde_json::from_str(&show.stdout).expect("jobs show --json prints JSON");
+    assert_eq!(job["state"], "pending", "{job:#}");
+    assert_eq!(job["attempts"], 0, "{job:#}");
+
+    let again = sandbox.run(&["jobs", "retry", conversation]);
+    assert!(
+        !again.status.success(),
+        "a pending job is not dead: {again:?}"
+    );
+    assert!(again.stderr.contains("not dead"), "{again:?}");
+
+    let unknown = sandbox.run(&["jobs", "retry", "CH0000000000000000000000000000ffff"]);
+    assert!(!unknown.status.success(), "{unknown:?}");
+    assert!(
+        unknown
+            .stderr
+            .contains("no job for conversation CH0000000000000000000000000000ffff"),
+        "{unknown:?}"
+    );
+
+    let usage = sandbox.run(&["jobs", "retry"]);
+    assert_eq!(usage.status.code(), Some(2), "a usage error: {usage:?}");
+    assert!(usage.stderr.contains("Usage"), "{usage:?}");
+    assert!(usage.stderr.contains("CONVERSATION"), "{usage:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// help
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn every_command_has_help() {
+    let sandbox = Sandbox::new();
+    for (args, word) in [
+        (&["--help"][..], "Twilio Conversations webhooks"),
+        (&["serve", "--help"][..], "Run the service"),
+        (&["sign", "--help"][..], "X-Twilio-Signature"),
+        (&["simulate", "--help"][..], "onMessageAdded"),
+        (&["jobs", "--help"][..], "Inspect and replay"),
+        (&["jobs", "list", "--help"][..], "List jobs"),
+        (&["jobs", "show", "--help"][..], "Show one conversation"),
+        (
+            &["jobs", "retry", "--help"][..],
+            "Move dead jobs back to pending",
+        ),
+    ] {
+        let out = sandbox.run(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(
+            out.stdout.contains(word),
+            "{args:?} mentions {word:?}: {out:?}"
+        );
+        assert!(out.stdout.contains("Usage: flexhook"), "{args:?}: {out:?}");
+    }
+}

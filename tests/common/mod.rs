@@ -1,0 +1,268 @@
+//! Starts the real app on port 0, with a temp SQLite file and wiremock servers standing in
+//! for Twilio's flex-api, conversations and taskrouter.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use flexhook::config::{LoadOptions, Settings};
+use flexhook::domain::ConversationSid;
+use flexhook::signature::{compute_signature, Algorithm};
+use flexhook::startup::Application;
+use flexhook::store::{Job, JobState, Store, StoreOptions};
+use tokio::task::JoinHandle;
+use wiremock::MockServer;
+
+pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+pub const TOKEN: &str = "test-auth-token-0123456789";
+pub const WORKSPACE: &str = "WS0123456789abcdef0123456789abcdef";
+pub const WORKFLOW: &str = "WW0123456789abcdef0123456789abcdef";
+pub const SERVICE: &str = "IS0123456789abcdef0123456789abcdef";
+pub const WEBHOOK: &str = "WH0123456789abcdef0123456789abcdef";
+pub const PATH: &str = "/webhooks/conversations";
+
+/// What outlives one run of the app: the database file and the Twilio stand-ins.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub flex: MockServer,
+    pub conversations: MockServer,
+    pub taskrouter: MockServer,
+}
+
+impl Env {
+    pub async fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            flex: MockServer::start().await,
+            conversations: MockServer::start().await,
+            taskrouter: MockServer::start().await,
+        }
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}/flexhook.db", self.dir.path().display())
+    }
+
+    fn overrides(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut o: Vec<(String, String)> = [
+            ("server.host", "127.0.0.1".to_owned()),
+            ("server.port", "0".to_owned()),
+            ("server.shutdown_timeout_secs", "2".to_owned()),
+            ("twilio.account_sid", ACCOUNT.to_owned()),
+            ("twilio.auth_token", TOKEN.to_owned()),
+            ("twilio.flex_api_base_url", self.flex.uri()),
+            (
+                "twilio.conversations_api_base_url",
+                self.conversations.uri(),
+            ),
+            ("twilio.taskrouter_api_base_url", self.taskrouter.uri()),
+            ("twilio.request_timeout_ms", "1000".to_owned()),
+            ("flex.workspace_sid", WORKSPACE.to_owned()),
+            ("flex.workflow_sid", WORKFLOW.to_owned()),
+            ("store.url", self.db_url()),
+            ("worker.retry_base_ms", "50".to_owned()),
+            ("worker.retry_cap_ms", "200".to_owned()),
+            ("worker.lookup_delay_ms", "100".to_owned()),
+            ("worker.poll_interval_ms", "100".to_owned()),
+            ("worker.lease_secs", "5".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        o.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        o
+    }
+
+    pub fn settings(&self, extra: &[(&str, &str)]) -> flexhook::config::ValidSettings {
+        Settings::load(&LoadOptions {
+            environment: Some("test".into()),
+            config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
+            file: None,
+            read_env: false,
+            overrides: self.overrides(extra),
+        })
+        .unwrap()
+        .validate()
+        .unwrap()
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::open(
+            &self.db_url(),
+            &StoreOptions {
+                busy_timeout: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// A running app.
+pub struct TestApp {
+    pub port: u16,
+    pub address: String,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+    join: JoinHandle<anyhow::Result<()>>,
+}
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        flexhook::telemetry::init(&flexhook::config::LogSettings {
+            format: "pretty".into(),
+            filter: "info".into(),
+        });
+    }
+}
+
+impl TestApp {
+    pub async fn start(env: &Env, extra: &[(&str, &str)]) -> Self {
+        init_logs();
+        let app = Application::build(env.settings(extra)).await.unwrap();
+        let port = app.port();
+        let handle = app.server_handle();
+        let join = tokio::spawn(app.run_until_stopped());
+        Self {
+            port,
+            address: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            handle,
+            join,
+        }
+    }
+
+    /// Stops gracefully, as a SIGTERM would.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.join.await.unwrap().unwrap();
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}{PATH}", self.address)
+    }
+
+    /// POSTs a form signed with `token` over this app's URL.
+    pub async fn post_form_signed_with(
+        &self,
+        token: &str,
+        params: &[(String, String)],
+    ) -> reqwest::Response {
+        let signature =
+            compute_signature(token.as_bytes(), Algorithm::HmacSha1, &self.url(), params);
+        self.client
+            .post(self.url())
+            .header("X-Twilio-Signature", signature)
+            .form(params)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_form(&self, params: &[(String, String)]) -> reqwest::Response {
+        self.post_form_signed_with(TOKEN, params).await
+    }
+}
+
+pub fn random_sid(prefix: &str) -> String {
+    format!("{prefix}{:032x}", rand::random::<u128>())
+}
+
+/// The form Twilio sends for a customer's message.
+pub fn message(conversation: &str, author: &str) -> Vec<(String, String)> {
+    [
+        ("EventType", "onMessageAdded".to_owned()),
+        ("AccountSid", ACCOUNT.to_owned()),
+        ("ConversationSid", conversation.to_owned()),
+        ("ChatServiceSid", SERVICE.to_owned()),
+        ("MessageSid", random_sid("IM")),
+        ("ParticipantSid", random_sid("MB")),
+        ("WebhookSid", WEBHOOK.to_owned()),
+        ("Author", author.to_owned()),
+        ("Body", "Hello, I need help with my order".to_owned()),
+        ("Attributes", "{}".to_owned()),
+        ("Index", "0".to_owned()),
+        ("Source", "WHATSAPP".to_owned()),
+        ("RetryCount", "0".to_owned()),
+        ("DateCreated", "2026-11-22T10:00:00Z".to_owned()),
+        ("MessagingBinding.Address", author.to_owned()),
+        (
+            "MessagingBinding.ProxyAddress",
+            "whatsapp:+15550001111".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+pub fn with(mut params: Vec<(String, String)>, key: &str, value: &str) -> Vec<(String, String)> {
+    params.retain(|(k, _)| k != key);
+    params.push((key.to_owned(), value.to_owned()));
+    params
+}
+
+pub fn without(mut params: Vec<(String, String)>, key: &str) -> Vec<(String, String)> {
+    params.retain(|(k, _)| k != key);
+    params
+}
+
+/// Waits (at most `within`) until the conversation's job satisfies `done`.
+pub async fn wait_for_job(
+    store: &Store,
+    conversation: &str,
+    within: Duration,
+    done: impl Fn(&Job) -> bool,
+) -> Job {
+    let sid = ConversationSid::parse(conversation).unwrap();
+    let deadline = Instant::now() + within;
+    loop {
+        let job = store.get(&sid).await.unwrap();
+        if let Some(job) = &job {
+            if done(job) {
+                return job.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job for {conversation} did not reach the expected state in {within:?}: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub async fn wait_for_state(store: &Store, conversation: &str, state: JobState) -> Job {
+    wait_for_job(store, conversation, Duration::from_secs(15), |j| {
+        j.state == state
+    })
+    .await
+}
+
+/// The JSON of one form field of a request Flex received.
+pub fn form_json(body: &[u8], field: &str) -> serde_json::Value {
+    let raw = form_urlencoded::parse(body)
+        .find(|(k, _)| k == field)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no {field} field in {}", String::from_utf8_lossy(body)));
+    serde_json::from_str(&raw).unwrap()
+}
+
+/// A successful `POST /v1/Interactions` answer, as in Twilio's spec.
+pub fn interaction_created(conversation: &str) -> serde_json::Value {
+    serde_json::json!({
+        "sid": "KD0123456789abcdef0123456789abcdef",
+        "channel": {"type": "whatsapp", "sid": "UO0123456789abcdef0123456789abcdef"},
+        "routing": {"properties": {
+            "sid": "WT0123456789abcdef0123456789abcdef",
+            "workspace_sid": WORKSPACE,
+            "workflow_sid": WORKFLOW,
+            "attributes": format!("{{\"conversationSid\":\"{conversation}\"}}"),
+        }},
+        "url": "https://flex-api.twilio.com/v1/Interactions/KD0123456789abcdef0123456789abcdef",
+    })
+}
+
+/// An empty TaskRouter task list.
+pub fn no_tasks() -> serde_json::Value {
+    serde_json::json!({"tasks": [], "meta": {"page": 0, "page_size": 20, "key": "tasks"}})
+}

@@ -1,0 +1,413 @@
+//! Exactly one interaction per conversation, durably: retries, 429s, ambiguous timeouts,
+//! permanent failures, concurrency, restarts and Twilio's rate limit, against wiremock and
+//! a real SQLite file.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use flexhook::store::JobState;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
+
+fn created(ch: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(interaction_created(ch))
+}
+
+fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(serde_json::json!({
+        "code": code, "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status
+    }))
+}
+
+async fn interactions_received(env: &Env) -> usize {
+    env.flex
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/Interactions")
+        .count()
+}
+
+async fn tasks_are_empty(env: &Env) {
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(no_tasks()))
+        .mount(&env.taskrouter)
+        .await;
+}
+
+async fn webhooks_are_removable(env: &Env) {
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&env.conversations)
+        .await;
+}
+
+#[tokio::test]
+async fn two_500s_then_a_200_create_one_interaction_after_retries() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
+        .up_to_n_times(2)
+        .mount(&env.flex)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(created(&ch))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    tasks_are_empty(&env).await;
+    webhooks_are_removable(&env).await;
+    let app = TestApp::start(&env, &[]).await;
+
+    assert_eq!(
+        app.post_form(&message(&ch, "+14155550100")).await.status(),
+        200
+    );
+    let store = env.store().await;
+    let job = wait_for_state(&store, &ch, JobState::Created).await;
+    assert_eq!(job.attempts, 3);
+    assert_eq!(interactions_received(&env).await, 3);
+    // Each retry after a 5xx first asked TaskRouter whether the task existed.
+    assert_eq!(env.taskrouter.received_requests().await.unwrap().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_out_then_one_interaction_is_created() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(
+            twilio_error(429, 20429, "Too Many Requests").insert_header("Retry-After", "1"),
+        )
+        .up_to_n_times(1)
+        .mount(&env.flex)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(created(&ch))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    let app = TestApp::start(&env, &[]).await;
+
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    let job = wait_for_job(&store, &ch, Duration::from_secs(5), |j| j.attempts == 1).await;
+    assert_eq!(job.last_error.as_ref().unwrap().code, Some(20429));
+    assert!(
+        !job.needs_lookup,
+        "a 429 was never processed: no lookup needed"
+    );
+    let waited_at_least = job.next_attempt_at - job.updated_at;
+    assert!(
+        waited_at_least >= 1000,
+        "Retry-After: 1 must be honoured, got {waited_at_least} ms"
+    );
+    assert_eq!(
+        interactions_received(&env).await,
+        1,
+        "no retry before Retry-After"
+    );
+
+    let job = wait_for_state(&store, &ch, JobState::Created).await;
+    assert_eq!(job.attempts, 2);
+    assert!(env.taskrouter.received_requests().await.unwrap().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_timeout_after_flex_received_the_request_adopts_the_task_instead_of_creating_twice() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    // Flex takes the request but answers after our 1 s timeout.
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(created(&ch).set_delay(Duration::from_secs(3)))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    let expression = format!("conversationSid == \"{ch}\"");
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks").as_str()))
+        .and(query_param("EvaluateTaskAttributes", expression.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "tasks": [{
+                "sid": "WTfedcba9876543210fedcba9876543210",
+                "workspace_sid": WORKSPACE,
+                "assignment_status": "pending",
+                "attributes": format!(
+                    "{{\"conversationSid\":\"{ch}\",\"flexInteractionSid\":\"KDfedcba9876543210fedcba9876543210\",\"flexInteractionChannelSid\":\"UOfedcba9876543210fedcba9876543210\"}}"
+                ),
+            }],
+            "meta": {"page": 0, "page_size": 20, "key": "tasks"}
+        })))
+        .expect(1)
+        .mount(&env.taskrouter)
+        .await;
+    webhooks_are_removable(&env).await;
+    let app = TestApp::start(&env, &[]).await;
+
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    let job = wait_for_state(&store, &ch, JobState::Created).await;
+    assert_eq!(
+        job.task_sid.unwrap().as_str(),
+        "WTfedcba9876543210fedcba9876543210"
+    );
+    assert_eq!(
+        job.interaction_sid.unwrap().as_str(),
+        "KDfedcba9876543210fedcba9876543210"
+    );
+    assert_eq!(interactions_received(&env).await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_400_with_code_80102_is_dead_at_once_with_that_code() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(twilio_error(
+            400,
+            80102,
+            "Participant already in an interaction",
+        ))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    let app = TestApp::start(&env, &[]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    let job = wait_for_state(&store, &ch, JobState::Dead).await;
+    let error = job.last_error.unwrap();
+    assert_eq!(error.code, Some(80102));
+    assert_eq!(error.status, Some(400));
+    assert!(error
+        .message
+        .contains("Participant already in an interaction"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        interactions_received(&env).await,
+        1,
+        "no retry after a permanent failure"
+    );
+    assert!(env
+        .conversations
+        .received_requests()
+        .await
+        .unwrap()
+        .is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_first_messages_of_one_conversation_create_one_interaction() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(created(&ch))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    let app = Arc::new(TestApp::start(&env, &[]).await);
+    let mut deliveries = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let app = app.clone();
+        let ch = ch.clone();
+        deliveries
+            .spawn(async move { app.post_form(&message(&ch, "+14155550100")).await.status() });
+    }
+    while let Some(status) = deliveries.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let store = env.store().await;
+    wait_for_state(&store, &ch, JobState::Created).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(interactions_received(&env).await, 1);
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn a_job_left_pending_while_flex_was_down_is_created_exactly_once_after_a_restart() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(twilio_error(503, 20503, "Service Unavailable"))
+        .mount(&env.flex)
+        .await;
+    tasks_are_empty(&env).await;
+    webhooks_are_removable(&env).await;
+    let app = TestApp::start(&env, &[]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    wait_for_job(&store, &ch, Duration::from_secs(10), |j| j.attempts >= 2).await;
+    app.stop().await;
+    let job = wait_for_state(&store, &ch, JobState::Pending).await;
+    assert_eq!(job.last_error.unwrap().code, Some(20503));
+
+    env.flex.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(created(&ch))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    let app = TestApp::start(&env, &[]).await;
+    wait_for_state(&store, &ch, JobState::Created).await;
+    // A later message after the restart is still known: no second interaction.
+    app.post_form(&with(message(&ch, "+14155550100"), "Index", "1"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(interactions_received(&env).await, 1);
+    app.stop().await;
+}
+
+/// Flex as Twilio documents it: at most 20 creates in any one second, 429 past that.
+#[derive(Default)]
+struct FlexCounters {
+    window: Mutex<VecDeque<Instant>>,
+    accepted: AtomicUsize,
+    rejected: AtomicUsize,
+}
+
+#[derive(Clone, Default)]
+struct RateLimitedFlex(Arc<FlexCounters>);
+
+impl Respond for RateLimitedFlex {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let now = Instant::now();
+        let mut window = self.0.window.lock().unwrap();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            window.pop_front();
+        }
+        if window.len() >= 20 {
+            self.0.rejected.fetch_add(1, Ordering::SeqCst);
+            return twilio_error(429, 20429, "Too Many Requests");
+        }
+        window.push_back(now);
+        self.0.accepted.fetch_add(1, Ordering::SeqCst);
+        let channel = form_urlencoded::parse(&request.body)
+            .find(|(k, _)| k == "Channel")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let channel: serde_json::Value = serde_json::from_str(&channel).unwrap_or_default();
+        let ch = channel["properties"]["media_channel_sid"]
+            .as_str()
+            .unwrap_or_default();
+        created(ch)
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_new_conversations_at_once_are_all_created_without_a_single_429() {
+    let env = Env::new().await;
+    let flex = RateLimitedFlex::default();
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(flex.clone())
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    let app = Arc::new(TestApp::start(&env, &[]).await);
+    let conversations: Vec<String> = (0..200).map(|_| random_sid("CH")).collect();
+    let mut deliveries = tokio::task::JoinSet::new();
+    for ch in conversations.clone() {
+        let app = app.clone();
+        deliveries
+            .spawn(async move { app.post_form(&message(&ch, "+14155550100")).await.status() });
+    }
+    while let Some(status) = deliveries.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let store = env.store().await;
+    for ch in &conversations {
+        wait_for_job(&store, ch, Duration::from_secs(40), |j| {
+            j.state == JobState::Created
+        })
+        .await;
+    }
+    assert_eq!(
+        flex.0.rejected.load(Ordering::SeqCst),
+        0,
+        "the service must stay under Twilio's limit"
+    );
+    assert_eq!(flex.0.accepted.load(Ordering::SeqCst), 200);
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn a_job_failing_past_its_max_age_goes_dead() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(twilio_error(429, 20429, "Too Many Requests"))
+        .mount(&env.flex)
+        .await;
+    let app = TestApp::start(&env, &[("worker.max_age_secs", "1")]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    let job = wait_for_state(&store, &ch, JobState::Dead).await;
+    let error = job.last_error.unwrap();
+    assert_eq!(error.code, Some(20429));
+    assert!(error.message.contains("max_age"), "{}", error.message);
+    assert!(job.attempts >= 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_locked_database_answers_503_and_the_next_delivery_succeeds() {
+    use sqlx::Connection;
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(created(&ch))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    let app = TestApp::start(&env, &[("store.busy_timeout_ms", "200")]).await;
+
+    // Another process holds the write lock.
+    let mut other = sqlx::SqliteConnection::connect(&env.db_url())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let response = app.post_form(&message(&ch, "+14155550100")).await;
+    assert_eq!(response.status(), 503);
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+
+    // Twilio retries; now it is stored and handed off.
+    let response = app
+        .post_form(&with(message(&ch, "+14155550100"), "RetryCount", "1"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let store = env.store().await;
+    wait_for_state(&store, &ch, JobState::Created).await;
+    app.stop().await;
+}

@@ -1,0 +1,288 @@
+//! The SQLite store against a real file: insert-if-absent, leases, retries, purging.
+
+use std::time::Duration;
+
+use flexhook::domain::{AccountSid, ChannelType, ConversationSid, CustomerAddress};
+use flexhook::routing::RoutingInput;
+use flexhook::store::{
+    now_ms, Inserted, JobError, JobState, NewJob, Store, StoreError, StoreOptions, Transition,
+};
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        busy_timeout: Duration::from_secs(2),
+    }
+}
+
+async fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(
+        &format!("sqlite://{}/nested/dir/jobs.db", dir.path().display()),
+        &options(),
+    )
+    .await
+    .unwrap()
+}
+
+fn sid(prefix: &str) -> String {
+    format!("{prefix}{:032x}", rand::random::<u128>())
+}
+
+fn new_job(conversation: &str, at: i64) -> NewJob {
+    NewJob {
+        conversation_sid: ConversationSid::parse(conversation).unwrap(),
+        account_sid: AccountSid::parse("AC00000000000000000000000000000000").unwrap(),
+        chat_service_sid: None,
+        webhook_sid: None,
+        first_message_sid: None,
+        routing: RoutingInput {
+            customer_address: Some(CustomerAddress::new("+14155550100")),
+            channel_type: ChannelType::Sms,
+            proxy_address: None,
+            source: Some("SMS".into()),
+        },
+        received_at: at,
+    }
+}
+
+fn error(code: i64) -> JobError {
+    JobError {
+        code: Some(code),
+        status: Some(500),
+        message: "boom".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_first_insert_of_a_conversation_wins_within_and_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let (a, b) = (sid("CH"), sid("CH"));
+    let now = now_ms();
+    let outcomes = store
+        .insert_batch(&[new_job(&a, now), new_job(&b, now), new_job(&a, now)])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Inserted::New, Inserted::New, Inserted::Known]);
+    let again = store.insert_batch(&[new_job(&b, now)]).await.unwrap();
+    assert_eq!(again, [Inserted::Known]);
+    let job = store
+        .get(&ConversationSid::parse(&a).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, JobState::Pending);
+    assert_eq!(
+        job.routing.customer_address.unwrap().expose(),
+        "+14155550100"
+    );
+    assert_eq!(store.list(None, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_one_statement_is_inserted_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let now = now_ms();
+    let jobs: Vec<NewJob> = (0..300).map(|_| new_job(&sid("CH"), now)).collect();
+    let outcomes = store.insert_batch(&jobs).await.unwrap();
+    assert!(outcomes.iter().all(|o| *o == Inserted::New));
+    assert_eq!(
+        store
+            .list(Some(JobState::Pending), 1000)
+            .await
+            .unwrap()
+            .len(),
+        300
+    );
+}
+
+#[tokio::test]
+async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let ch = sid("CH");
+    let now = now_ms();
+    store.insert_batch(&[new_job(&ch, now)]).await.unwrap();
+    let first = store
+        .claim_due("worker-a", now, now + 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store
+        .claim_due("worker-b", now + 10, now + 1010, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The lease ran out: another worker may take it, and the first can no longer record.
+    let second = store
+        .claim_due("worker-b", now + 1000, now + 2000, 10)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    let conversation = ConversationSid::parse(&ch).unwrap();
+    assert!(!store
+        .mark_attempt_started(&conversation, "worker-a")
+        .await
+        .unwrap());
+    let dead = Transition::Dead { error: error(1) };
+    assert!(!store
+        .record(&conversation, "worker-a", &dead)
+        .await
+        .unwrap());
+    assert!(store
+        .mark_attempt_started(&conversation, "worker-b")
+        .await
+        .unwrap());
+    let created = Transition::Created {
+        interaction_sid: None,
+        interaction_channel_sid: None,
+        task_sid: None,
+    };
+    assert!(store
+        .record(&conversation, "worker-b", &created)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get(&conversation).await.unwrap().unwrap().state,
+        JobState::Created
+    );
+}
+
+#[tokio::test]
+async fn a_retry_is_not_due_before_its_time_and_keeps_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let ch = sid("CH");
+    let now = now_ms();
+    store.insert_batch(&[new_job(&ch, now)]).await.unwrap();
+    let conversation = ConversationSid::parse(&ch).unwrap();
+    store.claim_due("w", now, now + 60_000, 1).await.unwrap();
+    let retry = Transition::Retry {
+        next_attempt_at: now + 5_000,
+        error: error(20500),
+        needs_lookup: true,
+    };
+    assert!(store.record(&conversation, "w", &retry).await.unwrap());
+    assert!(store
+        .claim_due("w", now + 4_999, now + 60_000, 1)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.next_due_at().await.unwrap(), Some(now + 5_000));
+    let job = store
+        .claim_due("w", now + 5_000, now + 60_000, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(job.attempts, 1);
+    assert!(job.needs_lookup);
+    assert_eq!(job.last_error.unwrap().code, Some(20500));
+}
+
+#[tokio::test]
+async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let (a, b) = (sid("CH"), sid("CH"));
+    let now = now_ms();
+    store
+        .insert_batch(&[new_job(&a, now), new_job(&b, now)])
+        .await
+        .unwrap();
+    store.claim_due("w", now, now + 60_000, 10).await.unwrap();
+    for ch in [&a, &b] {
+        let conversation = ConversationSid::parse(ch).unwrap();
+        let dead = Transition::Dead {
+            error: error(80102),
+        };
+        assert!(store.record(&conversation, "w", &dead).await.unwrap());
+    }
+    let a_sid = ConversationSid::parse(&a).unwrap();
+    assert_eq!(store.retry_dead(Some(&a_sid)).await.unwrap(), 1);
+    assert_eq!(
+        store.retry_dead(Some(&a_sid)).await.unwrap(),
+        0,
+        "no longer dead"
+    );
+    let job = store.get(&a_sid).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Pending);
+    assert_eq!(job.attempts, 0);
+    assert!(job.needs_lookup);
+    assert_eq!(store.list(Some(JobState::Dead), 10).await.unwrap().len(), 1);
+    assert_eq!(store.retry_dead(None).await.unwrap(), 1);
+    assert!(store
+        .list(Some(JobState::Dead), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn purging_removes_only_finished_jobs_older_than_the_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let (done, pending) = (sid("CH"), sid("CH"));
+    let now = now_ms();
+    store
+        .insert_batch(&[new_job(&done, now), new_job(&pending, now)])
+        .await
+        .unwrap();
+    let done_sid = ConversationSid::parse(&done).unwrap();
+    store.claim_due("w", now, now + 60_000, 1).await.unwrap();
+    store.claim_due("w", now, now + 60_000, 1).await.unwrap();
+    let created = Transition::Created {
+        interaction_sid: None,
+        interaction_channel_sid: None,
+        task_sid: None,
+    };
+    assert!(store.record(&done_sid, "w", &created).await.unwrap());
+    assert_eq!(
+        store.purge_finished(now - 1).await.unwrap(),
+        0,
+        "too recent"
+    );
+    assert_eq!(store.purge_finished(now_ms() + 1).await.unwrap(), 1);
+    assert!(store.get(&done_sid).await.unwrap().is_none());
+    let pending_sid = ConversationSid::parse(&pending).unwrap();
+    assert!(
+        store.get(&pending_sid).await.unwrap().is_some(),
+        "pending jobs are never purged"
+    );
+}
+
+#[tokio::test]
+async fn jobs_survive_closing_and_reopening_the_file_in_wal_mode() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = sid("CH");
+    let store = open(&dir).await;
+    store.insert_batch(&[new_job(&ch, now_ms())]).await.unwrap();
+    store.close().await;
+    let store = open(&dir).await;
+    assert!(store
+        .get(&ConversationSid::parse(&ch).unwrap())
+        .await
+        .unwrap()
+        .is_some());
+    let url = format!("sqlite://{}/nested/dir/jobs.db", dir.path().display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode.0, "wal");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_created_names_store_url() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocker"), b"a file, not a directory").unwrap();
+    let url = format!("sqlite://{}/blocker/jobs.db", dir.path().display());
+    let err = Store::open(&url, &options()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }));
+    assert!(err.to_string().contains("store.url"), "{err}");
+    let memory = Store::open("sqlite::memory:", &options())
+        .await
+        .unwrap_err();
+    assert!(memory.to_string().contains("in-memory"), "{memory}");
+}
