@@ -676,6 +676,74 @@ fn jobs_retry_moves_a_dead_job_back_to_pending() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+fn flex_answering_500_is_logged_with_twilios_error_code_while_twilio_gets_its_200() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let twilio = runtime.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/Interactions"))
+            .respond_with(ResponseTemplate::new(500).set_body_json(serde_json::json!({
+                "code": 20500,
+                "message": "Internal Server Error",
+                "more_info": "https://www.twilio.com/docs/errors/20500",
+                "status": 500
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"tasks": []})),
+            )
+            .mount(&server)
+            .await;
+        server
+    });
+    let base = twilio.uri();
+    let conversation = "CH0000000000000000000000000000c500";
+    let sandbox = Sandbox::new()
+        .with("TWILIO_ACCOUNT_SID", &account_sid())
+        .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
+        .with(
+            "FLEXHOOK_FLEX__WORKSPACE_SID",
+            "WS0000000000000000000000000000c500",
+        )
+        .with(
+            "FLEXHOOK_FLEX__WORKFLOW_SID",
+            "WW0000000000000000000000000000c500",
+        )
+        .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", &base);
+    let server = sandbox.serve();
+    let url = server.webhook_url();
+    let out = sandbox.run(&[
+        "simulate",
+        "--url",
+        url.as_str(),
+        "--conversation",
+        conversation,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("200 OK"), "{out:?}");
+    server.wait_for_log("code=20500");
+    let logs = server.logs();
+    assert!(logs.contains("will retry"), "{logs}");
+    assert!(
+        !logs.contains("live-test-auth-token"),
+        "no token in logs: {logs}"
+    );
+    let pending = sandbox.wait_for_job(conversation, &["--state", "pending"], |_| true);
+    assert_eq!(pending["last_error"]["code"], 20500, "{pending:#}");
+}
+
+#[test]
 fn every_command_has_help() {
     let sandbox = Sandbox::new();
     for (args, word) in [

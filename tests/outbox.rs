@@ -104,6 +104,7 @@ async fn a_429_with_retry_after_is_waited_out_then_one_interaction_is_created() 
     webhooks_are_removable(&env).await;
     let app = TestApp::start(&env, &[]).await;
 
+    let sent_at = flexhook::store::now_ms();
     app.post_form(&message(&ch, "+14155550100")).await;
     let store = env.store().await;
     let job = wait_for_job(&store, &ch, Duration::from_secs(5), |j| j.attempts == 1).await;
@@ -112,7 +113,8 @@ async fn a_429_with_retry_after_is_waited_out_then_one_interaction_is_created() 
         !job.needs_lookup,
         "a 429 was never processed: no lookup needed"
     );
-    let waited_at_least = job.next_attempt_at - job.updated_at;
+    // The 429 came after `sent_at`, so the retry is due at least Retry-After later.
+    let waited_at_least = job.next_attempt_at - sent_at;
     assert!(
         waited_at_least >= 1000,
         "Retry-After: 1 must be honoured, got {waited_at_least} ms"
