@@ -217,7 +217,7 @@ async fn a_400_with_code_80102_is_dead_at_once_with_that_code() {
     app.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_first_messages_of_one_conversation_create_one_interaction() {
     let env = Env::new().await;
     let ch = random_sid("CH");
@@ -229,16 +229,8 @@ async fn fifty_concurrent_first_messages_of_one_conversation_create_one_interact
         .await;
     webhooks_are_removable(&env).await;
     let app = Arc::new(TestApp::start(&env, &[]).await);
-    let mut deliveries = tokio::task::JoinSet::new();
-    for _ in 0..50 {
-        let app = app.clone();
-        let ch = ch.clone();
-        deliveries
-            .spawn(async move { app.post_form(&message(&ch, "+14155550100")).await.status() });
-    }
-    while let Some(status) = deliveries.join_next().await {
-        assert_eq!(status.unwrap(), 200);
-    }
+    let statuses = deliver_concurrently(&app, vec![ch.clone(); 50]).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let store = env.store().await;
     wait_for_state(&store, &ch, JobState::Created).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -321,7 +313,7 @@ impl Respond for RateLimitedFlex {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_new_conversations_at_once_are_all_created_without_a_single_429() {
     let env = Env::new().await;
     let flex = RateLimitedFlex::default();
@@ -333,15 +325,8 @@ async fn two_hundred_new_conversations_at_once_are_all_created_without_a_single_
     webhooks_are_removable(&env).await;
     let app = Arc::new(TestApp::start(&env, &[]).await);
     let conversations: Vec<String> = (0..200).map(|_| random_sid("CH")).collect();
-    let mut deliveries = tokio::task::JoinSet::new();
-    for ch in conversations.clone() {
-        let app = app.clone();
-        deliveries
-            .spawn(async move { app.post_form(&message(&ch, "+14155550100")).await.status() });
-    }
-    while let Some(status) = deliveries.join_next().await {
-        assert_eq!(status.unwrap(), 200);
-    }
+    let statuses = deliver_concurrently(&app, conversations.clone()).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let store = env.store().await;
     for ch in &conversations {
         wait_for_job(&store, ch, Duration::from_secs(40), |j| {

@@ -70,7 +70,6 @@ impl Worker {
             }
         }
 
-        self.limiter.until_ready(&job.account_sid).await;
         // Write-ahead, and a last check of the lease: from here on a crash leaves the job
         // marked as possibly created, and a lost lease sends nothing.
         match self
@@ -98,6 +97,9 @@ impl Worker {
             let (channel, routing) = request.redacted(job.routing.customer_address.as_ref());
             tracing::info!(%channel, %routing, "dry-run: would POST /v1/Interactions");
         }
+        // The permit comes last, right before the send, so that nothing slow between the
+        // two can bunch permitted requests together on the wire.
+        self.limiter.until_ready(&job.account_sid).await;
         Some(match self.client.create_interaction(&request).await {
             Ok(CreatedInteraction {
                 interaction_sid,

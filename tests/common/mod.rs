@@ -266,3 +266,25 @@ pub fn interaction_created(conversation: &str) -> serde_json::Value {
 pub fn no_tasks() -> serde_json::Value {
     serde_json::json!({"tasks": [], "meta": {"page": 0, "page_size": 20, "key": "tasks"}})
 }
+
+/// Delivers every conversation's first message at once; returns the HTTP statuses.
+pub async fn deliver_concurrently(
+    app: &std::sync::Arc<TestApp>,
+    conversations: Vec<String>,
+) -> Vec<u16> {
+    let mut deliveries = tokio::task::JoinSet::new();
+    for ch in conversations {
+        let app = app.clone();
+        deliveries.spawn(async move {
+            app.post_form(&message(&ch, "+14155550100"))
+                .await
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = deliveries.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    statuses
+}
