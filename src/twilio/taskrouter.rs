@@ -50,18 +50,20 @@ impl TwilioClient {
             message: e.to_string(),
         })?;
         for task in page.tasks {
-            let attributes: serde_json::Value = task
-                .attributes
-                .as_deref()
-                .and_then(|a| serde_json::from_str(a).ok())
-                .unwrap_or_default();
-            // TaskRouter evaluated the expression already; this guards against a loose match.
-            if attributes["conversationSid"] != conversation.as_str() {
-                continue;
-            }
             let Ok(task_sid) = TaskSid::parse(&task.sid) else {
                 continue;
             };
+            // The spec warns that a list may leave `attributes` null (only a fetch of the
+            // single task is sure to carry them): then read them from the task itself.
+            let attributes = match parse_attributes(task.attributes.as_deref()) {
+                Some(a) => a,
+                None => self.fetch_task_attributes(workspace, &task_sid).await,
+            };
+            // TaskRouter evaluated the expression already; this only guards against a
+            // loose match when the attributes are known.
+            if !attributes.is_null() && attributes["conversationSid"] != conversation.as_str() {
+                continue;
+            }
             let sid_at = |key: &str| attributes[key].as_str().map(str::to_owned);
             return Ok(Some(FoundTask {
                 task_sid,
@@ -73,4 +75,33 @@ impl TwilioClient {
         }
         Ok(None)
     }
+}
+
+impl TwilioClient {
+    /// `GET /v1/Workspaces/{WS}/Tasks/{WT}`'s attributes; `Null` when they cannot be read,
+    /// which leaves the task adopted without its interaction SIDs rather than created twice.
+    async fn fetch_task_attributes(
+        &self,
+        workspace: &WorkspaceSid,
+        task: &TaskSid,
+    ) -> serde_json::Value {
+        let url = format!(
+            "{}/v1/Workspaces/{workspace}/Tasks/{task}",
+            self.taskrouter_base
+        );
+        let fetched = match self.send(self.request(reqwest::Method::GET, &url)).await {
+            Ok(ok) => serde_json::from_slice::<Task>(&ok.body).ok(),
+            Err(e) => {
+                tracing::warn!(task = %task, error = %e, "could not fetch the task's attributes");
+                None
+            }
+        };
+        fetched
+            .and_then(|t| parse_attributes(t.attributes.as_deref()))
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn parse_attributes(raw: Option<&str>) -> Option<serde_json::Value> {
+    serde_json::from_str(raw?).ok()
 }

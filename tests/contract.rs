@@ -1,0 +1,725 @@
+//! Contract tests: what flexhook sends to Twilio, and how it reads Twilio's answers, checked
+//! against Twilio's own OpenAPI spec. The operations flexhook calls are copied from
+//! twilio/twilio-oai into `tests/fixtures/twilio/openapi_subset.json` (see the README there);
+//! every request below is a real one, captured by wiremock after a real signed webhook.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use flexhook::store::{Job, JobState};
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, Request, ResponseTemplate};
+
+const SUBSET: &str = include_str!("fixtures/twilio/openapi_subset.json");
+
+const CREATE_INTERACTION: &str = "CreateInteraction";
+const DELETE_SERVICE_WEBHOOK: &str = "DeleteServiceConversationScopedWebhook";
+const DELETE_WEBHOOK: &str = "DeleteConversationScopedWebhook";
+const LIST_TASKS: &str = "ListTask";
+
+// ---------------------------------------------------------------------------------------
+// Reading the fixture
+// ---------------------------------------------------------------------------------------
+
+fn spec() -> Value {
+    serde_json::from_str(SUBSET).expect("openapi_subset.json is JSON")
+}
+
+fn operations(spec: &Value) -> &Vec<Value> {
+    spec["operations"]
+        .as_array()
+        .expect("the fixture lists its operations")
+}
+
+fn operation<'a>(spec: &'a Value, id: &str) -> &'a Value {
+    operations(spec)
+        .iter()
+        .find(|op| op["operationId"] == id)
+        .unwrap_or_else(|| panic!("operation {id} is not in the fixture"))
+}
+
+fn text<'a>(value: &'a Value, what: &str) -> &'a str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {value}"))
+}
+
+/// The path parameters of `path` when it fits `template`, where `{X}` is one non-empty segment.
+fn match_template(template: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let t: Vec<&str> = template.split('/').collect();
+    let p: Vec<&str> = path.split('/').collect();
+    if t.len() != p.len() {
+        return None;
+    }
+    let mut captured = BTreeMap::new();
+    for (t, p) in t.iter().zip(&p) {
+        match t.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+            Some(name) if !p.is_empty() => {
+                captured.insert(name.to_owned(), (*p).to_owned());
+            }
+            Some(_) => return None,
+            None if t == p => {}
+            None => return None,
+        }
+    }
+    Some(captured)
+}
+
+/// The one operation of the spec that `method` + `path` is, with its path parameters.
+fn operation_for<'a>(
+    spec: &'a Value,
+    method: &str,
+    path: &str,
+) -> (&'a Value, BTreeMap<String, String>) {
+    let mut found: Vec<(&Value, BTreeMap<String, String>)> = operations(spec)
+        .iter()
+        .filter(|op| text(&op["method"], "method").eq_ignore_ascii_case(method))
+        .filter_map(|op| match_template(text(&op["path"], "path"), path).map(|m| (op, m)))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{method} {path} must be exactly one operation of Twilio's spec"
+    );
+    found.pop().unwrap()
+}
+
+fn success_status(op: &Value) -> u16 {
+    let status = op["success_statuses"][0]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{} has no success status", op["operationId"]));
+    u16::try_from(status).unwrap()
+}
+
+fn json_response(op: &Value) -> &Value {
+    let status = success_status(op).to_string();
+    let response = &op["responses"][status.as_str()]["content"]["application/json"];
+    assert!(
+        response.is_object(),
+        "{} has no JSON answer",
+        op["operationId"]
+    );
+    response
+}
+
+/// The spec's example answer named `name`, or its only one.
+fn response_example<'a>(op: &'a Value, name: Option<&str>) -> &'a Value {
+    let examples = json_response(op)["examples"].as_object().expect("examples");
+    match name {
+        Some(n) => examples
+            .get(n)
+            .unwrap_or_else(|| panic!("no example {n} for {}", op["operationId"])),
+        None => {
+            assert_eq!(examples.len(), 1, "which example of {}?", op["operationId"]);
+            examples.values().next().unwrap()
+        }
+    }
+}
+
+/// The parameters the operation declares `in` path, query…, by name.
+fn declared_parameters<'a>(op: &'a Value, location: &str) -> BTreeMap<&'a str, &'a Value> {
+    op["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter(|p| p["in"] == location)
+        .map(|p| (text(&p["name"], "parameter name"), p))
+        .collect()
+}
+
+/// `^XX[0-9a-fA-F]{N}$`, the only pattern Twilio's specs use for SIDs.
+fn matches_sid_pattern(pattern: &str, value: &str) -> bool {
+    let inner = pattern
+        .strip_prefix('^')
+        .and_then(|p| p.strip_suffix('$'))
+        .unwrap_or_else(|| panic!("unsupported pattern {pattern}"));
+    let (prefix, count) = inner
+        .split_once("[0-9a-fA-F]{")
+        .and_then(|(prefix, rest)| Some((prefix, rest.strip_suffix('}')?.parse::<usize>().ok()?)))
+        .unwrap_or_else(|| panic!("unsupported pattern {pattern}"));
+    value
+        .strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() == count && hex.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Whether a string sent in a path, query or form fits the parameter's schema.
+fn assert_fits_schema(name: &str, value: &str, schema: &Value) {
+    match schema["type"].as_str() {
+        Some("integer") => {
+            let n: i64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={value} is not the integer the spec declares"));
+            if let Some(min) = schema["minimum"].as_i64() {
+                assert!(n >= min, "{name}={n} is below the spec's minimum {min}");
+            }
+            if let Some(max) = schema["maximum"].as_i64() {
+                assert!(n <= max, "{name}={n} is above the spec's maximum {max}");
+            }
+        }
+        Some("boolean") => assert!(
+            value == "true" || value == "false",
+            "{name}={value} is not a boolean"
+        ),
+        Some("string") => {
+            let len = value.chars().count() as u64;
+            if let Some(min) = schema["minLength"].as_u64() {
+                assert!(len >= min, "{name}={value} is shorter than {min}");
+            }
+            if let Some(max) = schema["maxLength"].as_u64() {
+                assert!(len <= max, "{name}={value} is longer than {max}");
+            }
+            if let Some(pattern) = schema["pattern"].as_str() {
+                assert!(
+                    matches_sid_pattern(pattern, value),
+                    "{name}={value} does not match the spec's {pattern}"
+                );
+            }
+        }
+        Some("array") | None => {}
+        Some(other) => panic!("{name}: schema type {other} is not handled by this test"),
+    }
+}
+
+/// Each path parameter the operation declares was sent, as the spec says it looks.
+fn assert_path_parameters(op: &Value, captured: &BTreeMap<String, String>) {
+    let declared = declared_parameters(op, "path");
+    let names: BTreeSet<&str> = captured.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        declared.keys().copied().collect::<BTreeSet<&str>>(),
+        "path parameters of {}",
+        op["operationId"]
+    );
+    for (name, value) in captured {
+        let p = declared[name.as_str()];
+        assert_fits_schema(name, value, &p["schema"]);
+    }
+}
+
+/// The request is authenticated as the operation's `security` requires.
+fn assert_authenticated(op: &Value, request: &Request) {
+    let requirements = op["security"].as_array().expect("security");
+    assert!(
+        !requirements.is_empty(),
+        "{} has no security",
+        op["operationId"]
+    );
+    let authorization = request
+        .headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let satisfied = requirements.iter().any(|requirement| {
+        requirement.as_object().unwrap().values().all(|scheme| {
+            match (scheme["type"].as_str(), scheme["scheme"].as_str()) {
+                (Some("http"), Some("basic")) => authorization
+                    .strip_prefix("Basic ")
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .is_some_and(|raw| raw == format!("{ACCOUNT}:{TOKEN}").as_bytes()),
+                other => panic!("security scheme {other:?} is not handled by this test"),
+            }
+        })
+    });
+    assert!(
+        satisfied,
+        "{} {} is not authenticated as the spec requires: {authorization:?}",
+        request.method,
+        request.url.path()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Driving flexhook
+// ---------------------------------------------------------------------------------------
+
+/// Flex answers `POST /v1/Interactions` with the spec's own example, at the spec's status.
+fn spec_created(spec: &Value) -> ResponseTemplate {
+    let op = operation(spec, CREATE_INTERACTION);
+    ResponseTemplate::new(success_status(op)).set_body_json(response_example(op, None))
+}
+
+/// Conversations answers every webhook DELETE with the spec's success status.
+async fn webhooks_are_removable_as_specified(env: &Env, spec: &Value) {
+    let status = success_status(operation(spec, DELETE_WEBHOOK));
+    assert_eq!(
+        status,
+        success_status(operation(spec, DELETE_SERVICE_WEBHOOK))
+    );
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(&env.conversations)
+        .await;
+}
+
+/// Flex fails once with a 500 (so the next attempt looks the task up first), then accepts.
+async fn flex_fails_once_then_accepts(env: &Env, spec: &Value) {
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+            "code": 20500, "message": "Internal Server Error",
+            "more_info": "https://www.twilio.com/docs/errors/20500", "status": 500
+        })))
+        .up_to_n_times(1)
+        .mount(&env.flex)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(spec_created(spec))
+        .mount(&env.flex)
+        .await;
+}
+
+async fn interaction_posts(env: &Env) -> usize {
+    env.flex
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v1/Interactions")
+        .count()
+}
+
+async fn created_and_unhooked(env: &Env, conversation: &str) -> Job {
+    let store = env.store().await;
+    wait_for_job(&store, conversation, Duration::from_secs(15), |j| {
+        j.state == JobState::Created && j.webhook_removed
+    })
+    .await
+}
+
+/// The lookup's task list: the spec's `readFull` example, its one task naming `conversation`
+/// (and, as Flex writes them, the interaction and channel of the spec's create example).
+fn listed_task_naming(spec: &Value, conversation: &str) -> Value {
+    let created = response_example(operation(spec, CREATE_INTERACTION), None);
+    let mut page = response_example(operation(spec, LIST_TASKS), Some("readFull")).clone();
+    let tasks = page["tasks"].as_array_mut().expect("tasks");
+    assert_eq!(tasks.len(), 1, "the spec's readFull example has one task");
+    tasks[0]["attributes"] = Value::String(
+        json!({
+            "conversationSid": conversation,
+            "flexInteractionSid": created["sid"],
+            "flexInteractionChannelSid": created["channel"]["sid"],
+        })
+        .to_string(),
+    );
+    page
+}
+
+// ---------------------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_create_interaction_request_is_a_form_the_spec_declares() {
+    let spec = spec();
+    let env = Env::new().await;
+    Mock::given(method("POST"))
+        .respond_with(spec_created(&spec))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    let app = TestApp::start(
+        &env,
+        &[("flex.priority", "3"), ("flex.task_timeout_secs", "600")],
+    )
+    .await;
+    let ch = random_sid("CH");
+    assert_eq!(
+        app.post_form(&message(&ch, "whatsapp:+34600111222"))
+            .await
+            .status(),
+        200
+    );
+    created_and_unhooked(&env, &ch).await;
+    app.stop().await;
+
+    let requests = env.flex.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    let (op, params) = operation_for(&spec, request.method.as_str(), request.url.path());
+    assert_eq!(op["operationId"], CREATE_INTERACTION);
+    assert_path_parameters(op, &params);
+    assert_authenticated(op, request);
+    assert!(
+        declared_parameters(op, "query").is_empty() && request.url.query().is_none(),
+        "no query string: {}",
+        request.url
+    );
+
+    let content_type = request
+        .headers
+        .get("content-type")
+        .expect("a content type")
+        .to_str()
+        .unwrap();
+    let media_type = content_type.split(';').next().unwrap().trim();
+    assert_eq!(media_type, "application/x-www-form-urlencoded");
+    let body = &op["requestBody"]["content"][media_type];
+    assert!(body.is_object(), "the spec takes no {media_type} body");
+    let properties = body["schema"]["properties"].as_object().unwrap();
+
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&request.body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let names: BTreeSet<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        fields.len(),
+        "a field was sent twice: {fields:?}"
+    );
+    for (name, value) in &fields {
+        let property = properties
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not a field of the spec's {CREATE_INTERACTION}"));
+        assert_fits_schema(name, value, property);
+    }
+    for required in body["schema"]["required"].as_array().unwrap() {
+        let required = text(required, "required field");
+        assert!(
+            names.contains(required),
+            "required field {required} not sent"
+        );
+    }
+
+    // Channel and Routing are JSON objects sent as strings, and carry at least the keys of the
+    // spec's own example request.
+    let example = &body["examples"]["create"];
+    for field in ["Channel", "Routing"] {
+        let sent = form_json(&request.body, field);
+        assert!(sent.is_object(), "{field} is not a JSON object: {sent}");
+        let shown: Value = serde_json::from_str(text(&example[field], field)).unwrap();
+        for key in shown.as_object().expect("example object").keys() {
+            assert!(
+                sent.get(key).is_some(),
+                "{field} lacks {key}, which the spec's example sends: {sent}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_spec_example_answer_to_create_interaction_fills_the_job_with_its_sids() {
+    let spec = spec();
+    let example = response_example(operation(&spec, CREATE_INTERACTION), None);
+    let env = Env::new().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(spec_created(&spec))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    let app = TestApp::start(&env, &[]).await;
+    let ch = random_sid("CH");
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let job = created_and_unhooked(&env, &ch).await;
+    app.stop().await;
+
+    let sid = |v: &Value, what: &str| text(v, what).to_owned();
+    assert_eq!(
+        job.interaction_sid.map(|s| s.as_str().to_owned()),
+        Some(sid(&example["sid"], "sid"))
+    );
+    assert_eq!(
+        job.interaction_channel_sid.map(|s| s.as_str().to_owned()),
+        Some(sid(&example["channel"]["sid"], "channel.sid"))
+    );
+    assert_eq!(
+        job.task_sid.map(|s| s.as_str().to_owned()),
+        Some(sid(
+            &example["routing"]["properties"]["sid"],
+            "routing.properties.sid"
+        ))
+    );
+}
+
+#[tokio::test]
+async fn the_response_fields_flexhook_reads_are_declared_by_the_spec() {
+    let spec = spec();
+    // src/twilio/interactions.rs reads sid, channel.sid and routing.properties.sid.
+    let interaction = &json_response(operation(&spec, CREATE_INTERACTION))["schema"];
+    for field in ["sid", "channel", "routing"] {
+        assert!(
+            interaction["properties"].get(field).is_some(),
+            "{field} is not in the spec's Interaction"
+        );
+    }
+    assert_eq!(
+        interaction["properties"]["sid"]["pattern"],
+        "^KD[0-9a-fA-F]{32}$"
+    );
+    // src/twilio/taskrouter.rs reads tasks[].sid, and tasks[].attributes as a JSON string.
+    let page = &json_response(operation(&spec, LIST_TASKS))["schema"];
+    assert_eq!(page["properties"]["tasks"]["type"], "array");
+    let task = &page["properties"]["tasks"]["items"]["properties"];
+    assert_eq!(task["sid"]["pattern"], "^WT[0-9a-fA-F]{32}$");
+    assert_eq!(task["attributes"]["type"], "string");
+    for example in json_response(operation(&spec, LIST_TASKS))["examples"]
+        .as_object()
+        .unwrap()
+        .values()
+    {
+        assert!(example["tasks"].is_array(), "{example}");
+    }
+}
+
+#[tokio::test]
+async fn both_webhook_deletes_are_delete_operations_of_the_spec_and_its_204_counts_as_removed() {
+    let spec = spec();
+    let env = Env::new().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/Interactions"))
+        .respond_with(spec_created(&spec))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    let app = TestApp::start(&env, &[]).await;
+    let scoped = random_sid("CH");
+    let unscoped = random_sid("CH");
+    app.post_form(&message(&scoped, "+14155550100")).await;
+    app.post_form(&without(
+        message(&unscoped, "+14155550101"),
+        "ChatServiceSid",
+    ))
+    .await;
+    created_and_unhooked(&env, &scoped).await;
+    created_and_unhooked(&env, &unscoped).await;
+    app.stop().await;
+
+    let requests = env.conversations.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2, "one DELETE per conversation");
+    let mut seen = BTreeSet::new();
+    for request in &requests {
+        let (op, params) = operation_for(&spec, request.method.as_str(), request.url.path());
+        assert_eq!(op["method"], "delete");
+        assert_path_parameters(op, &params);
+        assert_authenticated(op, request);
+        assert!(request.url.query().is_none(), "{}", request.url);
+        assert!(request.body.is_empty(), "a DELETE takes no body");
+        assert!(op.get("requestBody").is_none());
+        assert_eq!(params["Sid"], WEBHOOK);
+        let id = text(&op["operationId"], "operationId");
+        if id == DELETE_SERVICE_WEBHOOK {
+            assert_eq!(params["ConversationSid"], scoped);
+            assert_eq!(params["ChatServiceSid"], SERVICE);
+        } else {
+            assert_eq!(params["ConversationSid"], unscoped);
+        }
+        seen.insert(id.to_owned());
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from([DELETE_SERVICE_WEBHOOK.to_owned(), DELETE_WEBHOOK.to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn the_task_lookup_sends_only_query_parameters_the_spec_declares() {
+    let spec = spec();
+    let list = operation(&spec, LIST_TASKS);
+    let env = Env::new().await;
+    flex_fails_once_then_accepts(&env, &spec).await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(success_status(list))
+                .set_body_json(response_example(list, Some("readEmpty"))),
+        )
+        .mount(&env.taskrouter)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    let app = TestApp::start(&env, &[]).await;
+    let ch = random_sid("CH");
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let job = created_and_unhooked(&env, &ch).await;
+    app.stop().await;
+    // The spec's empty page was read as "no task yet", so the interaction was created.
+    assert_eq!(job.attempts, 2);
+    assert_eq!(interaction_posts(&env).await, 2);
+
+    let requests = env.taskrouter.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "one lookup before the retry");
+    let request = &requests[0];
+    let (op, params) = operation_for(&spec, request.method.as_str(), request.url.path());
+    assert_eq!(op["operationId"], LIST_TASKS);
+    assert_path_parameters(op, &params);
+    assert_eq!(params["WorkspaceSid"], WORKSPACE);
+    assert_authenticated(op, request);
+
+    let declared = declared_parameters(op, "query");
+    let query: Vec<(String, String)> = request
+        .url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert!(!query.is_empty(), "the lookup filters by attributes");
+    for (name, value) in &query {
+        let p = declared
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{name} is not a query parameter of {LIST_TASKS}"));
+        assert_fits_schema(name, value, &p["schema"]);
+        if p["schema"]["type"] != "array" {
+            assert_eq!(
+                query.iter().filter(|(k, _)| k == name).count(),
+                1,
+                "{name} sent twice"
+            );
+        }
+    }
+    for (name, p) in &declared {
+        if p["required"] == true {
+            assert!(query.iter().any(|(k, _)| k == name), "{name} is required");
+        }
+    }
+    let expression = &query
+        .iter()
+        .find(|(k, _)| k == "EvaluateTaskAttributes")
+        .expect("EvaluateTaskAttributes")
+        .1;
+    assert_eq!(expression, &format!("conversationSid == \"{ch}\""));
+}
+
+#[tokio::test]
+async fn a_task_listed_as_in_the_spec_example_is_adopted_instead_of_created_twice() {
+    let spec = spec();
+    let list = operation(&spec, LIST_TASKS);
+    let env = Env::new().await;
+    flex_fails_once_then_accepts(&env, &spec).await;
+    let ch = random_sid("CH");
+    let page = listed_task_naming(&spec, &ch);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(success_status(list)).set_body_json(&page))
+        .mount(&env.taskrouter)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    let app = TestApp::start(&env, &[]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let job = created_and_unhooked(&env, &ch).await;
+    app.stop().await;
+
+    let created = response_example(operation(&spec, CREATE_INTERACTION), None);
+    assert_eq!(
+        job.task_sid.map(|s| s.as_str().to_owned()).as_deref(),
+        page["tasks"][0]["sid"].as_str()
+    );
+    assert_eq!(
+        job.interaction_sid
+            .map(|s| s.as_str().to_owned())
+            .as_deref(),
+        created["sid"].as_str()
+    );
+    assert_eq!(
+        job.interaction_channel_sid
+            .map(|s| s.as_str().to_owned())
+            .as_deref(),
+        created["channel"]["sid"].as_str()
+    );
+    assert_eq!(interaction_posts(&env).await, 1, "no second create");
+}
+
+/// The schema of `tasks[].attributes` says a list may leave attributes null ("only displayed
+/// in FETCH action that returns a single resource"), while the list already matched
+/// EvaluateTaskAttributes: flexhook adopts the task and fetches it for its interaction SIDs.
+#[tokio::test]
+async fn a_listed_task_whose_attributes_are_null_as_the_spec_warns_is_still_adopted() {
+    let spec = spec();
+    let list = operation(&spec, LIST_TASKS);
+    let env = Env::new().await;
+    flex_fails_once_then_accepts(&env, &spec).await;
+    let ch = random_sid("CH");
+    let mut page = listed_task_naming(&spec, &ch);
+    page["tasks"][0]["attributes"] = Value::Null;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks").as_str()))
+        .respond_with(ResponseTemplate::new(success_status(list)).set_body_json(&page))
+        .mount(&env.taskrouter)
+        .await;
+    // A FETCH of the one task, as the spec says, would show its attributes.
+    let task_sid = text(&page["tasks"][0]["sid"], "sid").to_owned();
+    let mut task = listed_task_naming(&spec, &ch)["tasks"][0].clone();
+    task["sid"] = Value::String(task_sid.clone());
+    let fetched_attributes: Value =
+        serde_json::from_str(text(&task["attributes"], "attributes")).unwrap();
+    assert!(fetched_attributes["flexInteractionSid"].is_string());
+    Mock::given(method("GET"))
+        .and(path(
+            format!("/v1/Workspaces/{WORKSPACE}/Tasks/{task_sid}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&task))
+        .mount(&env.taskrouter)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    let app = TestApp::start(&env, &[]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let job = created_and_unhooked(&env, &ch).await;
+    app.stop().await;
+    assert_eq!(
+        job.task_sid.map(|s| s.as_str().to_owned()),
+        Some(task_sid),
+        "the task TaskRouter matched must be adopted"
+    );
+    assert_eq!(
+        job.interaction_sid.map(|s| s.as_str().to_owned()),
+        fetched_attributes["flexInteractionSid"]
+            .as_str()
+            .map(str::to_owned),
+        "the interaction comes from the fetched task's attributes"
+    );
+    assert_eq!(interaction_posts(&env).await, 1, "no second create");
+}
+
+#[test]
+fn the_default_base_urls_are_the_servers_the_spec_names() {
+    let spec = spec();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
+    let config: toml::Table = std::fs::read_to_string(file).unwrap().parse().unwrap();
+    let twilio = config["twilio"].as_table().expect("[twilio]");
+    for (key, ids) in [
+        ("flex_api_base_url", &[CREATE_INTERACTION][..]),
+        (
+            "conversations_api_base_url",
+            &[DELETE_SERVICE_WEBHOOK, DELETE_WEBHOOK][..],
+        ),
+        ("taskrouter_api_base_url", &[LIST_TASKS][..]),
+    ] {
+        let default = twilio[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("twilio.{key} is not a string"));
+        for id in ids {
+            let servers = operation(&spec, id)["servers"].as_array().expect("servers");
+            assert!(!servers.is_empty(), "{id} names no server");
+            for server in servers {
+                assert_eq!(
+                    default,
+                    text(&server["url"], "server url"),
+                    "twilio.{key} in config/default.toml vs the servers of {id}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_path_template_matcher_takes_one_segment_per_parameter() {
+    let t = "/v1/Conversations/{ConversationSid}/Webhooks/{Sid}";
+    let m = match_template(t, "/v1/Conversations/CH1/Webhooks/WH2").unwrap();
+    assert_eq!(m["ConversationSid"], "CH1");
+    assert_eq!(m["Sid"], "WH2");
+    assert!(match_template(t, "/v1/Conversations/CH1/Webhooks").is_none());
+    assert!(match_template(t, "/v1/Conversations//Webhooks/WH2").is_none());
+    assert!(match_template(t, "/v1/Conversations/CH1/Webhooks/WH2/x").is_none());
+    assert!(match_template(t, "/v1/Services/CH1/Webhooks/WH2").is_none());
+    assert!(matches_sid_pattern(
+        "^WH[0-9a-fA-F]{32}$",
+        "WH0123456789abcdef0123456789abcdef"
+    ));
+    assert!(!matches_sid_pattern(
+        "^WH[0-9a-fA-F]{32}$",
+        "IS0123456789abcdef0123456789abcdef"
+    ));
+    assert!(!matches_sid_pattern("^WH[0-9a-fA-F]{32}$", "WH0123"));
+}
