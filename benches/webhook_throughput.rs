@@ -1,1 +1,810 @@
-fn main(){}
+//! `cargo bench --bench webhook_throughput`: how many signed `onMessageAdded` webhooks
+//! flexhook acknowledges per second, in process, over real TCP.
+//!
+//! * first-message path: every request is a new conversation, so each 200 waits for its job
+//!   to be committed (WAL, `synchronous=FULL`, group commit). Requirement: 10,000 req/s on
+//!   2 cores.
+//! * hot path: later messages of known conversations, answered from memory. Requirement: no
+//!   disk at all (checked with `/proc/self/io` and the database files' sizes and times).
+//!
+//! Every request is signed and serialized before the clock starts; the load generator is
+//! raw HTTP/1.1 over keep-alive connections on a thread of its own, so that the cores mostly
+//! serve (its share of the CPU is printed). Any answer other than 200 fails the run, and
+//! afterwards the store must hold exactly the conversations that were sent.
+//!
+//! Knobs (environment): `FLEXHOOK_BENCH_N` (first-message requests per run, default 50000),
+//! `FLEXHOOK_BENCH_C` (its connection counts, default `64,256`), `FLEXHOOK_BENCH_HOT_N`
+//! (hot-path requests, default 50000; 0 skips it), `FLEXHOOK_BENCH_DIR` (where
+//! the databases go, default the system temp dir), `FLEXHOOK_BENCH_LOG` (a log filter, e.g.
+//! `info`, to include logging's cost; logs go to stderr). Run without `--bench` (as
+//! `cargo test --benches` does) it is a quick smoke run.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, ensure, Context, Result};
+use flexhook::config::{LoadOptions, LogSettings, Settings};
+use flexhook::signature::{compute_signature, Algorithm, SIGNATURE_HEADER};
+use flexhook::startup::Application;
+use flexhook::store::{JobState, Store, StoreOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `twilio.auth_token` of config/local.toml.
+const DEV_TOKEN: &str = "local-development-token-not-secret";
+const WEBHOOK_PATH: &str = "/webhooks/conversations";
+const TARGET_RPS: f64 = 10_000.0;
+/// The highest VmHWM seen before each reset of it.
+static PEAK_RSS_KB: AtomicU64 = AtomicU64::new(0);
+/// `/proc` reports CPU time in USER_HZ ticks, which Linux fixes at 100 per second.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+struct Plan {
+    /// `cargo bench`, as opposed to the quick smoke run of `cargo test --benches`.
+    full: bool,
+    /// New conversations sent (and not measured) before each first-message run.
+    warmup: usize,
+    first_n: usize,
+    first_concurrency: Vec<usize>,
+    hot_conversations: usize,
+    hot_n: usize,
+    hot_concurrency: usize,
+}
+
+fn env_usize(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}=`{v}` is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not: then only a smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
+    let plan = if full {
+        Plan {
+            full,
+            warmup: 1_000,
+            first_n: env_usize("FLEXHOOK_BENCH_N", 50_000)?,
+            first_concurrency: match std::env::var("FLEXHOOK_BENCH_C") {
+                Ok(list) => list
+                    .split(',')
+                    .map(|c| c.trim().parse().context("FLEXHOOK_BENCH_C: e.g. `64,256`"))
+                    .collect::<Result<_>>()?,
+                Err(_) => vec![64, 256],
+            },
+            hot_conversations: 100,
+            hot_n: env_usize("FLEXHOOK_BENCH_HOT_N", 50_000)?,
+            hot_concurrency: 64,
+        }
+    } else {
+        Plan {
+            full,
+            warmup: 50,
+            first_n: 500,
+            first_concurrency: vec![16],
+            hot_conversations: 10,
+            hot_n: 1_000,
+            hot_concurrency: 16,
+        }
+    };
+    if let Ok(filter) = std::env::var("FLEXHOOK_BENCH_LOG") {
+        flexhook::telemetry::init(&LogSettings {
+            format: "pretty".into(),
+            filter,
+        });
+    }
+    // The service's runtime, as `flexhook serve` builds it (#[tokio::main]: one worker per core).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(&plan))
+}
+
+async fn run(plan: &Plan) -> Result<()> {
+    let base = match std::env::var_os("FLEXHOOK_BENCH_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::temp_dir(),
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "webhook_throughput: {cores} cores available, databases under {}",
+        base.display()
+    );
+    let probe = tempfile::tempdir_in(&base)?;
+    let (fdatasync, fsync) = fsync_cost(probe.path(), 200)?;
+    println!(
+        "fsync context: 4 KiB append + fdatasync {:.3}ms, + fsync {:.3}ms (mean of 200 each, on the databases' filesystem)",
+        ms(fdatasync),
+        ms(fsync)
+    );
+    drop(probe);
+
+    for &c in &plan.first_concurrency {
+        first_message_scenario(&base, plan, c).await?;
+    }
+    if plan.hot_n > 0 {
+        hot_path_scenario(&base, plan).await?;
+    }
+
+    let status = proc_status()?;
+    let peak_kb = PEAK_RSS_KB
+        .load(Ordering::Relaxed)
+        .max(status.get("VmHWM").copied().unwrap_or(0));
+    println!(
+        "peak RSS (VmHWM) {:.1} MB over the whole run (service, load generator, pre-built requests, verification); RSS now {:.1} MB",
+        mb(peak_kb),
+        mb(status.get("VmRSS").copied().unwrap_or(0))
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+
+async fn first_message_scenario(base: &Path, plan: &Plan, connections: usize) -> Result<()> {
+    let label = "first-message path";
+    let dir = tempfile::tempdir_in(base)?;
+    let mut service = Service::start(dir.path(), &[]).await?;
+    let warmup: Vec<String> = (0..plan.warmup).map(|_| random_sid("CH")).collect();
+    let measured: Vec<String> = (0..plan.first_n).map(|_| random_sid("CH")).collect();
+    let build = |conversations: &[String]| -> Vec<Vec<u8>> {
+        conversations
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| service.webhook(ch, &random_sid("IM"), 0, i))
+            .collect()
+    };
+    let warmup_requests = build(&warmup);
+    let requests = build(&measured);
+
+    load(service.port, warmup_requests, connections)
+        .await?
+        .expect_all_ok("first-message path (warm-up)", plan.warmup, connections);
+    let result = load(service.port, requests, connections).await?;
+    result.report(label, plan.first_n, connections);
+    println!(
+        "  target {TARGET_RPS:.0} req/s with synchronous=FULL: {}",
+        match (plan.full, result.rps() >= TARGET_RPS) {
+            (false, _) => "not judged (smoke run, e.g. a debug build: use `cargo bench`)",
+            (true, true) => "met",
+            (true, false) => "NOT met",
+        }
+    );
+    result.expect_all_ok(label, plan.first_n, connections);
+    service.stop().await?;
+
+    // Every acknowledged conversation must have its job: exactly the ones sent.
+    let stored = stored_conversations(&service.store_url, None).await?;
+    let expected = plan.warmup + plan.first_n;
+    ensure!(
+        stored.len() == expected,
+        "the store holds {} jobs, expected {expected}",
+        stored.len()
+    );
+    let missing = measured
+        .iter()
+        .chain(&warmup)
+        .filter(|c| !stored.contains(*c))
+        .count();
+    ensure!(
+        missing == 0,
+        "{missing} acknowledged conversations have no job"
+    );
+    println!(
+        "  store: {} jobs, exactly the conversations sent (warm-up included)",
+        stored.len()
+    );
+    Ok(())
+}
+
+async fn hot_path_scenario(base: &Path, plan: &Plan) -> Result<()> {
+    let dir = tempfile::tempdir_in(base)?;
+    // The fastest allowed pace, so that the worker is done with the seed jobs sooner.
+    let mut service = Service::start(dir.path(), &[("flex.max_creates_per_second", "20")]).await?;
+    let n = plan.hot_conversations;
+    let conversations: Vec<String> = (0..n).map(|_| random_sid("CH")).collect();
+    let seed: Vec<Vec<u8>> = conversations
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| service.webhook(ch, &random_sid("IM"), 0, i))
+        .collect();
+    let requests: Vec<Vec<u8>> = (0..plan.hot_n)
+        .map(|i| service.webhook(&conversations[i % n], &random_sid("IM"), 1 + i / n, i % n))
+        .collect();
+
+    load(service.port, seed, plan.hot_concurrency.min(n))
+        .await?
+        .expect_all_ok("hot path (first messages)", n, plan.hot_concurrency.min(n));
+    // Let the worker finish the seed jobs (in dry-run it only records them), so that its
+    // writes are not counted as the hot path's.
+    let settle = Instant::now();
+    wait_until_no_pending(&service.store_url, Duration::from_secs(30)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let files_before = db_files(&service.db_path);
+    let io_before = proc_io()?;
+
+    let result = load(service.port, requests, plan.hot_concurrency).await?;
+
+    let io_after = proc_io()?;
+    let files_after = db_files(&service.db_path);
+    result.report("hot path", plan.hot_n, plan.hot_concurrency);
+    result.expect_all_ok("hot path", plan.hot_n, plan.hot_concurrency);
+    let delta = |k: &str| {
+        io_after
+            .get(k)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(io_before.get(k).copied().unwrap_or(0))
+    };
+    println!(
+        "  {n} conversations known (worker idle after {:.1}s); during the run: storage read_bytes +{}, write_bytes +{}, database files {}",
+        settle.elapsed().as_secs_f64(),
+        delta("read_bytes"),
+        delta("write_bytes"),
+        if files_before == files_after {
+            "unchanged (size, mtime of db, -wal, -shm)"
+        } else {
+            "CHANGED"
+        }
+    );
+    ensure!(
+        files_before == files_after,
+        "the hot path touched the database: before {files_before:?}, after {files_after:?}"
+    );
+    ensure!(
+        delta("write_bytes") == 0,
+        "the hot path wrote {} bytes to storage",
+        delta("write_bytes")
+    );
+    service.stop().await?;
+
+    let stored = stored_conversations(&service.store_url, None).await?;
+    ensure!(
+        stored.len() == n,
+        "later messages made jobs: the store holds {} jobs, expected {n}",
+        stored.len()
+    );
+    println!("  store: still {} jobs, one per conversation", stored.len());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The service under test
+
+struct Service {
+    port: u16,
+    handle: actix_web::dev::ServerHandle,
+    join: tokio::task::JoinHandle<Result<()>>,
+    store_url: String,
+    db_path: PathBuf,
+}
+
+impl Service {
+    async fn start(dir: &Path, extra: &[(&str, &str)]) -> Result<Self> {
+        let db_path = dir.join("bench.db");
+        let store_url = format!("sqlite://{}", db_path.display());
+        let mut overrides: Vec<(String, String)> = vec![
+            ("server.host".into(), "127.0.0.1".into()),
+            ("server.port".into(), "0".into()),
+            ("store.url".into(), store_url.clone()),
+            ("log.filter".into(), "warn".into()),
+        ];
+        overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let settings = Settings::load(&LoadOptions {
+            environment: Some("local".into()),
+            config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
+            read_env: false,
+            overrides,
+            ..Default::default()
+        })?
+        .validate()?;
+        ensure!(settings.is_dry_run(), "the bench must run in dry-run mode");
+        let app = Application::build(settings).await?;
+        let port = app.port();
+        let handle = app.server_handle();
+        let join = tokio::spawn(app.run_until_stopped());
+        Ok(Self {
+            port,
+            handle,
+            join,
+            store_url,
+            db_path,
+        })
+    }
+
+    /// Stops the server gracefully and waits until the worker, writer and store are closed.
+    async fn stop(&mut self) -> Result<()> {
+        self.handle.stop(true).await;
+        (&mut self.join)
+            .await
+            .context("the service task panicked")??;
+        Ok(())
+    }
+
+    /// A signed `onMessageAdded`, as raw HTTP/1.1 bytes.
+    fn webhook(&self, conversation: &str, message: &str, index: usize, n: usize) -> Vec<u8> {
+        let host = format!("127.0.0.1:{}", self.port);
+        let url = format!("http://{host}{WEBHOOK_PATH}");
+        let author = format!("+1555{:07}", n % 10_000_000);
+        let params: Vec<(String, String)> = [
+            ("EventType", "onMessageAdded".to_owned()),
+            ("AccountSid", format!("AC{}", "0".repeat(32))),
+            ("ConversationSid", conversation.to_owned()),
+            ("ChatServiceSid", format!("IS{}", "1".repeat(32))),
+            ("MessageSid", message.to_owned()),
+            ("ParticipantSid", format!("MB{n:032x}")),
+            ("WebhookSid", format!("WH{}", "5".repeat(32))),
+            ("Author", author.clone()),
+            ("Body", format!("Hello, I need help with order {n}")),
+            ("Attributes", "{}".to_owned()),
+            ("Index", index.to_string()),
+            ("Source", "SMS".to_owned()),
+            ("RetryCount", "0".to_owned()),
+            ("DateCreated", "2025-01-01T12:00:00Z".to_owned()),
+            ("MessagingBinding.Address", author),
+            ("MessagingBinding.ProxyAddress", "+15550000000".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let signature = compute_signature(DEV_TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &params);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let mut request = Vec::with_capacity(body.len() + 400);
+        write!(
+            request,
+            "POST {WEBHOOK_PATH} HTTP/1.1\r\n\
+             Host: {host}\r\n\
+             User-Agent: TwilioProxy/1.1\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
+             {SIGNATURE_HEADER}: {signature}\r\n\
+             I-Twilio-Idempotency-Token: {message}-{index}\r\n\
+             Content-Length: {}\r\n\
+             \r\n\
+             {body}",
+            body.len()
+        )
+        .expect("writing to a Vec cannot fail");
+        request
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.join.abort();
+    }
+}
+
+/// `PREFIX` + 32 random hex digits, as Twilio's SIDs look (so the primary key's index is
+/// written all over, not appended to).
+fn random_sid(prefix: &str) -> String {
+    format!("{prefix}{:032x}", rand::random::<u128>())
+}
+
+async fn stored_conversations(url: &str, state: Option<JobState>) -> Result<HashSet<String>> {
+    let store = Store::open(
+        url,
+        &StoreOptions {
+            busy_timeout: Duration::from_secs(5),
+        },
+    )
+    .await?;
+    let jobs = store.list(state, usize::MAX).await;
+    store.close().await;
+    Ok(jobs?
+        .into_iter()
+        .map(|j| j.conversation_sid.as_str().to_owned())
+        .collect())
+}
+
+async fn wait_until_no_pending(url: &str, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let pending = stored_conversations(url, Some(JobState::Pending))
+            .await?
+            .len();
+        if pending == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("the worker still has {pending} pending jobs after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+type FileState = (String, Option<(u64, SystemTime)>);
+
+/// Size and modification time of the database, its WAL and its shared-memory index.
+fn db_files(db: &Path) -> Vec<FileState> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let path = format!("{}{suffix}", db.display());
+            let meta = std::fs::metadata(&path)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
+            (path, meta)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Load generator: raw HTTP/1.1, keep-alive, one request in flight per connection
+
+#[derive(Default)]
+struct LoadResult {
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+    statuses: BTreeMap<u16, usize>,
+    first_failure: Option<String>,
+    /// CPU ticks of the whole process during the run.
+    process_ticks: u64,
+    /// The load generator's thread during the run.
+    client: ThreadTime,
+    /// Per kind of thread (its name without numbers), e.g. the service's HTTP workers.
+    threads: BTreeMap<String, ThreadTime>,
+    request_bytes: usize,
+    peak_rss_kb: u64,
+    /// Bytes the process caused to be written to storage during the run (`/proc/self/io`).
+    storage_write_bytes: u64,
+}
+
+impl LoadResult {
+    fn merge(&mut self, other: LoadResult) {
+        self.latencies_us.extend(other.latencies_us);
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+
+    fn rps(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn not_ok(&self) -> usize {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| **s != 200)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn report(&self, label: &str, n: usize, connections: usize) {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let pct = |per_mille: usize| match sorted.len() {
+            0 => 0.0,
+            len => f64::from(sorted[(len - 1) * per_mille / 1000]) / 1000.0,
+        };
+        println!(
+            "{label}: N={n} C={connections}  {:.0} req/s  p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms  ({:.2}s{})",
+            self.rps(),
+            pct(500),
+            pct(900),
+            pct(990),
+            pct(1000),
+            self.elapsed.as_secs_f64(),
+            match self.not_ok() {
+                0 => String::new(),
+                bad => format!(", {bad} NOT 200: {:?}", self.statuses),
+            }
+        );
+        let secs = self.elapsed.as_secs_f64();
+        let cores = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / secs;
+        let client_ticks = self.client.cpu_ns as f64 * TICKS_PER_SECOND / 1e9;
+        let service = (self.process_ticks as f64 - client_ticks).max(0.0);
+        let share = |ns: u64| ns as f64 / 1e9 / secs;
+        let threads: Vec<String> = self
+            .threads
+            .iter()
+            .filter(|(name, t)| t.cpu_ns > 0 && name.as_str() != "load-generator")
+            .map(|(name, t)| format!("{name} {:.2}/{:.2}", share(t.cpu_ns), share(t.runqueue_ns)))
+            .collect();
+        println!(
+            "  CPU: {:.2} cores busy: service {:.2} ({:.0} µs/request), load generator {:.2}",
+            cores(self.process_ticks),
+            service / TICKS_PER_SECOND / secs,
+            service / TICKS_PER_SECOND * 1e6 / self.latencies_us.len().max(1) as f64,
+            share(self.client.cpu_ns),
+        );
+        println!(
+            "  threads (cores running/runnable but waiting for a core): {}",
+            threads.join(", ")
+        );
+        println!(
+            "  storage writes {:.1} MB ({:.1} KB/request); RSS peak {:.1} MB during the run, of which {:.1} MB are the pre-built requests",
+            self.storage_write_bytes as f64 / 1e6,
+            self.storage_write_bytes as f64 / 1e3 / self.latencies_us.len().max(1) as f64,
+            mb(self.peak_rss_kb),
+            self.request_bytes as f64 / 1e6
+        );
+    }
+
+    /// Correctness first: a single answer other than 200 fails the bench.
+    fn expect_all_ok(&self, label: &str, n: usize, connections: usize) {
+        let answered = self.latencies_us.len();
+        let bad = self.not_ok();
+        if bad > 0 || answered != n {
+            self.report(label, n, connections);
+            panic!(
+                "{label}: {bad} of {answered} answers were not 200 ({n} requests sent), statuses {:?}; first: {}",
+                self.statuses,
+                self.first_failure.as_deref().unwrap_or("-")
+            );
+        }
+    }
+}
+
+/// Sends `requests` over `connections` connections (request i on connection i % C), on a
+/// thread and runtime of its own, and times them from the first send to the last answer.
+async fn load(port: u16, requests: Vec<Vec<u8>>, connections: usize) -> Result<LoadResult> {
+    let connections = connections.clamp(1, requests.len().max(1));
+    let request_bytes = requests.iter().map(Vec::len).sum();
+    let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); connections];
+    for (i, request) in requests.into_iter().enumerate() {
+        shares[i % connections].push(request);
+    }
+    // Resets VmHWM to the current RSS (Linux ≥ 4.0), so the peak after the run is this run's;
+    // the peak so far is kept for the whole-run figure.
+    let hwm_before = proc_status()?.get("VmHWM").copied().unwrap_or(0);
+    PEAK_RSS_KB.fetch_max(hwm_before, Ordering::Relaxed);
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let threads_before = thread_times();
+    let process_before = process_ticks()?;
+    let written_before = proc_io()?.get("write_bytes").copied().unwrap_or(0);
+
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("load-generator".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(drive(port, shares)));
+            let _ = tx.send(result);
+        })?;
+    let mut result = rx.await.context("the load generator died")??;
+
+    result.process_ticks = process_ticks()?.saturating_sub(process_before);
+    result.storage_write_bytes = proc_io()?
+        .get("write_bytes")
+        .copied()
+        .unwrap_or(0)
+        .saturating_sub(written_before);
+    for (name, after) in thread_times() {
+        let before = threads_before.get(&name).copied().unwrap_or_default();
+        result.threads.insert(name, after.since(before));
+    }
+    result.request_bytes = request_bytes;
+    result.peak_rss_kb = proc_status()?.get("VmHWM").copied().unwrap_or(0);
+    Ok(result)
+}
+
+async fn drive(port: u16, shares: Vec<Vec<Vec<u8>>>) -> Result<LoadResult> {
+    let mut streams = Vec::with_capacity(shares.len());
+    for _ in 0..shares.len() {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.set_nodelay(true)?;
+        streams.push(stream);
+    }
+    let cpu_before = own_thread_time();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (stream, share) in streams.into_iter().zip(shares) {
+        tasks.spawn(connection(stream, share));
+    }
+    let mut total = LoadResult::default();
+    while let Some(done) = tasks.join_next().await {
+        total.merge(done.context("a connection task panicked")??);
+    }
+    total.elapsed = started.elapsed();
+    total.client = own_thread_time().since(cpu_before);
+    Ok(total)
+}
+
+async fn connection(mut stream: TcpStream, requests: Vec<Vec<u8>>) -> Result<LoadResult> {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut out = LoadResult {
+        latencies_us: Vec::with_capacity(requests.len()),
+        ..LoadResult::default()
+    };
+    for request in &requests {
+        let sent = Instant::now();
+        stream.write_all(request).await?;
+        let (status, body) = read_response(&mut stream, &mut buf).await?;
+        out.latencies_us
+            .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+        *out.statuses.entry(status).or_default() += 1;
+        if status != 200 && out.first_failure.is_none() {
+            out.first_failure = Some(format!("{status} {}", String::from_utf8_lossy(&body)));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one response: status line, headers up to the blank line, `Content-Length` bytes.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, Vec<u8>)> {
+    loop {
+        if let Some((status, head_len, body_len)) = parse_head(buf)? {
+            let total = head_len + body_len;
+            while buf.len() < total {
+                read_more(stream, buf).await?;
+            }
+            let body = buf[head_len..total].to_vec();
+            buf.drain(..total);
+            return Ok((status, body));
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+/// `(status, head length including the blank line, body length)` once the head is complete.
+fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize)>> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..end]).context("response head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line `{status_line}`"))?;
+    let mut body_len = 0;
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                body_len = value.trim().parse().context("bad Content-Length")?;
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                bail!("unexpected Transfer-Encoding: {}", value.trim());
+            }
+        }
+    }
+    Ok(Some((status, end + 4, body_len)))
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
+    buf.reserve(4096);
+    let n = stream.read_buf(buf).await?;
+    ensure!(n > 0, "the server closed the connection");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Machine context
+
+/// Mean cost of a 4 KiB append followed by fdatasync, then by fsync, on `dir`'s filesystem.
+fn fsync_cost(dir: &Path, rounds: u32) -> Result<(Duration, Duration)> {
+    let mut file = std::fs::File::create(dir.join("fsync-probe"))?;
+    let page = [0u8; 4096];
+    let started = Instant::now();
+    for _ in 0..rounds {
+        file.write_all(&page)?;
+        file.sync_data()?;
+    }
+    let data = started.elapsed() / rounds;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        file.write_all(&page)?;
+        file.sync_all()?;
+    }
+    Ok((data, started.elapsed() / rounds))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+/// `/proc/self/io`: bytes this process caused to be read from / written to storage.
+fn proc_io() -> Result<BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string("/proc/self/io").context("/proc/self/io")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_owned(), v.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// `/proc/self/status` sizes, in kB.
+fn proc_status() -> Result<BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string("/proc/self/status").context("/proc/self/status")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            let kb = v.trim().strip_suffix("kB")?.trim().parse().ok()?;
+            Some((k.trim().to_owned(), kb))
+        })
+        .collect())
+}
+
+/// `utime + stime` from a `/proc/…/stat` line.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    // After the name (which may hold spaces): state, ppid, …; utime and stime are fields 14
+    // and 15 of the line.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU of the whole process, threads that have exited included.
+fn process_ticks() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    stat_ticks(&stat).context("unreadable /proc/self/stat")
+}
+
+/// Time a thread (or a kind of threads) spent running, and runnable but waiting for a core.
+#[derive(Debug, Default, Clone, Copy)]
+struct ThreadTime {
+    cpu_ns: u64,
+    runqueue_ns: u64,
+}
+
+impl ThreadTime {
+    fn since(self, before: ThreadTime) -> ThreadTime {
+        ThreadTime {
+            cpu_ns: self.cpu_ns.saturating_sub(before.cpu_ns),
+            runqueue_ns: self.runqueue_ns.saturating_sub(before.runqueue_ns),
+        }
+    }
+}
+
+/// `…/schedstat`: nanoseconds on a CPU, nanoseconds waiting on a run queue, time slices.
+fn schedstat(path: &Path) -> Option<ThreadTime> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some(ThreadTime {
+        cpu_ns: fields.next()??,
+        runqueue_ns: fields.next()??,
+    })
+}
+
+fn own_thread_time() -> ThreadTime {
+    schedstat(Path::new("/proc/thread-self/schedstat")).unwrap_or_default()
+}
+
+/// Per kind of live thread (digits dropped from the name, so that workers add up).
+fn thread_times() -> BTreeMap<String, ThreadTime> {
+    let mut out: BTreeMap<String, ThreadTime> = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let (Ok(name), Some(time)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            schedstat(&task.path().join("schedstat")),
+        ) else {
+            continue;
+        };
+        let kind: String = name
+            .trim()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        let entry = out.entry(kind).or_default();
+        entry.cpu_ns += time.cpu_ns;
+        entry.runqueue_ns += time.runqueue_ns;
+    }
+    out
+}
