@@ -126,11 +126,17 @@ async fn run(plan: &Plan) -> Result<()> {
     );
     drop(probe);
 
+    // Stores are checked after every run, so that reading them back does not weigh on the
+    // memory figures of the runs.
+    let mut checks = Vec::new();
     for &c in &plan.first_concurrency {
-        first_message_scenario(&base, plan, c).await?;
+        checks.push(first_message_scenario(&base, plan, c).await?);
     }
     if plan.hot_n > 0 {
-        hot_path_scenario(&base, plan).await?;
+        checks.push(hot_path_scenario(&base, plan).await?);
+    }
+    for check in checks {
+        check.verify().await?;
     }
 
     let status = proc_status()?;
@@ -148,7 +154,11 @@ async fn run(plan: &Plan) -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // Scenarios
 
-async fn first_message_scenario(base: &Path, plan: &Plan, connections: usize) -> Result<()> {
+async fn first_message_scenario(
+    base: &Path,
+    plan: &Plan,
+    connections: usize,
+) -> Result<StoreCheck> {
     let label = "first-message path";
     let dir = tempfile::tempdir_in(base)?;
     let mut service = Service::start(dir.path(), &[]).await?;
@@ -180,31 +190,15 @@ async fn first_message_scenario(base: &Path, plan: &Plan, connections: usize) ->
     result.expect_all_ok(label, plan.first_n, connections);
     service.stop().await?;
 
-    // Every acknowledged conversation must have its job: exactly the ones sent.
-    let stored = stored_conversations(&service.store_url, None).await?;
-    let expected = plan.warmup + plan.first_n;
-    ensure!(
-        stored.len() == expected,
-        "the store holds {} jobs, expected {expected}",
-        stored.len()
-    );
-    let missing = measured
-        .iter()
-        .chain(&warmup)
-        .filter(|c| !stored.contains(*c))
-        .count();
-    ensure!(
-        missing == 0,
-        "{missing} acknowledged conversations have no job"
-    );
-    println!(
-        "  store: {} jobs, exactly the conversations sent (warm-up included)",
-        stored.len()
-    );
-    Ok(())
+    Ok(StoreCheck {
+        label: format!("{label} C={connections}"),
+        store_url: service.store_url.clone(),
+        expected: warmup.into_iter().chain(measured).collect(),
+        _dir: dir,
+    })
 }
 
-async fn hot_path_scenario(base: &Path, plan: &Plan) -> Result<()> {
+async fn hot_path_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck> {
     let dir = tempfile::tempdir_in(base)?;
     // The fastest allowed pace, so that the worker is done with the seed jobs sooner.
     let mut service = Service::start(dir.path(), &[("flex.max_creates_per_second", "20")]).await?;
@@ -264,15 +258,41 @@ async fn hot_path_scenario(base: &Path, plan: &Plan) -> Result<()> {
         delta("write_bytes")
     );
     service.stop().await?;
+    Ok(StoreCheck {
+        label: "hot path".into(),
+        store_url: service.store_url.clone(),
+        expected: conversations.into_iter().collect(),
+        _dir: dir,
+    })
+}
 
-    let stored = stored_conversations(&service.store_url, None).await?;
-    ensure!(
-        stored.len() == n,
-        "later messages made jobs: the store holds {} jobs, expected {n}",
-        stored.len()
-    );
-    println!("  store: still {} jobs, one per conversation", stored.len());
-    Ok(())
+/// What a run's store must hold afterwards: one job for each conversation sent, no more.
+struct StoreCheck {
+    label: String,
+    store_url: String,
+    expected: HashSet<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl StoreCheck {
+    async fn verify(self) -> Result<()> {
+        let stored = stored_conversations(&self.store_url, None).await?;
+        let missing = self.expected.difference(&stored).count();
+        let extra = stored.difference(&self.expected).count();
+        ensure!(
+            missing == 0 && extra == 0,
+            "{}: the store holds {} jobs for {} conversations sent: {missing} acknowledged conversations have no job, {extra} jobs were not expected",
+            self.label,
+            stored.len(),
+            self.expected.len()
+        );
+        println!(
+            "store check, {}: {} jobs, exactly one per conversation sent",
+            self.label,
+            stored.len()
+        );
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -453,6 +473,7 @@ struct LoadResult {
     /// Per kind of thread (its name without numbers), e.g. the service's HTTP workers.
     threads: BTreeMap<String, ThreadTime>,
     request_bytes: usize,
+    rss_before_kb: u64,
     peak_rss_kb: u64,
     /// Bytes the process caused to be written to storage during the run (`/proc/self/io`).
     storage_write_bytes: u64,
@@ -524,11 +545,12 @@ impl LoadResult {
             threads.join(", ")
         );
         println!(
-            "  storage writes {:.1} MB ({:.1} KB/request); RSS peak {:.1} MB during the run, of which {:.1} MB are the pre-built requests",
+            "  storage writes {:.1} MB ({:.1} KB/request); RSS {:.1} MB before the run (pre-built requests {:.1} MB), peak {:.1} MB during it",
             self.storage_write_bytes as f64 / 1e6,
             self.storage_write_bytes as f64 / 1e3 / self.latencies_us.len().max(1) as f64,
-            mb(self.peak_rss_kb),
-            self.request_bytes as f64 / 1e6
+            mb(self.rss_before_kb),
+            self.request_bytes as f64 / 1e6,
+            mb(self.peak_rss_kb)
         );
     }
 
@@ -558,8 +580,9 @@ async fn load(port: u16, requests: Vec<Vec<u8>>, connections: usize) -> Result<L
     }
     // Resets VmHWM to the current RSS (Linux ≥ 4.0), so the peak after the run is this run's;
     // the peak so far is kept for the whole-run figure.
-    let hwm_before = proc_status()?.get("VmHWM").copied().unwrap_or(0);
-    PEAK_RSS_KB.fetch_max(hwm_before, Ordering::Relaxed);
+    let status = proc_status()?;
+    PEAK_RSS_KB.fetch_max(status.get("VmHWM").copied().unwrap_or(0), Ordering::Relaxed);
+    let rss_before_kb = status.get("VmRSS").copied().unwrap_or(0);
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let threads_before = thread_times();
     let process_before = process_ticks()?;
@@ -589,6 +612,7 @@ async fn load(port: u16, requests: Vec<Vec<u8>>, connections: usize) -> Result<L
         result.threads.insert(name, after.since(before));
     }
     result.request_bytes = request_bytes;
+    result.rss_before_kb = rss_before_kb;
     result.peak_rss_kb = proc_status()?.get("VmHWM").copied().unwrap_or(0);
     Ok(result)
 }
