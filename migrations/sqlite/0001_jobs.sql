@@ -1,7 +1,10 @@
 -- One job per conversation: the outbox of Flex interactions to create.
 -- Times are milliseconds since the Unix epoch. The message body is never stored.
+-- A rowid table with a UNIQUE key (not WITHOUT ROWID on the random SID): rows are appended
+-- in arrival order, so a burst of new conversations dirties few pages.
 CREATE TABLE jobs (
-    conversation_sid        TEXT    NOT NULL PRIMARY KEY,
+    id                      INTEGER PRIMARY KEY,
+    conversation_sid        TEXT    NOT NULL UNIQUE,
     account_sid             TEXT    NOT NULL,
     chat_service_sid        TEXT,
     webhook_sid             TEXT,
@@ -23,7 +26,7 @@ CREATE TABLE jobs (
     age_from                INTEGER NOT NULL,
     created_at              INTEGER NOT NULL,
     updated_at              INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 
 CREATE INDEX jobs_due ON jobs (state, next_attempt_at);
 CREATE INDEX jobs_updated ON jobs (state, updated_at);

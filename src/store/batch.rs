@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use super::{Inserted, NewJob, Store, StoreError};
+use super::{Inserted, NewJob, Store, StoreError, Writer};
 
 struct Request {
     job: NewJob,
@@ -35,9 +35,21 @@ impl JobWriter {
         let (tx, mut rx) = mpsc::channel::<Request>(batch_max.saturating_mul(8).max(64));
         let handle = tokio::spawn(async move {
             let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
+            // Opened on first use, and again after a failure (a broken connection heals).
+            let mut writer: Option<Writer> = None;
             while rx.recv_many(&mut batch, batch_max).await > 0 {
                 let jobs: Vec<NewJob> = batch.iter().map(|r| r.job.clone()).collect();
-                match store.insert_batch(&jobs).await {
+                let result = match writer.as_mut() {
+                    Some(w) => w.insert_batch(&jobs).await,
+                    None => match store.writer().await {
+                        Ok(w) => writer.insert(w).insert_batch(&jobs).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                if result.is_err() {
+                    writer = None;
+                }
+                match result {
                     Ok(outcomes) => {
                         if outcomes.contains(&Inserted::New) {
                             on_new.notify_one();

@@ -18,7 +18,7 @@ use crate::domain::{
 use crate::routing::RoutingInput;
 
 pub use batch::JobWriter;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteWriter};
 
 /// Milliseconds since the Unix epoch: the store's clock.
 pub fn now_ms() -> i64 {
@@ -178,6 +178,21 @@ pub enum Store {
     Sqlite(SqliteStore),
 }
 
+/// The group-commit writer's own connection, whatever the backend.
+#[derive(Debug)]
+pub enum Writer {
+    Sqlite(SqliteWriter),
+}
+
+impl Writer {
+    /// Like [`Store::insert_batch`], on this writer's connection.
+    pub async fn insert_batch(&mut self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        match self {
+            Self::Sqlite(w) => w.insert_batch(jobs).await,
+        }
+    }
+}
+
 /// Open-time options shared by backends.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -201,6 +216,13 @@ impl Store {
     pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
         match self {
             Self::Sqlite(s) => s.insert_batch(jobs).await,
+        }
+    }
+
+    /// A dedicated connection for the group-commit writer.
+    pub async fn writer(&self) -> Result<Writer, StoreError> {
+        match self {
+            Self::Sqlite(s) => Ok(Writer::Sqlite(s.writer().await?)),
         }
     }
 
