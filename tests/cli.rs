@@ -731,6 +731,119 @@ fn flex_answering_500_is_logged_with_twilios_error_code_while_twilio_gets_its_20
 }
 
 #[test]
+fn database_url_sets_the_store_when_flexhook_store_url_is_not_set() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.path().join("from-database-url").join("jobs.db");
+    let mut cmd = sandbox.command(&["jobs", "list"]);
+    cmd.env_remove("FLEXHOOK_STORE__URL")
+        .env("DATABASE_URL", format!("sqlite://{}", file.display()));
+    let out = run(cmd);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("no jobs"), "{out:?}");
+    assert!(file.is_file(), "the store was created at DATABASE_URL");
+}
+
+/// Killed (SIGKILL) while its create was in flight at Flex: after a restart the job's lease
+/// expires, its write-ahead mark makes the worker look in TaskRouter first, and the task
+/// Flex did create is adopted instead of created twice.
+#[test]
+fn a_crash_mid_create_is_recovered_by_adopting_the_task_not_creating_another() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let conversation = "CH0000000000000000000000000000dead";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let twilio = runtime.block_on(async {
+        let server = MockServer::start().await;
+        // Flex takes the request and is slow to answer: the process dies meanwhile.
+        Mock::given(method("POST"))
+            .and(path("/v1/Interactions"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"sid": "KD0000000000000000000000000000dead"}))
+                    .set_delay(Duration::from_secs(30)),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(
+                "/v1/Workspaces/WS0000000000000000000000000000dead/Tasks",
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "tasks": [{
+                    "sid": "WT0000000000000000000000000000dead",
+                    "attributes": format!("{{\"conversationSid\":\"{conversation}\"}}"),
+                }]
+            })))
+            .mount(&server)
+            .await;
+        server
+    });
+    let base = twilio.uri();
+    let sandbox = Sandbox::new()
+        .with("TWILIO_ACCOUNT_SID", &account_sid())
+        .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
+        .with(
+            "FLEXHOOK_FLEX__WORKSPACE_SID",
+            "WS0000000000000000000000000000dead",
+        )
+        .with(
+            "FLEXHOOK_FLEX__WORKFLOW_SID",
+            "WW0000000000000000000000000000dead",
+        )
+        .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__REQUEST_TIMEOUT_MS", "2000")
+        .with("FLEXHOOK_WORKER__LEASE_SECS", "5")
+        .with("FLEXHOOK_WORKER__POLL_INTERVAL_MS", "100");
+    let posts = || {
+        runtime
+            .block_on(twilio.received_requests())
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.url.path() == "/v1/Interactions")
+            .count()
+    };
+
+    let server = sandbox.serve();
+    let url = server.webhook_url();
+    let out = sandbox.run(&[
+        "simulate",
+        "--url",
+        url.as_str(),
+        "--conversation",
+        conversation,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let until = Instant::now() + DEADLINE;
+    while posts() == 0 {
+        assert!(Instant::now() < until, "the create never reached Flex");
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(server); // SIGKILL, mid-request
+
+    let pending = sandbox.wait_for_job(conversation, &["--state", "pending"], |_| true);
+    assert_eq!(pending["needs_lookup"], true, "{pending:#}");
+    // The restarted service takes the job once the dead process's 5 s lease has expired.
+    let _server = sandbox.serve();
+    let created = sandbox.wait_for_job(conversation, &["--state", "created"], |_| true);
+    assert_eq!(
+        created["task_sid"], "WT0000000000000000000000000000dead",
+        "{created:#}"
+    );
+    assert_eq!(
+        posts(),
+        1,
+        "the create that reached Flex before the crash is the only one"
+    );
+}
+
+#[test]
 fn every_command_has_help() {
     let sandbox = Sandbox::new();
     for (args, word) in [

@@ -398,3 +398,24 @@ async fn a_locked_database_answers_503_and_the_next_delivery_succeeds() {
     wait_for_state(&store, &ch, JobState::Created).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_without_a_lookup() {
+    let env = Env::new().await;
+    // Nothing listens on this port: the request can never have reached Twilio.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let ch = random_sid("CH");
+    let app = TestApp::start(&env, &[("twilio.flex_api_base_url", closed_url.as_str())]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    let job = wait_for_job(&store, &ch, Duration::from_secs(10), |j| j.attempts >= 2).await;
+    assert_eq!(job.state, JobState::Pending);
+    assert!(!job.needs_lookup, "a refused connection sent nothing");
+    let error = job.last_error.unwrap();
+    assert_eq!(error.code, None);
+    assert!(error.message.contains("connect"), "{}", error.message);
+    assert!(env.taskrouter.received_requests().await.unwrap().is_empty());
+    app.stop().await;
+}
