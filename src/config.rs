@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -674,15 +674,6 @@ fn parse_shared_key_list(s: &str) -> Result<Vec<(String, String)>, String> {
 /// For the CLI: the secret of a shared key, or of the auth token.
 pub fn expose(secret: &SecretString) -> &str {
     secret.expose_secret()
-}
-
-/// Loads and validates with the process environment: what `serve` uses.
-pub fn load_valid(file: Option<&Path>) -> Result<ValidSettings, ConfigError> {
-    Settings::load(&LoadOptions {
-        file: file.map(Path::to_path_buf),
-        ..LoadOptions::default()
-    })?
-    .validate()
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::worker::{self, WorkerConfig, WorkerHandle};
 
 /// What every request handler shares.
 #[derive(Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub verifier: Verifier,
     pub public_base_url: Option<String>,
     pub trust_forwarded_headers: bool,

@@ -6,8 +6,6 @@ mod request_url;
 
 use actix_web::web;
 
-pub use conversations::WebhookError;
-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))

@@ -13,10 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Mode, ValidSettings};
 
-pub use conversations::WebhookRemoval;
 pub use error::{ApiError, TwilioError};
 pub use interactions::{CreatedInteraction, InteractionRequest};
-pub use taskrouter::FoundTask;
 
 #[derive(Clone)]
 enum Auth {
