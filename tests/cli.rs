@@ -41,6 +41,19 @@ impl Sandbox {
         }
     }
 
+    /// Live mode (an account, no dry-run) against `base`, a wiremock stand-in for all three
+    /// Twilio APIs; `suffix` is the 32 hex digits of the workspace and workflow SIDs.
+    fn live(base: &str, suffix: &str) -> Self {
+        Self::new()
+            .with("TWILIO_ACCOUNT_SID", &account_sid())
+            .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
+            .with("FLEXHOOK_FLEX__WORKSPACE_SID", &format!("WS{suffix}"))
+            .with("FLEXHOOK_FLEX__WORKFLOW_SID", &format!("WW{suffix}"))
+            .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", base)
+            .with("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", base)
+            .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", base)
+    }
+
     /// Adds a variable given to every command of this sandbox.
     fn with(mut self, name: &str, value: &str) -> Self {
         self.vars.push((name.to_owned(), value.to_owned()));
@@ -260,6 +273,15 @@ fn listening_port(line: &str) -> Option<u16> {
     line.split_whitespace()
         .find_map(|token| token.strip_prefix("port="))
         .and_then(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+}
+
+/// A runtime for the wiremock stand-ins of the tests that drive the binary.
+fn mock_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn account_sid() -> String {
@@ -548,11 +570,7 @@ fn jobs_retry_moves_a_dead_job_back_to_pending() {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = mock_runtime();
     let twilio = runtime.block_on(async {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
@@ -569,21 +587,7 @@ fn jobs_retry_moves_a_dead_job_back_to_pending() {
     });
     let base = twilio.uri();
     let conversation = "CH0000000000000000000000000000b001";
-    let sandbox = Sandbox::new()
-        .with("FLEXHOOK_ENV", "local")
-        .with("TWILIO_ACCOUNT_SID", &account_sid())
-        .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
-        .with(
-            "FLEXHOOK_FLEX__WORKSPACE_SID",
-            "WS0000000000000000000000000000b001",
-        )
-        .with(
-            "FLEXHOOK_FLEX__WORKFLOW_SID",
-            "WW0000000000000000000000000000b001",
-        )
-        .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", &base)
-        .with("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", &base)
-        .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", &base);
+    let sandbox = Sandbox::live(&base, "0000000000000000000000000000b001");
 
     let server = sandbox.serve();
     assert!(
@@ -667,11 +671,7 @@ fn flex_answering_500_is_logged_with_twilios_error_code_while_twilio_gets_its_20
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = mock_runtime();
     let twilio = runtime.block_on(async {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
@@ -694,20 +694,7 @@ fn flex_answering_500_is_logged_with_twilios_error_code_while_twilio_gets_its_20
     });
     let base = twilio.uri();
     let conversation = "CH0000000000000000000000000000c500";
-    let sandbox = Sandbox::new()
-        .with("TWILIO_ACCOUNT_SID", &account_sid())
-        .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
-        .with(
-            "FLEXHOOK_FLEX__WORKSPACE_SID",
-            "WS0000000000000000000000000000c500",
-        )
-        .with(
-            "FLEXHOOK_FLEX__WORKFLOW_SID",
-            "WW0000000000000000000000000000c500",
-        )
-        .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", &base)
-        .with("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", &base)
-        .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", &base);
+    let sandbox = Sandbox::live(&base, "0000000000000000000000000000c500");
     let server = sandbox.serve();
     let url = server.webhook_url();
     let out = sandbox.run(&[
@@ -752,11 +739,7 @@ fn a_crash_mid_create_is_recovered_by_adopting_the_task_not_creating_another() {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     let conversation = "CH0000000000000000000000000000dead";
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = mock_runtime();
     let twilio = runtime.block_on(async {
         let server = MockServer::start().await;
         // Flex takes the request and is slow to answer: the process dies meanwhile.
@@ -784,20 +767,7 @@ fn a_crash_mid_create_is_recovered_by_adopting_the_task_not_creating_another() {
         server
     });
     let base = twilio.uri();
-    let sandbox = Sandbox::new()
-        .with("TWILIO_ACCOUNT_SID", &account_sid())
-        .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
-        .with(
-            "FLEXHOOK_FLEX__WORKSPACE_SID",
-            "WS0000000000000000000000000000dead",
-        )
-        .with(
-            "FLEXHOOK_FLEX__WORKFLOW_SID",
-            "WW0000000000000000000000000000dead",
-        )
-        .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", &base)
-        .with("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", &base)
-        .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", &base)
+    let sandbox = Sandbox::live(&base, "0000000000000000000000000000dead")
         .with("FLEXHOOK_TWILIO__REQUEST_TIMEOUT_MS", "2000")
         .with("FLEXHOOK_WORKER__LEASE_SECS", "5")
         .with("FLEXHOOK_WORKER__POLL_INTERVAL_MS", "100");
