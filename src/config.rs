@@ -447,6 +447,18 @@ impl Settings {
                 "must be longer than two Twilio requests (2 × twilio.request_timeout_ms), or a slow job could be claimed twice".into(),
             );
         }
+        // Claimed jobs queue for the rate limit while holding their lease.
+        let queue_secs =
+            self.worker.concurrency as u64 / u64::from(self.flex.max_creates_per_second.max(1));
+        if queue_secs * 2 >= self.worker.lease_secs {
+            bad(
+                "worker.concurrency",
+                format!(
+                    "{} jobs at flex.max_creates_per_second = {} wait up to {queue_secs} s for their turn, too long for worker.lease_secs = {}: lower the concurrency or lengthen the lease",
+                    self.worker.concurrency, self.flex.max_creates_per_second, self.worker.lease_secs
+                ),
+            );
+        }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             bad(
                 "log.format",
@@ -815,6 +827,26 @@ mod tests {
         assert!(text.contains("flex.max_creates_per_second"), "{text}");
         assert!(text.contains("store.url"), "{text}");
         assert!(!text.contains(":pw@"), "passwords are redacted: {text}");
+    }
+
+    #[test]
+    fn a_queue_longer_than_the_lease_allows_is_refused() {
+        let err = load(
+            "local",
+            &[
+                ("worker.concurrency", "200"),
+                ("flex.max_creates_per_second", "2"),
+                ("worker.lease_secs", "60"),
+            ],
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert_eq!(problems(err)[0].key, "worker.concurrency");
+        assert!(load("local", &[("worker.concurrency", "16")])
+            .unwrap()
+            .validate()
+            .is_ok());
     }
 
     #[test]
