@@ -258,8 +258,7 @@ async fn webhooks_are_removable_as_specified(env: &Env, spec: &Value) {
 
 /// Flex fails once with a 500 (so the next attempt looks the task up first), then accepts.
 async fn flex_fails_once_then_accepts(env: &Env, spec: &Value) {
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(ResponseTemplate::new(500).set_body_json(json!({
             "code": 20500, "message": "Internal Server Error",
             "more_info": "https://www.twilio.com/docs/errors/20500", "status": 500
@@ -267,8 +266,7 @@ async fn flex_fails_once_then_accepts(env: &Env, spec: &Value) {
         .up_to_n_times(1)
         .mount(&env.flex)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(spec_created(spec))
         .mount(&env.flex)
         .await;
@@ -407,8 +405,7 @@ async fn the_spec_example_answer_to_create_interaction_fills_the_job_with_its_si
     let spec = spec();
     let example = response_example(operation(&spec, CREATE_INTERACTION), None);
     let env = Env::new().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(spec_created(&spec))
         .expect(1)
         .mount(&env.flex)
@@ -472,8 +469,7 @@ async fn the_response_fields_flexhook_reads_are_declared_by_the_spec() {
 async fn both_webhook_deletes_are_delete_operations_of_the_spec_and_its_204_counts_as_removed() {
     let spec = spec();
     let env = Env::new().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(spec_created(&spec))
         .mount(&env.flex)
         .await;

@@ -14,10 +14,6 @@ use flexhook::store::JobState;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-fn created(ch: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(interaction_created(ch))
-}
-
 fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(serde_json::json!({
         "code": code, "message": message,
@@ -35,33 +31,16 @@ async fn interactions_received(env: &Env) -> usize {
         .count()
 }
 
-async fn tasks_are_empty(env: &Env) {
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(no_tasks()))
-        .mount(&env.taskrouter)
-        .await;
-}
-
-async fn webhooks_are_removable(env: &Env) {
-    Mock::given(method("DELETE"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&env.conversations)
-        .await;
-}
-
 #[tokio::test]
 async fn two_500s_then_a_200_create_one_interaction_after_retries() {
     let env = Env::new().await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(twilio_error(500, 20500, "Internal Server Error"))
         .up_to_n_times(2)
         .mount(&env.flex)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(created(&ch))
         .expect(1)
         .mount(&env.flex)
@@ -87,16 +66,14 @@ async fn two_500s_then_a_200_create_one_interaction_after_retries() {
 async fn a_429_with_retry_after_is_waited_out_then_one_interaction_is_created() {
     let env = Env::new().await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(
             twilio_error(429, 20429, "Too Many Requests").insert_header("Retry-After", "1"),
         )
         .up_to_n_times(1)
         .mount(&env.flex)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(created(&ch))
         .expect(1)
         .mount(&env.flex)
@@ -136,8 +113,7 @@ async fn a_timeout_after_flex_received_the_request_adopts_the_task_instead_of_cr
     let env = Env::new().await;
     let ch = random_sid("CH");
     // Flex takes the request but answers after our 1 s timeout.
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(created(&ch).set_delay(Duration::from_secs(3)))
         .expect(1)
         .mount(&env.flex)
@@ -182,8 +158,7 @@ async fn a_timeout_after_flex_received_the_request_adopts_the_task_instead_of_cr
 async fn a_400_with_code_80102_is_dead_at_once_with_that_code() {
     let env = Env::new().await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(twilio_error(
             400,
             80102,
@@ -221,8 +196,7 @@ async fn a_400_with_code_80102_is_dead_at_once_with_that_code() {
 async fn fifty_concurrent_first_messages_of_one_conversation_create_one_interaction() {
     let env = Env::new().await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(created(&ch))
         .expect(1)
         .mount(&env.flex)
@@ -242,8 +216,7 @@ async fn fifty_concurrent_first_messages_of_one_conversation_create_one_interact
 async fn a_job_left_pending_while_flex_was_down_is_created_exactly_once_after_a_restart() {
     let env = Env::new().await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(twilio_error(503, 20503, "Service Unavailable"))
         .mount(&env.flex)
         .await;
@@ -258,8 +231,7 @@ async fn a_job_left_pending_while_flex_was_down_is_created_exactly_once_after_a_
     assert_eq!(job.last_error.unwrap().code, Some(20503));
 
     env.flex.reset().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(created(&ch))
         .expect(1)
         .mount(&env.flex)
@@ -317,8 +289,7 @@ impl Respond for RateLimitedFlex {
 async fn two_hundred_new_conversations_at_once_are_all_created_without_a_single_429() {
     let env = Env::new().await;
     let flex = RateLimitedFlex::default();
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(flex.clone())
         .mount(&env.flex)
         .await;
@@ -347,8 +318,7 @@ async fn two_hundred_new_conversations_at_once_are_all_created_without_a_single_
 async fn a_job_failing_past_its_max_age_goes_dead() {
     let env = Env::new().await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(twilio_error(429, 20429, "Too Many Requests"))
         .mount(&env.flex)
         .await;
@@ -368,8 +338,7 @@ async fn a_locked_database_answers_503_and_the_next_delivery_succeeds() {
     use sqlx::Connection;
     let env = Env::new().await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(created(&ch))
         .mount(&env.flex)
         .await;

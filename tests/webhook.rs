@@ -21,15 +21,11 @@ fn basic_auth() -> String {
 }
 
 async fn mount_happy_path(env: &Env, conversation: &str) {
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(interaction_created(conversation)))
+    create_interaction()
+        .respond_with(created(conversation))
         .mount(&env.flex)
         .await;
-    Mock::given(method("DELETE"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&env.conversations)
-        .await;
+    webhooks_are_removable(env).await;
 }
 
 async fn flex_requests(env: &Env) -> Vec<wiremock::Request> {
@@ -41,11 +37,10 @@ async fn a_signed_first_message_creates_one_interaction_then_removes_the_webhook
     let env = Env::new().await;
     let app = TestApp::start(&env, &[("flex.task_attributes", r#"{"team":"support"}"#)]).await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .and(header("authorization", basic_auth().as_str()))
         .and(header("content-type", "application/x-www-form-urlencoded"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(interaction_created(&ch)))
+        .respond_with(created(&ch))
         .expect(1)
         .mount(&env.flex)
         .await;
@@ -439,8 +434,7 @@ async fn flex_answering_500_still_gets_twilio_its_200_and_the_error_code_is_kept
     let env = Env::new().await;
     let app = TestApp::start(&env, &[]).await;
     let ch = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(
             ResponseTemplate::new(500)
                 .set_body_json(
@@ -474,8 +468,7 @@ async fn flex_answering_500_still_gets_twilio_its_200_and_the_error_code_is_kept
 async fn the_webhook_is_kept_when_removal_is_off_and_unscoped_without_a_service() {
     let env = Env::new().await;
     let ch_kept = random_sid("CH");
-    Mock::given(method("POST"))
-        .and(path("/v1/Interactions"))
+    create_interaction()
         .respond_with(ResponseTemplate::new(201).set_body_json(interaction_created(&ch_kept)))
         .mount(&env.flex)
         .await;

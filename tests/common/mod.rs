@@ -11,7 +11,8 @@ use flexhook::signature::{compute_signature, Algorithm};
 use flexhook::startup::Application;
 use flexhook::store::{Job, JobState, Store, StoreOptions};
 use tokio::task::JoinHandle;
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TOKEN: &str = "test-auth-token-0123456789";
@@ -287,4 +288,31 @@ pub async fn deliver_concurrently(
         statuses.push(status.unwrap());
     }
     statuses
+}
+
+/// `POST /v1/Interactions`, for a test to answer (and count) as it needs.
+pub fn create_interaction() -> MockBuilder {
+    Mock::given(method("POST")).and(path("/v1/Interactions"))
+}
+
+/// Flex's 200 to `POST /v1/Interactions` for this conversation.
+pub fn created(conversation: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(interaction_created(conversation))
+}
+
+/// TaskRouter knows no task for any conversation.
+pub async fn tasks_are_empty(env: &Env) {
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(no_tasks()))
+        .mount(&env.taskrouter)
+        .await;
+}
+
+/// Every conversation-scoped webhook DELETE succeeds.
+pub async fn webhooks_are_removable(env: &Env) {
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&env.conversations)
+        .await;
 }
