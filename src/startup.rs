@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -40,6 +40,8 @@ pub struct Application {
     worker: WorkerHandle,
     writer: JoinHandle<()>,
     store: Store,
+    /// `server.shutdown_timeout_secs`: in-flight webhooks and jobs share it.
+    shutdown_budget: Duration,
 }
 
 impl Application {
@@ -57,14 +59,12 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) =
             JobWriter::spawn(store.clone(), s.store.batch_max, wake.clone());
-        let grace = Duration::from_secs(s.server.shutdown_timeout_secs);
         let worker = worker::spawn(
             store.clone(),
             client,
             Router::from_settings(&settings),
             WorkerConfig::from_settings(&settings),
             wake,
-            grace,
         );
 
         let state = web::Data::new(AppState {
@@ -105,6 +105,9 @@ impl Application {
         })
         .listen(listener)?
         .shutdown_timeout(s.server.shutdown_timeout_secs)
+        // actix treats SIGINT (Fly's default kill signal) as a forced stop that drops
+        // in-flight webhooks; `run_until_stopped` handles both signals gracefully instead.
+        .disable_signals()
         .run();
 
         if settings.is_dry_run() {
@@ -124,6 +127,7 @@ impl Application {
             worker,
             writer: writer_task,
             store,
+            shutdown_budget: Duration::from_secs(s.server.shutdown_timeout_secs),
         })
     }
 
@@ -136,15 +140,54 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until a signal (SIGINT/SIGTERM) or [`ServerHandle::stop`]; then lets in-flight
-    /// webhooks finish, stops the worker, drains the writer and closes the store.
+    /// Serves until SIGTERM or SIGINT (both graceful) or [`ServerHandle::stop`]; then lets
+    /// in-flight webhooks finish, gives the worker what is left of
+    /// `server.shutdown_timeout_secs` to finish its jobs, drains the writer and closes the
+    /// store. The whole stop fits in that one budget, which fly.toml's `kill_timeout` exceeds.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let served = self.server.await;
+        let handle = self.server.handle();
+        let mut server = self.server;
+        let (served, stopping) = tokio::select! {
+            served = &mut server => (served, Instant::now()),
+            signal = shutdown_signal() => {
+                let stopping = Instant::now();
+                tracing::info!(
+                    signal,
+                    budget_secs = self.shutdown_budget.as_secs(),
+                    "shutting down gracefully"
+                );
+                let ((), served) = tokio::join!(handle.stop(true), &mut server);
+                (served, stopping)
+            }
+        };
         tracing::info!("HTTP server stopped; stopping the worker");
-        self.worker.stop().await;
+        self.worker
+            .stop(self.shutdown_budget.saturating_sub(stopping.elapsed()))
+            .await;
         // Every webhook has had its answer, so nothing waits on the writer any more.
         self.writer.abort();
         self.store.close().await;
         served.context("HTTP server failed")
+    }
+}
+
+/// The first SIGTERM or SIGINT, by name.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    async fn one(kind: SignalKind, name: &'static str) -> &'static str {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+                name
+            }
+            Err(e) => {
+                tracing::error!(error = %e, signal = name, "cannot listen for a shutdown signal");
+                std::future::pending().await
+            }
+        }
+    }
+    tokio::select! {
+        name = one(SignalKind::terminate(), "SIGTERM") => name,
+        name = one(SignalKind::interrupt(), "SIGINT") => name,
     }
 }

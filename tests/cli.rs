@@ -814,6 +814,92 @@ fn a_crash_mid_create_is_recovered_by_adopting_the_task_not_creating_another() {
 }
 
 #[test]
+fn sigint_lets_a_webhook_in_flight_get_its_answer_before_the_process_exits() {
+    use sqlx::Connection;
+
+    // Fly's default kill signal is SIGINT, which actix alone treats as a forced stop.
+    let conversation = "CH0000000000000000000000000000a1a1";
+    let sandbox = Sandbox::new()
+        .with("FLEXHOOK_ENV", "local")
+        .with("FLEXHOOK_STORE__BUSY_TIMEOUT_MS", "4000");
+    let mut server = sandbox.serve();
+    let runtime = mock_runtime();
+    // Another process holds the store's write lock, so the webhook waits for its commit.
+    let mut other = runtime.block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&sandbox.store_url())
+            .await
+            .unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c
+    });
+    let url = server.webhook_url();
+    let simulate = sandbox
+        .command(&[
+            "simulate",
+            "--url",
+            url.as_str(),
+            "--conversation",
+            conversation,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the webhook is inside the server: its connection is open and unanswered.
+    let until = Instant::now() + DEADLINE;
+    while !established_connection_to(server.port) {
+        assert!(
+            Instant::now() < until,
+            "the webhook never reached the server"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let pid = server.child.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(sent.success());
+    server.wait_for_log("shutting down gracefully");
+    runtime.block_on(async {
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        other.close().await.unwrap();
+    });
+
+    let answer = simulate.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&answer.stdout);
+    assert!(
+        answer.status.success() && stdout.contains("200"),
+        "the webhook got its answer: {answer:?}\nserve logs:\n{}",
+        server.logs()
+    );
+    let until = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "serve did not exit after SIGINT");
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}\n{}", server.logs());
+    let logs = server.logs();
+    assert!(logs.contains("SIGINT"), "{logs}");
+    assert!(logs.contains("worker stopped"), "{logs}");
+    sandbox.wait_for_job(conversation, &[], |_| true);
+}
+
+/// Whether a TCP connection to `127.0.0.1:port` is established (from `/proc/net/tcp`).
+fn established_connection_to(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local address, remote address, state (01 = ESTABLISHED)
+        fields.len() > 3 && fields[1] == local && fields[3] == "01"
+    })
+}
+
+#[test]
 fn every_command_has_help() {
     let sandbox = Sandbox::new();
     for (args, word) in [

@@ -35,18 +35,12 @@ fn fly_toml_serves_the_default_port_checks_healthz_and_keeps_a_machine_warm() {
 }
 
 #[test]
-fn the_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user() {
+fn the_dockerfile_builds_in_two_stages_and_starts_through_the_privilege_dropping_entrypoint() {
     let dockerfile = read("Dockerfile");
     assert_eq!(
         dockerfile.matches("\nFROM ").count() + usize::from(dockerfile.starts_with("FROM ")),
         2
     );
-    let user = dockerfile
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("USER "))
-        .expect("a USER line");
-    assert_ne!(user.trim(), "root");
     assert!(dockerfile.contains("--release --locked"));
     for line in dockerfile
         .lines()
@@ -58,6 +52,83 @@ fn the_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user() {
             "the Dockerfile copies {source}, which does not exist"
         );
     }
+    // The container starts as root (a USER line would keep the entrypoint from handing the
+    // volume over), and the entrypoint drops to the user the image creates.
+    assert!(
+        !dockerfile.lines().any(|l| l.starts_with("USER ")),
+        "a USER line would stop the entrypoint from fixing the volume's owner"
+    );
+    assert!(dockerfile
+        .lines()
+        .any(|l| l == "COPY deploy/entrypoint.sh /usr/local/bin/flexhook-entrypoint"));
+    assert!(dockerfile
+        .lines()
+        .any(|l| l == r#"ENTRYPOINT ["flexhook-entrypoint"]"#));
+    let run_as = dockerfile
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("FLEXHOOK_RUN_AS="))
+        .expect("the image names the service user");
+    assert!(
+        dockerfile.contains(&format!(
+            "useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin {run_as}"
+        )),
+        "the image creates {run_as}"
+    );
+    let store = dockerfile
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("FLEXHOOK_STORE__URL="))
+        .expect("the image sets the store");
+    let fly: toml::Value = toml::from_str(&read("fly.toml")).unwrap();
+    assert_eq!(fly["env"]["FLEXHOOK_STORE__URL"].as_str(), Some(store));
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/entrypoint.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+    assert_eq!(
+        mode & 0o111,
+        0o111,
+        "deploy/entrypoint.sh must be executable"
+    );
+}
+
+/// `server.shutdown_timeout_secs` as production runs it: default.toml, then production.toml,
+/// then fly.toml's `[env]`.
+fn production_shutdown_timeout_secs(fly: &toml::Value) -> u64 {
+    let defaults: toml::Value = toml::from_str(&read("config/default.toml")).unwrap();
+    let production: toml::Value = toml::from_str(&read("config/production.toml")).unwrap();
+    if let Some(v) = fly["env"].get("FLEXHOOK_SERVER__SHUTDOWN_TIMEOUT_SECS") {
+        return v.as_str().unwrap().parse().unwrap();
+    }
+    production
+        .get("server")
+        .and_then(|s| s.get("shutdown_timeout_secs"))
+        .unwrap_or(&defaults["server"]["shutdown_timeout_secs"])
+        .as_integer()
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+#[test]
+fn fly_waits_longer_than_the_graceful_shutdown_before_killing() {
+    let fly: toml::Value = toml::from_str(&read("fly.toml")).unwrap();
+    let signal = fly["kill_signal"].as_str().expect("kill_signal is set");
+    assert!(
+        matches!(signal, "SIGTERM" | "SIGINT"),
+        "flexhook stops gracefully on SIGTERM and SIGINT, not on {signal}"
+    );
+    let kill_timeout = match &fly["kill_timeout"] {
+        toml::Value::Integer(secs) => std::time::Duration::from_secs((*secs).try_into().unwrap()),
+        toml::Value::String(s) => humantime::parse_duration(s).unwrap(),
+        other => panic!("kill_timeout is neither seconds nor a duration: {other}"),
+    };
+    let shutdown = std::time::Duration::from_secs(production_shutdown_timeout_secs(&fly));
+    assert!(
+        kill_timeout > shutdown,
+        "kill_timeout {kill_timeout:?} must exceed server.shutdown_timeout_secs {shutdown:?}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod batch;
 mod sqlite;
+mod writable;
 
 use std::fmt;
 use std::str::FromStr;

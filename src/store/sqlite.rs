@@ -52,6 +52,7 @@ impl SqliteStore {
                 })?;
             }
         }
+        super::writable::check(Path::new(connect.get_filename())).map_err(open_err)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)

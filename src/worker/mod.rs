@@ -70,7 +70,7 @@ pub(crate) struct Worker {
 #[derive(Debug)]
 pub struct WorkerHandle {
     cancel: CancellationToken,
-    join: JoinHandle<()>,
+    join: JoinHandle<JoinSet<()>>,
     running: Arc<AtomicBool>,
 }
 
@@ -81,12 +81,38 @@ impl WorkerHandle {
     }
 
     /// Stops claiming, lets in-flight jobs finish within `grace`, then returns.
-    pub async fn stop(self) {
+    pub async fn stop(self, grace: Duration) {
         self.cancel.cancel();
-        if let Err(e) = self.join.await {
-            tracing::error!(error = %e, "worker task failed");
+        match self.join.await {
+            Ok(in_flight) => drain(in_flight, grace).await,
+            Err(e) => tracing::error!(error = %e, "worker task failed"),
         }
     }
+}
+
+/// Lets the attempts in flight finish within `grace`; abandons the rest.
+async fn drain(mut in_flight: JoinSet<()>, grace: Duration) {
+    let pending = in_flight.len();
+    if pending > 0 {
+        tracing::info!(
+            jobs = pending,
+            grace_ms = ms(grace),
+            "worker stopping: waiting for jobs in flight"
+        );
+        let drained = tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            // Their leases expire and their intent flag makes the next claim look first.
+            tracing::warn!(
+                jobs = in_flight.len(),
+                "jobs still in flight at shutdown were abandoned"
+            );
+            in_flight.abort_all();
+        }
+    }
+    tracing::info!("worker stopped");
 }
 
 /// Starts the worker. `wake` is notified when new jobs are committed.
@@ -96,7 +122,6 @@ pub fn spawn(
     router: Router,
     config: WorkerConfig,
     wake: Arc<Notify>,
-    grace: Duration,
 ) -> WorkerHandle {
     let worker = Arc::new(Worker {
         limiter: CreateRateLimit::per_second(config.max_creates_per_second),
@@ -113,8 +138,9 @@ pub fn spawn(
         let cancel = cancel.clone();
         let running = running.clone();
         async move {
-            worker.run(wake, cancel, grace).await;
+            let in_flight = worker.run(wake, cancel).await;
             running.store(false, Ordering::SeqCst);
+            in_flight
         }
     });
     WorkerHandle {
@@ -125,7 +151,8 @@ pub fn spawn(
 }
 
 impl Worker {
-    async fn run(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken, grace: Duration) {
+    /// Claims and starts jobs until cancelled; returns the attempts still in flight.
+    async fn run(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken) -> JoinSet<()> {
         tracing::info!(owner = %self.owner, dry_run = self.client.is_dry_run(), "worker started");
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut purge = tokio::time::interval(Duration::from_secs(3600));
@@ -171,26 +198,7 @@ impl Worker {
                 _ = purge.tick() => self.purge().await,
             }
         }
-        let pending = in_flight.len();
-        if pending > 0 {
-            tracing::info!(
-                jobs = pending,
-                "worker stopping: waiting for jobs in flight"
-            );
-            let drained = tokio::time::timeout(grace, async {
-                while in_flight.join_next().await.is_some() {}
-            })
-            .await;
-            if drained.is_err() {
-                // Their leases expire and their intent flag makes the next claim look first.
-                tracing::warn!(
-                    jobs = in_flight.len(),
-                    "jobs still in flight at shutdown were abandoned"
-                );
-                in_flight.abort_all();
-            }
-        }
-        tracing::info!("worker stopped");
+        in_flight
     }
 
     /// How long to sleep when nothing wakes the worker: until the next job is due, at most
