@@ -282,7 +282,10 @@ impl SqliteStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // Reads the jobs table itself: `SELECT 1` would answer without the database.
+        sqlx::query("SELECT 1 FROM jobs LIMIT 1")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
