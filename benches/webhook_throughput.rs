@@ -411,7 +411,7 @@ fn random_sid(prefix: &str) -> String {
 
 async fn stored_conversations(url: &str, state: Option<JobState>) -> Result<HashSet<String>> {
     let store = Store::open(
-        url,
+        &flexhook::domain::DatabaseUrl::new(url),
         &StoreOptions {
             busy_timeout: Duration::from_secs(5),
         },

@@ -15,5 +15,5 @@ pub mod signature;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-pub(crate) mod twilio;
+pub mod twilio;
 pub(crate) mod worker;

@@ -1,16 +1,18 @@
-//! Who the new task goes to: the Interaction's `Channel` and `Routing` for a conversation.
-//! Today one route (the `flex.*` settings) applies to every conversation; the inputs it uses
-//! are kept with each job so a retry builds the very same request again.
+//! Who the new task goes to: a decision, not wire JSON. From a conversation's stored inputs,
+//! routing decides a [`Route`] (workspace, workflow, task channel, priority, timeout,
+//! attributes); the Twilio client turns it into the Interactions API's fields. Today one
+//! route (the `flex.*` settings) applies to every conversation; the inputs it uses are kept
+//! with each job so that a retry decides the very same route again.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::config::ValidSettings;
+use crate::config::FlexConfig;
 use crate::domain::{ChannelType, ConversationSid, CustomerAddress, WorkflowSid, WorkspaceSid};
 use crate::event::MessageAdded;
-use crate::twilio::InteractionRequest;
 
-/// What routing needs from the first message (never its body).
+/// What routing needs from the first message (never its body). Stored as JSON with the
+/// job: fields may be added (with a default), never renamed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutingInput {
     pub customer_address: Option<CustomerAddress>,
@@ -36,44 +38,43 @@ impl RoutingInput {
     }
 }
 
-/// The single route of the `flex.*` settings.
+/// Where one conversation's task goes, and what it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub workspace_sid: WorkspaceSid,
+    pub workflow_sid: WorkflowSid,
+    pub task_channel: String,
+    pub priority: Option<u32>,
+    pub timeout_secs: Option<u32>,
+    /// The task's attributes, flexhook's own included.
+    pub attributes: Map<String, Value>,
+}
+
+/// Decides routes. Today: the single route of the `flex.*` settings.
 #[derive(Debug, Clone)]
 pub struct Router {
-    workspace_sid: WorkspaceSid,
-    workflow_sid: WorkflowSid,
-    task_channel: String,
-    static_attributes: Map<String, Value>,
-    priority: Option<u32>,
-    timeout_secs: Option<u32>,
+    default: FlexConfig,
 }
 
 impl Router {
-    pub fn from_settings(settings: &ValidSettings) -> Self {
+    pub fn new(flex: &FlexConfig) -> Self {
         Self {
-            workspace_sid: settings.workspace_sid.clone(),
-            workflow_sid: settings.workflow_sid.clone(),
-            task_channel: settings.settings.flex.task_channel.clone(),
-            static_attributes: settings.settings.flex.task_attributes.clone(),
-            priority: settings.priority,
-            timeout_secs: settings.task_timeout_secs,
+            default: flex.clone(),
         }
     }
 
     pub fn workspace_sid(&self) -> &WorkspaceSid {
-        &self.workspace_sid
+        &self.default.workspace_sid
     }
 
-    /// The `POST /v1/Interactions` fields for this conversation.
-    pub fn interaction(
-        &self,
-        conversation: &ConversationSid,
-        input: &RoutingInput,
-    ) -> InteractionRequest {
+    /// The route of this conversation's task.
+    pub fn route(&self, conversation: &ConversationSid, input: &RoutingInput) -> Route {
+        let flex = &self.default;
         let address = input
             .customer_address
             .as_ref()
             .map_or("unknown", CustomerAddress::expose);
-        let mut attributes = self.static_attributes.clone();
+        let mut attributes = flex.task_attributes.clone();
         // flexhook's own attributes win: the task lookup relies on conversationSid.
         for (k, v) in [
             ("from", json!(address)),
@@ -83,24 +84,13 @@ impl Router {
         ] {
             attributes.insert(k.to_owned(), v);
         }
-        let mut properties = Map::new();
-        properties.insert("workspace_sid".into(), json!(self.workspace_sid.as_str()));
-        properties.insert("workflow_sid".into(), json!(self.workflow_sid.as_str()));
-        properties.insert("task_channel_unique_name".into(), json!(self.task_channel));
-        properties.insert("attributes".into(), Value::Object(attributes));
-        if let Some(p) = self.priority {
-            properties.insert("priority".into(), json!(p));
-        }
-        if let Some(t) = self.timeout_secs {
-            properties.insert("timeout".into(), json!(t));
-        }
-        InteractionRequest {
-            channel: json!({
-                "type": input.channel_type.as_str(),
-                "initiated_by": "customer",
-                "properties": { "media_channel_sid": conversation.as_str() },
-            }),
-            routing: json!({ "properties": Value::Object(properties) }),
+        Route {
+            workspace_sid: flex.workspace_sid.clone(),
+            workflow_sid: flex.workflow_sid.clone(),
+            task_channel: flex.task_channel.clone(),
+            priority: flex.priority,
+            timeout_secs: flex.task_timeout_secs,
+            attributes,
         }
     }
 }
@@ -124,7 +114,7 @@ mod tests {
         .unwrap()
         .validate()
         .unwrap();
-        Router::from_settings(&settings)
+        Router::new(&settings.flex)
     }
 
     fn input(address: &str) -> RoutingInput {
@@ -138,20 +128,21 @@ mod tests {
     }
 
     #[test]
-    fn the_interaction_names_the_conversation_workflow_and_channel() {
+    fn the_route_names_the_workflow_channel_and_the_conversation() {
         let ch = ConversationSid::parse("CH11111111111111111111111111111111").unwrap();
-        let req =
-            router(&[("flex.priority", "5")]).interaction(&ch, &input("whatsapp:+34600111222"));
-        assert_eq!(req.channel["type"], "whatsapp");
-        assert_eq!(req.channel["initiated_by"], "customer");
-        assert_eq!(req.channel["properties"]["media_channel_sid"], ch.as_str());
-        let p = &req.routing["properties"];
-        assert_eq!(p["workspace_sid"], "WS00000000000000000000000000000000");
-        assert_eq!(p["workflow_sid"], "WW00000000000000000000000000000000");
-        assert_eq!(p["task_channel_unique_name"], "chat");
-        assert_eq!(p["priority"], 5);
-        assert!(p.get("timeout").is_none());
-        let a = &p["attributes"];
+        let route = router(&[("flex.priority", "5")]).route(&ch, &input("whatsapp:+34600111222"));
+        assert_eq!(
+            route.workspace_sid.as_str(),
+            "WS00000000000000000000000000000000"
+        );
+        assert_eq!(
+            route.workflow_sid.as_str(),
+            "WW00000000000000000000000000000000"
+        );
+        assert_eq!(route.task_channel, "chat");
+        assert_eq!(route.priority, Some(5));
+        assert_eq!(route.timeout_secs, None);
+        let a = &route.attributes;
         assert_eq!(a["from"], "whatsapp:+34600111222");
         assert_eq!(a["customerAddress"], "whatsapp:+34600111222");
         assert_eq!(a["conversationSid"], ch.as_str());
@@ -161,14 +152,27 @@ mod tests {
     #[test]
     fn static_attributes_are_merged_but_cannot_override_the_conversation() {
         let ch = ConversationSid::parse("CH11111111111111111111111111111111").unwrap();
-        let req = router(&[(
+        let route = router(&[(
             "flex.task_attributes",
             r#"{"team":"billing","conversationSid":"CHnotthisone"}"#,
         )])
-        .interaction(&ch, &input("+14155550100"));
-        let a = &req.routing["properties"]["attributes"];
+        .route(&ch, &input("+14155550100"));
+        let a = &route.attributes;
         assert_eq!(a["team"], "billing");
         assert_eq!(a["conversationSid"], ch.as_str());
         assert_eq!(a["channelType"], "sms");
+    }
+
+    #[test]
+    fn routing_inputs_stored_by_earlier_versions_still_load() {
+        // A row written before proxy_address and source existed.
+        let stored = r#"{"customer_address":"whatsapp:+34600111222","channel_type":"whatsapp"}"#;
+        let input: RoutingInput = serde_json::from_str(stored).unwrap();
+        assert_eq!(input.channel_type, ChannelType::Whatsapp);
+        assert_eq!(input.proxy_address, None);
+        assert_eq!(
+            input.customer_address.unwrap().expose(),
+            "whatsapp:+34600111222"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! Wiring: settings → store → job writer → worker → HTTP server on its own listener
 //! (port 0 in tests). `run_until_stopped` stops everything in order on shutdown.
+//! Nothing imports this module but the CLI: it sits above everything it wires.
 
 use std::net::TcpListener;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,26 +13,13 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::ValidSettings;
-use crate::domain::AccountSid;
 use crate::intake::Intake;
+use crate::routes::{AppState, WebhookAuth};
 use crate::routing::Router;
 use crate::signature::Verifier;
 use crate::store::{JobWriter, Store, StoreOptions};
 use crate::twilio::TwilioClient;
-use crate::worker::{self, WorkerConfig, WorkerHandle};
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub(crate) struct AppState {
-    pub verifier: Verifier,
-    pub public_base_url: Option<String>,
-    pub trust_forwarded_headers: bool,
-    /// `None` in dry-run: any account's webhook is accepted.
-    pub account_sid: Option<AccountSid>,
-    pub intake: Intake,
-    pub store: Store,
-    pub worker_running: Arc<AtomicBool>,
-}
+use crate::worker::{self, WorkerHandle, WorkerOptions};
 
 pub struct Application {
     port: u16,
@@ -46,57 +33,58 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: ValidSettings) -> anyhow::Result<Self> {
-        let s = &settings.settings;
         let store = Store::open(
-            &s.store.url,
+            &settings.store.url,
             &StoreOptions {
-                busy_timeout: Duration::from_millis(s.store.busy_timeout_ms),
+                busy_timeout: settings.store.busy_timeout,
             },
         )
         .await?;
 
-        let client = TwilioClient::from_settings(&settings)?;
+        let client = TwilioClient::new(&settings.twilio)?;
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) =
-            JobWriter::spawn(store.clone(), s.store.batch_max, wake.clone());
+            JobWriter::spawn(store.clone(), settings.store.batch_max, wake.clone());
         let worker = worker::spawn(
             store.clone(),
             client,
-            Router::from_settings(&settings),
-            WorkerConfig::from_settings(&settings),
+            Router::new(&settings.flex),
+            WorkerOptions::from_settings(&settings),
             wake,
         );
 
+        let twilio = &settings.twilio;
+        let server_settings = &settings.server;
         let state = web::Data::new(AppState {
-            verifier: Verifier::new(
-                s.twilio
-                    .auth_token
-                    .clone()
-                    .context("twilio.auth_token is required")?,
-                s.twilio.secondary_auth_token.clone(),
-                s.twilio.webhook_shared_keys.clone(),
-            ),
-            public_base_url: settings.public_base_url.clone(),
-            trust_forwarded_headers: s.server.trust_forwarded_headers,
-            account_sid: settings.account_sid().cloned(),
+            webhook_auth: WebhookAuth {
+                verifier: Verifier::new(
+                    twilio.auth_token.clone(),
+                    twilio.secondary_auth_token.clone(),
+                    twilio.webhook_shared_keys.clone(),
+                ),
+                public_base_url: server_settings.public_base_url.clone(),
+                trust_forwarded_headers: server_settings.trust_forwarded_headers,
+                account_sid: twilio.account_sid.clone(),
+            },
             intake: Intake::new(
                 writer,
-                s.store.known_cache_capacity,
-                Duration::from_millis(s.server.ack_timeout_ms),
+                settings.store.known_cache_capacity,
+                server_settings.ack_timeout,
             ),
             store: store.clone(),
             worker_running: worker.running(),
         });
 
-        let listener =
-            TcpListener::bind((s.server.host.as_str(), s.server.port)).with_context(|| {
+        let listener = TcpListener::bind((server_settings.host.as_str(), server_settings.port))
+            .with_context(|| {
                 format!(
                     "cannot listen on {}:{} (server.host, server.port)",
-                    s.server.host, s.server.port
+                    server_settings.host, server_settings.port
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let max_body = s.server.max_body_bytes;
+        let max_body = server_settings.max_body_bytes;
+        let shutdown_budget = server_settings.shutdown_timeout;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -104,7 +92,7 @@ impl Application {
                 .configure(crate::routes::configure)
         })
         .listen(listener)?
-        .shutdown_timeout(s.server.shutdown_timeout_secs)
+        .shutdown_timeout(shutdown_budget.as_secs())
         // actix treats SIGINT (Fly's default kill signal) as a forced stop that drops
         // in-flight webhooks; `run_until_stopped` handles both signals gracefully instead.
         .disable_signals()
@@ -117,8 +105,8 @@ impl Application {
         }
         tracing::info!(
             port,
-            store = %crate::config::redact_url(&s.store.url),
-            public_base_url = settings.public_base_url.as_deref().unwrap_or("(rebuilt from each request)"),
+            store = %settings.store.url,
+            public_base_url = server_settings.public_base_url.as_deref().unwrap_or("(rebuilt from each request)"),
             "flexhook listening on POST /webhooks/conversations"
         );
         Ok(Self {
@@ -127,7 +115,7 @@ impl Application {
             worker,
             writer: writer_task,
             store,
-            shutdown_budget: Duration::from_secs(s.server.shutdown_timeout_secs),
+            shutdown_budget,
         })
     }
 

@@ -435,33 +435,65 @@ async fn the_spec_example_answer_to_create_interaction_fills_the_job_with_its_si
     );
 }
 
-#[tokio::test]
-async fn the_response_fields_flexhook_reads_are_declared_by_the_spec() {
+#[test]
+fn every_spec_example_answer_is_read_by_flexhooks_own_parsers() {
     let spec = spec();
-    // src/twilio/interactions.rs reads sid, channel.sid and routing.properties.sid.
-    let interaction = &json_response(operation(&spec, CREATE_INTERACTION))["schema"];
-    for field in ["sid", "channel", "routing"] {
-        assert!(
-            interaction["properties"].get(field).is_some(),
-            "{field} is not in the spec's Interaction"
+    // The parser the worker uses for `POST /v1/Interactions`: each example's SIDs come out.
+    let examples = json_response(operation(&spec, CREATE_INTERACTION))["examples"]
+        .as_object()
+        .expect("the spec has create-interaction examples");
+    assert!(!examples.is_empty());
+    for (name, example) in examples {
+        let body = serde_json::to_vec(example).unwrap();
+        let created = flexhook::twilio::parse_created_interaction(&body)
+            .unwrap_or_else(|e| panic!("example {name}: {e}"));
+        assert_eq!(
+            created.interaction_sid.map(|s| s.to_string()).as_deref(),
+            example["sid"].as_str(),
+            "example {name}"
+        );
+        assert_eq!(
+            created.channel_sid.map(|s| s.to_string()).as_deref(),
+            example["channel"]["sid"].as_str(),
+            "example {name}"
+        );
+        assert_eq!(
+            created.task_sid.map(|s| s.to_string()).as_deref(),
+            example["routing"]["properties"]["sid"].as_str(),
+            "example {name}"
         );
     }
-    assert_eq!(
-        interaction["properties"]["sid"]["pattern"],
-        "^KD[0-9a-fA-F]{32}$"
-    );
-    // src/twilio/taskrouter.rs reads tasks[].sid, and tasks[].attributes as a JSON string.
-    let page = &json_response(operation(&spec, LIST_TASKS))["schema"];
-    assert_eq!(page["properties"]["tasks"]["type"], "array");
-    let task = &page["properties"]["tasks"]["items"]["properties"];
-    assert_eq!(task["sid"]["pattern"], "^WT[0-9a-fA-F]{32}$");
-    assert_eq!(task["attributes"]["type"], "string");
-    for example in json_response(operation(&spec, LIST_TASKS))["examples"]
+    // An answer with every field the schema declares but no values still parses: each
+    // field flexhook reads is optional, as the spec says.
+    let interaction = &json_response(operation(&spec, CREATE_INTERACTION))["schema"];
+    let nulls: serde_json::Map<String, Value> = interaction["properties"]
         .as_object()
         .unwrap()
-        .values()
-    {
-        assert!(example["tasks"].is_array(), "{example}");
+        .keys()
+        .map(|k| (k.clone(), Value::Null))
+        .collect();
+    let created =
+        flexhook::twilio::parse_created_interaction(&serde_json::to_vec(&nulls).unwrap()).unwrap();
+    assert_eq!(created, flexhook::twilio::CreatedInteraction::default());
+
+    // The parser the task lookup uses for a page of `GET …/Tasks`.
+    let lists = json_response(operation(&spec, LIST_TASKS))["examples"]
+        .as_object()
+        .expect("the spec has task-list examples");
+    assert!(!lists.is_empty());
+    for (name, example) in lists {
+        let body = serde_json::to_vec(example).unwrap();
+        let tasks = flexhook::twilio::parse_task_list(&body)
+            .unwrap_or_else(|e| panic!("example {name}: {e}"));
+        let listed = example["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), listed.len(), "example {name}");
+        for (task, raw) in tasks.iter().zip(listed) {
+            assert_eq!(Some(task.sid.as_str()), raw["sid"].as_str());
+            let expected: Option<Value> = raw["attributes"]
+                .as_str()
+                .and_then(|a| serde_json::from_str(a).ok());
+            assert_eq!(task.attributes, expected, "example {name}");
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flexhook::domain::{AccountSid, ChannelType, ConversationSid, CustomerAddress};
+use flexhook::domain::{AccountSid, ChannelType, ConversationSid, CustomerAddress, DatabaseUrl};
 use flexhook::routing::RoutingInput;
 use flexhook::store::{
     now_ms, Inserted, JobError, JobState, NewJob, Store, StoreError, StoreOptions, Transition,
@@ -16,7 +16,10 @@ fn options() -> StoreOptions {
 
 async fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(
-        &format!("sqlite://{}/nested/dir/jobs.db", dir.path().display()),
+        &DatabaseUrl::new(format!(
+            "sqlite://{}/nested/dir/jobs.db",
+            dir.path().display()
+        )),
         &options(),
     )
     .await
@@ -278,10 +281,12 @@ async fn a_store_that_cannot_be_created_names_store_url() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("blocker"), b"a file, not a directory").unwrap();
     let url = format!("sqlite://{}/blocker/jobs.db", dir.path().display());
-    let err = Store::open(&url, &options()).await.unwrap_err();
+    let err = Store::open(&DatabaseUrl::new(url), &options())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Open { .. }));
     assert!(err.to_string().contains("store.url"), "{err}");
-    let memory = Store::open("sqlite::memory:", &options())
+    let memory = Store::open(&DatabaseUrl::new("sqlite::memory:"), &options())
         .await
         .unwrap_err();
     assert!(memory.to_string().contains("in-memory"), "{memory}");

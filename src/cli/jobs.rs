@@ -58,10 +58,11 @@ fn conversation(raw: &str) -> anyhow::Result<ConversationSid> {
 }
 
 pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCode> {
+    let config = settings.store()?;
     let store = Store::open(
-        &settings.store.url,
+        &config.url,
         &StoreOptions {
-            busy_timeout: Duration::from_millis(settings.store.busy_timeout_ms.max(5000)),
+            busy_timeout: config.busy_timeout.max(Duration::from_secs(5)),
         },
     )
     .await?;

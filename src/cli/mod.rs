@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 
 use crate::config::{self, ConfigError, LoadOptions, Settings};
 use crate::startup::Application;
@@ -64,9 +65,9 @@ async fn serve(load: &LoadOptions) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    crate::telemetry::init(&settings.settings.log);
+    crate::telemetry::init(&settings.log);
     tracing::info!(
-        environment = settings.settings.environment.name(),
+        environment = settings.environment.name(),
         version = env!("CARGO_PKG_VERSION"),
         "starting"
     );
@@ -81,7 +82,7 @@ fn auth_token(settings: &Settings) -> anyhow::Result<&str> {
         .twilio
         .auth_token
         .as_ref()
-        .map(config::expose)
+        .map(|s| s.expose_secret())
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "twilio.auth_token is not set ({})",
@@ -96,7 +97,7 @@ fn shared_key<'a>(settings: &'a Settings, id: &str) -> anyhow::Result<&'a str> {
         .twilio
         .webhook_shared_keys
         .get(id)
-        .map(config::expose)
+        .map(|s| s.expose_secret())
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "SharedKey `{id}` is not in twilio.webhook_shared_keys ({})",

@@ -1,9 +1,11 @@
 //! Domain types: checked once at the edge, trusted everywhere after.
 
 mod address;
+mod database_url;
 mod sid;
 
 pub use address::{ChannelType, CustomerAddress};
+pub use database_url::DatabaseUrl;
 pub use sid::{
     AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
     ParticipantSid, SidError, TaskSid, WebhookSid, WorkflowSid, WorkspaceSid,

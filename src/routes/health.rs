@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 
-use crate::startup::AppState;
+use super::state::AppState;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")

@@ -1,10 +1,16 @@
-//! HTTP routes: the Conversations webhook, liveness and readiness.
+//! HTTP: the routes, the verified-webhook extractor every webhook route takes, the state
+//! they share, and the one home of their errors.
 
 mod conversations;
+mod error;
 mod health;
 mod request_url;
+mod state;
+mod verified;
 
 use actix_web::web;
+
+pub(crate) use state::{AppState, WebhookAuth};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))

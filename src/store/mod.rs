@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::domain::{
-    AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
-    TaskSid, WebhookSid,
+    AccountSid, ChatServiceSid, ConversationSid, DatabaseUrl, InteractionChannelSid,
+    InteractionSid, MessageSid, TaskSid, WebhookSid,
 };
 use crate::routing::RoutingInput;
 
@@ -202,14 +202,13 @@ pub struct StoreOptions {
 
 impl Store {
     /// Opens the store named by `url` (its scheme picks the backend) and migrates it.
-    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite(SqliteStore::open(url, options).await?))
-        } else {
-            Err(StoreError::Open {
-                url: crate::config::redact_url(url),
+    pub async fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<Self, StoreError> {
+        match url.scheme() {
+            "sqlite" => Ok(Self::Sqlite(SqliteStore::open(url, options).await?)),
+            _ => Err(StoreError::Open {
+                url: url.redacted(),
                 reason: "unsupported scheme: use sqlite://path/to/file.db".into(),
-            })
+            }),
         }
     }
 

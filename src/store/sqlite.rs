@@ -11,8 +11,7 @@ use sqlx::sqlite::{
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::{Inserted, Job, JobError, JobState, NewJob, StoreError, StoreOptions, Transition};
-use crate::config::redact_url;
-use crate::domain::ConversationSid;
+use crate::domain::{ConversationSid, DatabaseUrl};
 
 /// Rows per INSERT statement: 11 parameters each stays under SQLite's 999-variable floor.
 const ROWS_PER_STATEMENT: usize = 80;
@@ -25,11 +24,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+    pub async fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<Self, StoreError> {
         let open_err = |reason: String| StoreError::Open {
-            url: redact_url(url),
+            url: url.redacted(),
             reason,
         };
+        let url = url.expose();
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(open_err(
                 "an in-memory database forgets every job on restart; use a file".into(),

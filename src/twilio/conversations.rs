@@ -1,6 +1,8 @@
 //! Conversations API: removing the conversation-scoped webhook once Flex owns the conversation.
 
-use super::{TwilioClient, TwilioError};
+use reqwest::Method;
+
+use super::{Api, Request, TwilioClient, TwilioError};
 use crate::domain::{ChatServiceSid, ConversationSid, WebhookSid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,7 +10,17 @@ pub enum WebhookRemoval {
     Removed,
     /// 404: someone (or an earlier attempt) removed it already.
     AlreadyGone,
-    DryRun,
+}
+
+/// `/v1/Services/{IS}/Conversations/{CH}` when the service is known, else `/v1/Conversations/{CH}`.
+pub(crate) fn conversation_path(
+    service: Option<&ChatServiceSid>,
+    conversation: &ConversationSid,
+) -> String {
+    match service {
+        Some(is) => format!("/v1/Services/{is}/Conversations/{conversation}"),
+        None => format!("/v1/Conversations/{conversation}"),
+    }
 }
 
 impl TwilioClient {
@@ -19,20 +31,14 @@ impl TwilioClient {
         conversation: &ConversationSid,
         webhook: &WebhookSid,
     ) -> Result<WebhookRemoval, TwilioError> {
-        if self.is_dry_run() {
-            return Ok(WebhookRemoval::DryRun);
-        }
-        let url = match service {
-            Some(is) => format!(
-                "{}/v1/Services/{is}/Conversations/{conversation}/Webhooks/{webhook}",
-                self.conversations_base
-            ),
-            None => format!(
-                "{}/v1/Conversations/{conversation}/Webhooks/{webhook}",
-                self.conversations_base
-            ),
-        };
-        match self.send(self.request(reqwest::Method::DELETE, &url)).await {
+        let path = format!(
+            "{}/Webhooks/{webhook}",
+            conversation_path(service, conversation)
+        );
+        match self
+            .send(Request::new(Api::Conversations, Method::DELETE, path))
+            .await
+        {
             Ok(_) => Ok(WebhookRemoval::Removed),
             Err(TwilioError::Api(a)) if a.status == 404 => Ok(WebhookRemoval::AlreadyGone),
             Err(e) => Err(e),

@@ -1,24 +1,60 @@
 //! `POST /v1/Interactions` (flex-api): one customer-initiated interaction, hence one task.
+//! This is where a routing decision ([`Route`]) becomes Twilio's `Channel` and `Routing`.
 
+use reqwest::Method;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
-use super::{TwilioClient, TwilioError};
-use crate::domain::{CustomerAddress, InteractionChannelSid, InteractionSid, TaskSid};
+use super::{Api, Request, TwilioClient, TwilioError};
+use crate::domain::{
+    ChannelType, ConversationSid, CustomerAddress, InteractionChannelSid, InteractionSid, TaskSid,
+};
+use crate::routing::Route;
 
 /// The two form fields, each a JSON object sent as a string.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InteractionRequest {
     pub channel: Value,
     pub routing: Value,
+    /// Masked wherever the request is logged.
+    customer_address: Option<CustomerAddress>,
 }
 
 impl InteractionRequest {
+    /// The wire form of a route for this conversation.
+    pub fn new(
+        conversation: &ConversationSid,
+        channel_type: ChannelType,
+        customer_address: Option<&CustomerAddress>,
+        route: &Route,
+    ) -> Self {
+        let mut properties = Map::new();
+        properties.insert("workspace_sid".into(), json!(route.workspace_sid.as_str()));
+        properties.insert("workflow_sid".into(), json!(route.workflow_sid.as_str()));
+        properties.insert("task_channel_unique_name".into(), json!(route.task_channel));
+        properties.insert("attributes".into(), Value::Object(route.attributes.clone()));
+        if let Some(p) = route.priority {
+            properties.insert("priority".into(), json!(p));
+        }
+        if let Some(t) = route.timeout_secs {
+            properties.insert("timeout".into(), json!(t));
+        }
+        Self {
+            channel: json!({
+                "type": channel_type.as_str(),
+                "initiated_by": "customer",
+                "properties": { "media_channel_sid": conversation.as_str() },
+            }),
+            routing: json!({ "properties": Value::Object(properties) }),
+            customer_address: customer_address.cloned(),
+        }
+    }
+
     /// Channel and Routing as JSON text with the customer's address masked, for logs.
-    pub fn redacted(&self, address: Option<&CustomerAddress>) -> (String, String) {
+    pub fn redacted(&self) -> (String, String) {
         let mask = |v: &Value| {
             let text = v.to_string();
-            match address {
+            match &self.customer_address {
                 Some(a) if !a.expose().is_empty() => text.replace(a.expose(), &a.masked()),
                 _ => text,
             }
@@ -35,11 +71,12 @@ pub struct CreatedInteraction {
     pub task_sid: Option<TaskSid>,
 }
 
+/// The fields of Twilio's answer that flexhook reads; every one is optional, as in the spec.
 #[derive(Deserialize)]
-struct Response {
+pub(crate) struct InteractionResponse {
     sid: Option<String>,
     channel: Option<Sid>,
-    routing: Option<Routing>,
+    routing: Option<RoutingResponse>,
 }
 
 #[derive(Deserialize)]
@@ -48,8 +85,26 @@ struct Sid {
 }
 
 #[derive(Deserialize)]
-struct Routing {
+struct RoutingResponse {
     properties: Option<Sid>,
+}
+
+impl InteractionResponse {
+    /// The SIDs flexhook keeps; any that is missing or malformed is left out.
+    pub(crate) fn created(self) -> CreatedInteraction {
+        CreatedInteraction {
+            interaction_sid: self.sid.and_then(|s| InteractionSid::parse(&s).ok()),
+            channel_sid: self
+                .channel
+                .and_then(|c| c.sid)
+                .and_then(|s| InteractionChannelSid::parse(&s).ok()),
+            task_sid: self
+                .routing
+                .and_then(|r| r.properties)
+                .and_then(|p| p.sid)
+                .and_then(|s| TaskSid::parse(&s).ok()),
+        }
+    }
 }
 
 impl TwilioClient {
@@ -57,33 +112,22 @@ impl TwilioClient {
         &self,
         request: &InteractionRequest,
     ) -> Result<CreatedInteraction, TwilioError> {
-        if self.is_dry_run() {
-            return Ok(CreatedInteraction::default());
-        }
-        let url = format!("{}/v1/Interactions", self.flex_base);
         let form = [
             ("Channel", request.channel.to_string()),
             ("Routing", request.routing.to_string()),
         ];
-        let ok = self
-            .send(self.request(reqwest::Method::POST, &url).form(&form))
-            .await?;
-        let parsed: Response =
-            serde_json::from_slice(&ok.body).map_err(|e| TwilioError::Decode {
-                status: ok.status.as_u16(),
-                message: e.to_string(),
-            })?;
-        Ok(CreatedInteraction {
-            interaction_sid: parsed.sid.and_then(|s| InteractionSid::parse(&s).ok()),
-            channel_sid: parsed
-                .channel
-                .and_then(|c| c.sid)
-                .and_then(|s| InteractionChannelSid::parse(&s).ok()),
-            task_sid: parsed
-                .routing
-                .and_then(|r| r.properties)
-                .and_then(|p| p.sid)
-                .and_then(|s| TaskSid::parse(&s).ok()),
-        })
+        let (channel, routing) = request.redacted();
+        let mut call = Request::new(Api::Flex, Method::POST, "/v1/Interactions");
+        call.form = &form;
+        call.dry_run_detail = Some(format!("Channel={channel} Routing={routing}"));
+        let response: InteractionResponse = self.send(call).await?.json()?;
+        Ok(response.created())
     }
+}
+
+/// Parses a `POST /v1/Interactions` answer exactly as the client does (for contract tests).
+pub fn parse_created_interaction(body: &[u8]) -> Result<CreatedInteraction, String> {
+    serde_json::from_slice::<InteractionResponse>(body)
+        .map(InteractionResponse::created)
+        .map_err(|e| e.to_string())
 }

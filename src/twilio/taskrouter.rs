@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{TwilioClient, TwilioError};
+use super::{Api, TwilioClient, TwilioError};
 use crate::domain::{
     ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid,
 };
@@ -14,11 +14,6 @@ pub struct FoundTask {
     pub task_sid: TaskSid,
     pub interaction_sid: Option<InteractionSid>,
     pub channel_sid: Option<InteractionChannelSid>,
-}
-
-#[derive(Deserialize)]
-struct Page {
-    tasks: Vec<Task>,
 }
 
 #[derive(Deserialize)]
@@ -34,22 +29,20 @@ impl TwilioClient {
         workspace: &WorkspaceSid,
         conversation: &ConversationSid,
     ) -> Result<Option<FoundTask>, TwilioError> {
-        if self.is_dry_run() {
-            return Ok(None);
-        }
-        let url = format!("{}/v1/Workspaces/{workspace}/Tasks", self.taskrouter_base);
+        let path = format!("/v1/Workspaces/{workspace}/Tasks");
         let expression = format!("conversationSid == \"{conversation}\"");
-        let ok = self
-            .send(self.request(reqwest::Method::GET, &url).query(&[
-                ("EvaluateTaskAttributes", expression.as_str()),
-                ("PageSize", "20"),
-            ]))
+        let tasks: Vec<Task> = self
+            .list_all(
+                Api::TaskRouter,
+                &path,
+                &[
+                    ("EvaluateTaskAttributes", expression.as_str()),
+                    ("PageSize", "20"),
+                ],
+                "tasks",
+            )
             .await?;
-        let page: Page = serde_json::from_slice(&ok.body).map_err(|e| TwilioError::Decode {
-            status: ok.status.as_u16(),
-            message: e.to_string(),
-        })?;
-        for task in page.tasks {
+        for task in tasks {
             let Ok(task_sid) = TaskSid::parse(&task.sid) else {
                 continue;
             };
@@ -85,12 +78,9 @@ impl TwilioClient {
         workspace: &WorkspaceSid,
         task: &TaskSid,
     ) -> serde_json::Value {
-        let url = format!(
-            "{}/v1/Workspaces/{workspace}/Tasks/{task}",
-            self.taskrouter_base
-        );
-        let fetched = match self.send(self.request(reqwest::Method::GET, &url)).await {
-            Ok(ok) => serde_json::from_slice::<Task>(&ok.body).ok(),
+        let path = format!("/v1/Workspaces/{workspace}/Tasks/{task}");
+        let fetched = match self.get_json::<Task>(Api::TaskRouter, &path, &[]).await {
+            Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!(task = %task, error = %e, "could not fetch the task's attributes");
                 None
@@ -104,4 +94,27 @@ impl TwilioClient {
 
 fn parse_attributes(raw: Option<&str>) -> Option<serde_json::Value> {
     serde_json::from_str(raw?).ok()
+}
+
+/// A task as the lookup reads it from a list page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedTask {
+    pub sid: String,
+    /// `None` when the list left them out (or they are not JSON): the lookup then fetches
+    /// the task itself.
+    pub attributes: Option<serde_json::Value>,
+}
+
+/// Parses one page of `GET /v1/Workspaces/{WS}/Tasks` exactly as the lookup does (for
+/// contract tests).
+pub fn parse_task_list(body: &[u8]) -> Result<Vec<ListedTask>, String> {
+    let mut page: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let tasks: Vec<Task> = super::page_items(&mut page, "tasks").map_err(|e| e.to_string())?;
+    Ok(tasks
+        .into_iter()
+        .map(|t| ListedTask {
+            attributes: parse_attributes(t.attributes.as_deref()),
+            sid: t.sid,
+        })
+        .collect())
 }

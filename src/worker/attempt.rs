@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use super::Worker;
 use crate::store::{ms, now_ms, Job, JobError, Transition};
-use crate::twilio::{CreatedInteraction, TwilioError};
+use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 
 impl Worker {
     pub(super) async fn attempt(self: Arc<Self>, job: Job, lease: String) {
@@ -92,11 +92,13 @@ impl Worker {
                 });
             }
         }
-        let request = self.router.interaction(&job.conversation_sid, &job.routing);
-        if self.client.is_dry_run() {
-            let (channel, routing) = request.redacted(job.routing.customer_address.as_ref());
-            tracing::info!(%channel, %routing, "dry-run: would POST /v1/Interactions");
-        }
+        let route = self.router.route(&job.conversation_sid, &job.routing);
+        let request = InteractionRequest::new(
+            &job.conversation_sid,
+            job.routing.channel_type,
+            job.routing.customer_address.as_ref(),
+            &route,
+        );
         // The permit comes last, right before the send, so that nothing slow between the
         // two can bunch permitted requests together on the wire.
         self.limiter.until_ready(&job.account_sid).await;

@@ -23,7 +23,7 @@ pub use rate_limit::CreateRateLimit;
 
 /// The worker's knobs, from `worker.*`, `flex.*` and `store.retention_days`.
 #[derive(Debug, Clone)]
-pub struct WorkerConfig {
+pub struct WorkerOptions {
     pub concurrency: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
@@ -35,22 +35,22 @@ pub struct WorkerConfig {
     pub max_creates_per_second: u32,
 }
 
-impl WorkerConfig {
+impl WorkerOptions {
     pub fn from_settings(s: &ValidSettings) -> Self {
-        let w = &s.settings.worker;
+        let w = &s.worker;
         Self {
             concurrency: w.concurrency,
-            lease: Duration::from_secs(w.lease_secs),
-            poll_interval: Duration::from_millis(w.poll_interval_ms.max(10)),
+            lease: w.lease,
+            poll_interval: w.poll_interval,
             backoff: Backoff {
-                base: Duration::from_millis(w.retry_base_ms),
-                cap: Duration::from_millis(w.retry_cap_ms),
+                base: w.retry_base,
+                cap: w.retry_cap,
             },
-            max_age: Duration::from_secs(w.max_age_secs),
-            lookup_delay: Duration::from_millis(w.lookup_delay_ms),
-            remove_webhook: s.settings.flex.remove_webhook_after_handoff,
-            retention: Duration::from_secs(u64::from(s.settings.store.retention_days) * 86_400),
-            max_creates_per_second: s.settings.flex.max_creates_per_second,
+            max_age: w.max_age,
+            lookup_delay: w.lookup_delay,
+            remove_webhook: s.flex.remove_webhook_after_handoff,
+            retention: s.store.retention,
+            max_creates_per_second: s.flex.max_creates_per_second,
         }
     }
 }
@@ -60,7 +60,7 @@ pub(crate) struct Worker {
     client: TwilioClient,
     router: Router,
     limiter: CreateRateLimit,
-    config: WorkerConfig,
+    config: WorkerOptions,
     /// Distinguishes this process's leases from another instance's.
     owner: String,
     claims: AtomicU64,
@@ -120,7 +120,7 @@ pub fn spawn(
     store: Store,
     client: TwilioClient,
     router: Router,
-    config: WorkerConfig,
+    config: WorkerOptions,
     wake: Arc<Notify>,
 ) -> WorkerHandle {
     let worker = Arc::new(Worker {

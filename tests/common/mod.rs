@@ -89,7 +89,7 @@ impl Env {
 
     pub async fn store(&self) -> Store {
         Store::open(
-            &self.db_url(),
+            &flexhook::domain::DatabaseUrl::new(self.db_url()),
             &StoreOptions {
                 busy_timeout: Duration::from_secs(5),
             },

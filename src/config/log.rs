@@ -1,0 +1,25 @@
+//! `[log]`: the log format and filter.
+
+use serde::Deserialize;
+
+use super::problems::Problems;
+
+/// `[log]`. `format` is `pretty` or `json`; `filter` is a `tracing` filter.
+#[derive(Deserialize, Debug, Clone)]
+pub struct LogSettings {
+    pub format: String,
+    pub filter: String,
+}
+
+impl LogSettings {
+    pub(super) fn validate(&self, p: &mut Problems) -> Option<LogSettings> {
+        if !matches!(self.format.as_str(), "pretty" | "json") {
+            p.add(
+                "log.format",
+                format!("`{}` is not `pretty` or `json`", self.format),
+            );
+            return None;
+        }
+        Some(self.clone())
+    }
+}

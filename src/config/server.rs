@@ -1,0 +1,77 @@
+//! `[server]`: where flexhook listens, the URL Twilio signs, and its answer deadlines.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::de::empty_as_none;
+use super::problems::Problems;
+
+#[derive(Deserialize, Debug, Clone)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub public_base_url: Option<String>,
+    pub trust_forwarded_headers: bool,
+    pub max_body_bytes: usize,
+    pub ack_timeout_ms: u64,
+    pub shutdown_timeout_secs: u64,
+}
+
+/// `[server]`, checked.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// `scheme://host[:port]`, without a trailing `/`.
+    pub public_base_url: Option<String>,
+    pub trust_forwarded_headers: bool,
+    pub max_body_bytes: usize,
+    /// How long a webhook may wait for its job to be committed.
+    pub ack_timeout: Duration,
+    /// In-flight webhooks and jobs share it on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerSettings {
+    pub(super) fn validate(&self, p: &mut Problems) -> Option<ServerConfig> {
+        let before = p.count();
+        let public_base_url = match &self.public_base_url {
+            Some(u) => p.check("server.public_base_url", check_base_url(u)),
+            None => None,
+        };
+        if self.max_body_bytes < 1024 {
+            p.add("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.ack_timeout_ms == 0 || self.ack_timeout_ms >= 5000 {
+            p.add(
+                "server.ack_timeout_ms",
+                "must be between 1 and 4999: Twilio gives up on a webhook after 5 seconds",
+            );
+        }
+        (p.count() == before).then(|| ServerConfig {
+            host: self.host.clone(),
+            port: self.port,
+            public_base_url,
+            trust_forwarded_headers: self.trust_forwarded_headers,
+            max_body_bytes: self.max_body_bytes,
+            ack_timeout: Duration::from_millis(self.ack_timeout_ms),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+        })
+    }
+}
+
+/// A base URL: http(s), a host, no path beyond `/`, no query. Returned without the trailing `/`.
+pub(super) fn check_base_url(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("`{raw}` is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{raw}` must be http(s)://host[:port]"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{raw}` must be only scheme://host[:port], without a path or query"
+        ));
+    }
+    Ok(raw.trim().trim_end_matches('/').to_owned())
+}

@@ -1,0 +1,47 @@
+//! Every way a request is refused, each with its status and a short plain-text reason.
+//! The one home of flexhook's HTTP errors: Twilio sees these texts, so they name the
+//! problem and never an internal detail.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::event::EventError;
+use crate::signature::SignatureError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    #[error("AccountSid does not match this service's account")]
+    WrongAccount,
+    #[error(
+        "unsupported content type: send application/x-www-form-urlencoded or application/json"
+    )]
+    UnsupportedMediaType,
+    #[error("body larger than server.max_body_bytes")]
+    TooLarge,
+    #[error("could not read the body")]
+    UnreadableBody,
+    #[error("malformed webhook: {0}")]
+    Malformed(#[from] EventError),
+    #[error("temporarily unavailable, please retry")]
+    Unavailable,
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Signature(_) | Self::WrongAccount => StatusCode::FORBIDDEN,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnreadableBody | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("text/plain; charset=utf-8")
+            .body(self.to_string())
+    }
+}
