@@ -417,7 +417,7 @@ async fn stored_conversations(url: &str, state: Option<JobState>) -> Result<Hash
         },
     )
     .await?;
-    let jobs = store.list(state, usize::MAX).await;
+    let jobs = store.list(state, None, usize::MAX).await;
     store.close().await;
     Ok(jobs?
         .into_iter()

@@ -8,7 +8,7 @@ use quick_cache::sync::Cache;
 use crate::domain::ConversationSid;
 use crate::event::MessageAdded;
 use crate::routing::RoutingInput;
-use crate::store::{now_ms, Inserted, JobWriter, NewJob, StoreError};
+use crate::store::{now_ms, Action, Inserted, JobWriter, NewJob, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -63,7 +63,7 @@ impl Intake {
             chat_service_sid: message.chat_service_sid.clone(),
             webhook_sid: message.webhook_sid.clone(),
             first_message_sid: message.message_sid.clone(),
-            routing: RoutingInput::from_event(message),
+            action: Action::CreateInteraction(RoutingInput::from_event(message)),
             received_at: now_ms(),
         };
         let inserted = tokio::time::timeout(self.ack_timeout, self.writer.insert(job))

@@ -461,7 +461,15 @@ fn dry_run_round_trip(conversation: &str, json: bool) {
         .find(|j| j["conversation_sid"] == conversation)
         .unwrap_or_else(|| panic!("no job for {conversation}: {jobs:#?}"));
     assert_eq!(job["state"], "created", "{job:#}");
+    assert_eq!(job["kind"], "interaction", "{job:#}");
     assert!(!job.to_string().contains(CUSTOMER_NUMBER), "{job:#}");
+    let of_kind = sandbox.jobs_json(&["--kind", "interaction"]);
+    assert!(of_kind
+        .iter()
+        .any(|j| j["conversation_sid"] == conversation));
+    let unknown = sandbox.run(&["jobs", "list", "--kind", "telepathy"]);
+    assert!(!unknown.status.success(), "{unknown:?}");
+    assert!(unknown.stderr.contains("not a job kind"), "{unknown:?}");
 
     let show = sandbox.run(&["jobs", "show", conversation]);
     assert!(show.status.success(), "{show:?}");

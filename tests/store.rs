@@ -5,7 +5,8 @@ use std::time::Duration;
 use flexhook::domain::{AccountSid, ChannelType, ConversationSid, CustomerAddress, DatabaseUrl};
 use flexhook::routing::RoutingInput;
 use flexhook::store::{
-    now_ms, Inserted, JobError, JobState, NewJob, Store, StoreError, StoreOptions, Transition,
+    now_ms, Action, Inserted, JobError, JobKind, JobState, NewJob, Store, StoreError, StoreOptions,
+    Transition,
 };
 
 fn options() -> StoreOptions {
@@ -37,14 +38,19 @@ fn new_job(conversation: &str, at: i64) -> NewJob {
         chat_service_sid: None,
         webhook_sid: None,
         first_message_sid: None,
-        routing: RoutingInput {
+        action: Action::CreateInteraction(RoutingInput {
             customer_address: Some(CustomerAddress::new("+14155550100")),
             channel_type: ChannelType::Sms,
             proxy_address: None,
             source: Some("SMS".into()),
-        },
+        }),
         received_at: at,
     }
+}
+
+/// The id of a conversation's interaction job.
+async fn id_of(store: &Store, conversation: &ConversationSid) -> i64 {
+    store.get(conversation).await.unwrap().unwrap().id
 }
 
 fn error(code: i64) -> JobError {
@@ -75,10 +81,15 @@ async fn the_first_insert_of_a_conversation_wins_within_and_across_batches() {
         .unwrap();
     assert_eq!(job.state, JobState::Pending);
     assert_eq!(
-        job.routing.customer_address.unwrap().expose(),
+        job.routing()
+            .unwrap()
+            .customer_address
+            .as_ref()
+            .unwrap()
+            .expose(),
         "+14155550100"
     );
-    assert_eq!(store.list(None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.list(None, None, 10).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -91,7 +102,7 @@ async fn a_batch_larger_than_one_statement_is_inserted_whole() {
     assert!(outcomes.iter().all(|o| *o == Inserted::New));
     assert_eq!(
         store
-            .list(Some(JobState::Pending), 1000)
+            .list(Some(JobState::Pending), None, 1000)
             .await
             .unwrap()
             .len(),
@@ -124,16 +135,16 @@ async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires() {
     assert_eq!(second.len(), 1);
     let conversation = ConversationSid::parse(&ch).unwrap();
     assert!(!store
-        .mark_attempt_started(&conversation, "worker-a")
+        .mark_attempt_started(id_of(&store, &conversation).await, "worker-a")
         .await
         .unwrap());
     let dead = Transition::Dead { error: error(1) };
     assert!(!store
-        .record(&conversation, "worker-a", &dead)
+        .record(id_of(&store, &conversation).await, "worker-a", &dead)
         .await
         .unwrap());
     assert!(store
-        .mark_attempt_started(&conversation, "worker-b")
+        .mark_attempt_started(id_of(&store, &conversation).await, "worker-b")
         .await
         .unwrap());
     let created = Transition::Created {
@@ -142,7 +153,7 @@ async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires() {
         task_sid: None,
     };
     assert!(store
-        .record(&conversation, "worker-b", &created)
+        .record(id_of(&store, &conversation).await, "worker-b", &created)
         .await
         .unwrap());
     assert_eq!(
@@ -165,7 +176,10 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error() {
         error: error(20500),
         needs_lookup: true,
     };
-    assert!(store.record(&conversation, "w", &retry).await.unwrap());
+    assert!(store
+        .record(id_of(&store, &conversation).await, "w", &retry)
+        .await
+        .unwrap());
     assert!(store
         .claim_due("w", now + 4_999, now + 60_000, 1)
         .await
@@ -198,7 +212,10 @@ async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first() {
         let dead = Transition::Dead {
             error: error(80102),
         };
-        assert!(store.record(&conversation, "w", &dead).await.unwrap());
+        assert!(store
+            .record(id_of(&store, &conversation).await, "w", &dead)
+            .await
+            .unwrap());
     }
     let a_sid = ConversationSid::parse(&a).unwrap();
     assert_eq!(store.retry_dead(Some(&a_sid)).await.unwrap(), 1);
@@ -211,10 +228,17 @@ async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first() {
     assert_eq!(job.state, JobState::Pending);
     assert_eq!(job.attempts, 0);
     assert!(job.needs_lookup);
-    assert_eq!(store.list(Some(JobState::Dead), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list(Some(JobState::Dead), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.retry_dead(None).await.unwrap(), 1);
     assert!(store
-        .list(Some(JobState::Dead), 10)
+        .list(Some(JobState::Dead), None, 10)
         .await
         .unwrap()
         .is_empty());
@@ -238,7 +262,10 @@ async fn purging_removes_only_finished_jobs_older_than_the_cutoff() {
         interaction_channel_sid: None,
         task_sid: None,
     };
-    assert!(store.record(&done_sid, "w", &created).await.unwrap());
+    assert!(store
+        .record(id_of(&store, &done_sid).await, "w", &created)
+        .await
+        .unwrap());
     assert_eq!(
         store.purge_finished(now - 1).await.unwrap(),
         0,
@@ -290,4 +317,164 @@ async fn a_store_that_cannot_be_created_names_store_url() {
         .await
         .unwrap_err();
     assert!(memory.to_string().contains("in-memory"), "{memory}");
+}
+
+/// The columns of the landed (migration 0001) jobs table, as that version wrote them.
+const LANDED_ROW: &str = "INSERT INTO jobs (conversation_sid, account_sid, chat_service_sid, \
+     webhook_sid, first_message_sid, routing_input, state, attempts, next_attempt_at, \
+     needs_lookup, interaction_sid, interaction_channel_sid, task_sid, last_error_code, \
+     last_error_status, last_error_message, webhook_removed, age_from, created_at, updated_at) \
+     VALUES (?1, 'AC00000000000000000000000000000000', 'IS00000000000000000000000000000000', \
+     'WH00000000000000000000000000000000', NULL, ?2, ?3, ?4, 1000, 0, ?5, NULL, ?6, ?7, ?8, \
+     ?9, ?10, 1000, 1000, 2000)";
+
+#[tokio::test]
+async fn rows_written_before_job_kinds_load_as_interaction_jobs_after_the_migration() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nested/dir")).unwrap();
+    // The database as the landed version left it: only the first migration applied.
+    let landed = dir.path().join("landed-migrations");
+    std::fs::create_dir(&landed).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_jobs.sql"
+        ),
+        landed.join("0001_jobs.sql"),
+    )
+    .unwrap();
+    let url = format!(
+        "sqlite://{}/nested/dir/jobs.db?mode=rwc",
+        dir.path().display()
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(landed.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let (created, dead) = (sid("CH"), sid("CH"));
+    let task = sid("WT");
+    let old_input = r#"{"customer_address":"whatsapp:+34600111222","channel_type":"whatsapp"}"#;
+    sqlx::query(LANDED_ROW)
+        .bind(&created)
+        .bind(old_input)
+        .bind("created")
+        .bind(1)
+        .bind(sid("KD"))
+        .bind(&task)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<String>)
+        .bind(1)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(LANDED_ROW)
+        .bind(&dead)
+        .bind(r#"{"customer_address":"+14155550100","channel_type":"sms","proxy_address":"+15550001111","source":"SMS"}"#)
+        .bind("dead")
+        .bind(3)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(80102)
+        .bind(400)
+        .bind("Participant already in an interaction")
+        .bind(0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let store = open(&dir).await;
+    let created_sid = ConversationSid::parse(&created).unwrap();
+    let job = store.get(&created_sid).await.unwrap().unwrap();
+    assert_eq!(job.kind, JobKind::Interaction);
+    assert_eq!(job.key, created);
+    assert_eq!(job.state, JobState::Created);
+    assert_eq!(job.attempts, 1);
+    assert!(job.webhook_removed);
+    assert_eq!(
+        job.task_sid.as_ref().map(|t| t.to_string()),
+        Some(task.clone())
+    );
+    let routing = job.routing().unwrap();
+    assert_eq!(routing.channel_type, ChannelType::Whatsapp);
+    assert_eq!(routing.proxy_address, None);
+
+    let dead_sid = ConversationSid::parse(&dead).unwrap();
+    let job = store.get(&dead_sid).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Dead);
+    let error = job.last_error.clone().unwrap();
+    assert_eq!((error.code, error.status), (Some(80102), Some(400)));
+    assert_eq!(
+        job.routing().unwrap().proxy_address.as_deref(),
+        Some("+15550001111")
+    );
+
+    // Both still count as the conversations' one interaction job, and can be retried.
+    let again = store
+        .insert_batch(&[new_job(&created, now_ms()), new_job(&dead, now_ms())])
+        .await
+        .unwrap();
+    assert_eq!(again, [Inserted::Known, Inserted::Known]);
+    assert_eq!(
+        store
+            .list(None, Some(JobKind::Interaction), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(store.retry_dead(Some(&dead_sid)).await.unwrap(), 1);
+    let task_sid = flexhook::domain::TaskSid::parse(&task).unwrap();
+    let by_task = store.for_task(&task_sid).await.unwrap();
+    assert_eq!(by_task.len(), 1);
+    assert_eq!(by_task[0].conversation_sid, created_sid);
+}
+
+#[tokio::test]
+async fn jobs_are_found_by_task_sid_through_an_index() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let (ch, other) = (sid("CH"), sid("CH"));
+    let now = now_ms();
+    store
+        .insert_batch(&[new_job(&ch, now), new_job(&other, now)])
+        .await
+        .unwrap();
+    store.claim_due("w", now, now + 60_000, 10).await.unwrap();
+    let task = flexhook::domain::TaskSid::parse(&sid("WT")).unwrap();
+    let conversation = ConversationSid::parse(&ch).unwrap();
+    let created = Transition::Created {
+        interaction_sid: None,
+        interaction_channel_sid: None,
+        task_sid: Some(task.clone()),
+    };
+    assert!(store
+        .record(id_of(&store, &conversation).await, "w", &created)
+        .await
+        .unwrap());
+    let found = store.for_task(&task).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].conversation_sid, conversation);
+    let unknown = flexhook::domain::TaskSid::parse(&sid("WT")).unwrap();
+    assert!(store.for_task(&unknown).await.unwrap().is_empty());
+
+    let url = format!("sqlite://{}/nested/dir/jobs.db", dir.path().display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let plan: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as("EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE task_sid = ?1 ORDER BY id")
+            .bind(task.as_str())
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        plan.iter()
+            .any(|(_, _, _, detail)| detail.contains("jobs_task")),
+        "{plan:?}"
+    );
 }

@@ -1,4 +1,5 @@
-//! `flexhook jobs`: what is pending, created or dead, and why; replay dead jobs.
+//! `flexhook jobs`: what is pending, done or dead, and why, for every kind of job; replay
+//! dead jobs.
 
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -8,7 +9,7 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::domain::ConversationSid;
-use crate::store::{Job, JobState, Store, StoreOptions};
+use crate::store::{Job, JobKind, JobState, Store, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct JobsArgs {
@@ -23,6 +24,9 @@ pub enum JobsCommand {
         /// Only jobs in this state: pending, created or dead.
         #[arg(long, value_parser = parse_state)]
         state: Option<JobState>,
+        /// Only jobs of this kind: interaction.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<JobKind>,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -30,13 +34,16 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one conversation's job in full.
+    /// Show one conversation's jobs in full.
     Show {
         /// The conversation (CH…).
         conversation: String,
-        /// As JSON.
+        /// As JSON: the conversation's job of --kind (default: its interaction job).
         #[arg(long)]
         json: bool,
+        /// Only the job of this kind: interaction.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<JobKind>,
     },
     /// Move dead jobs back to pending; a running service picks them up within worker.poll_interval_ms.
     Retry {
@@ -50,6 +57,10 @@ pub enum JobsCommand {
 }
 
 fn parse_state(s: &str) -> Result<JobState, String> {
+    s.parse()
+}
+
+fn parse_kind(s: &str) -> Result<JobKind, String> {
     s.parse()
 }
 
@@ -67,8 +78,13 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
     )
     .await?;
     let code = match &args.command {
-        JobsCommand::List { state, limit, json } => {
-            let jobs = store.list(*state, *limit).await?;
+        JobsCommand::List {
+            state,
+            kind,
+            limit,
+            json,
+        } => {
+            let jobs = store.list(*state, *kind, *limit).await?;
             if *json {
                 for job in &jobs {
                     println!("{}", to_json(job));
@@ -77,8 +93,8 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
                 println!("no jobs");
             } else {
                 println!(
-                    "{:<34}  {:<7}  {:>8}  {:<24}  LAST ERROR",
-                    "CONVERSATION", "STATE", "ATTEMPTS", "NEXT ATTEMPT / UPDATED"
+                    "{:<34}  {:<11}  {:<7}  {:>8}  {:<24}  LAST ERROR",
+                    "CONVERSATION", "KIND", "STATE", "ATTEMPTS", "NEXT ATTEMPT / UPDATED"
                 );
                 for job in &jobs {
                     let when = if job.state == JobState::Pending {
@@ -87,8 +103,9 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
                         time(job.updated_at)
                     };
                     println!(
-                        "{:<34}  {:<7}  {:>8}  {:<24}  {}",
+                        "{:<34}  {:<11}  {:<7}  {:>8}  {:<24}  {}",
                         job.conversation_sid,
+                        job.kind,
                         job.state,
                         job.attempts,
                         when,
@@ -101,19 +118,30 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
         JobsCommand::Show {
             conversation: c,
             json,
+            kind,
         } => {
             let sid = conversation(c)?;
-            match store.get(&sid).await? {
-                None => {
+            let mut jobs = store.for_conversation(&sid).await?;
+            if *json || kind.is_some() {
+                let wanted = kind.unwrap_or(JobKind::Interaction);
+                jobs.retain(|j| j.kind == wanted);
+            }
+            match jobs.as_slice() {
+                [] => {
                     eprintln!("no job for conversation {sid}");
                     ExitCode::from(1)
                 }
-                Some(job) if *json => {
-                    println!("{}", serde_json::to_string_pretty(&to_json(&job))?);
+                [job, ..] if *json => {
+                    println!("{}", serde_json::to_string_pretty(&to_json(job))?);
                     ExitCode::SUCCESS
                 }
-                Some(job) => {
-                    print_job(&job);
+                jobs => {
+                    for (i, job) in jobs.iter().enumerate() {
+                        if i > 0 {
+                            println!();
+                        }
+                        print_job(job);
+                    }
                     ExitCode::SUCCESS
                 }
             }
@@ -164,12 +192,12 @@ fn error_summary(job: &Job) -> String {
 
 fn to_json(job: &Job) -> serde_json::Value {
     let mut v = serde_json::to_value(job).unwrap_or_default();
-    if let Some(obj) = v.as_object_mut() {
+    if let (Some(obj), Some(routing)) = (v.as_object_mut(), job.routing()) {
         obj.insert(
             "customer".into(),
-            json!(job.routing.customer_address.as_ref().map(|a| a.masked())),
+            json!(routing.customer_address.as_ref().map(|a| a.masked())),
         );
-        obj.insert("channel_type".into(), json!(job.routing.channel_type));
+        obj.insert("channel_type".into(), json!(routing.channel_type));
     }
     v
 }
@@ -177,20 +205,23 @@ fn to_json(job: &Job) -> serde_json::Value {
 fn print_job(job: &Job) {
     let opt = |s: Option<&str>| s.unwrap_or("-").to_owned();
     println!("conversation     {}", job.conversation_sid);
+    println!("kind             {}", job.kind);
     println!("state            {}", job.state);
     println!("account          {}", job.account_sid);
     println!(
         "chat service     {}",
         opt(job.chat_service_sid.as_ref().map(|s| s.as_str()))
     );
-    println!(
-        "customer         {} ({})",
-        job.routing
-            .customer_address
-            .as_ref()
-            .map_or("-".into(), |a| a.masked()),
-        job.routing.channel_type
-    );
+    if let Some(routing) = job.routing() {
+        println!(
+            "customer         {} ({})",
+            routing
+                .customer_address
+                .as_ref()
+                .map_or("-".into(), |a| a.masked()),
+            routing.channel_type
+        );
+    }
     println!("attempts         {}", job.attempts);
     if job.state == JobState::Pending {
         println!("next attempt     {}", time(job.next_attempt_at));

@@ -1,24 +1,18 @@
-//! What flexhook remembers: one job per conversation, its state, and why it failed.
-//! A small, backend-neutral interface; SQLite is the first backend (`sqlite://…`), chosen
-//! by the URL's scheme so that PostgreSQL can sit beside it.
+//! What flexhook remembers: the jobs (durable actions, of several kinds: `job.rs`), their
+//! state, and why they failed. A small, backend-neutral interface; SQLite is the first
+//! backend (`sqlite://…`), chosen by the URL's scheme so that PostgreSQL can sit beside it.
 
 mod batch;
+mod job;
 mod sqlite;
 mod writable;
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
-use crate::domain::{
-    AccountSid, ChatServiceSid, ConversationSid, DatabaseUrl, InteractionChannelSid,
-    InteractionSid, MessageSid, TaskSid, WebhookSid,
-};
-use crate::routing::RoutingInput;
+use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
 
 pub use batch::JobWriter;
+pub use job::{Action, Inserted, Job, JobError, JobKind, JobState, NewJob, Transition};
 pub use sqlite::{SqliteStore, SqliteWriter};
 
 /// Milliseconds since the Unix epoch: the store's clock.
@@ -30,113 +24,6 @@ pub fn now_ms() -> i64 {
 
 pub fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Pending,
-    Created,
-    Dead,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Created => "created",
-            Self::Dead => "dead",
-        }
-    }
-}
-
-impl FromStr for JobState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "pending" => Ok(Self::Pending),
-            "created" => Ok(Self::Created),
-            "dead" => Ok(Self::Dead),
-            other => Err(format!("`{other}` is not pending, created or dead")),
-        }
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A job as the first message creates it.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub conversation_sid: ConversationSid,
-    pub account_sid: AccountSid,
-    pub chat_service_sid: Option<ChatServiceSid>,
-    pub webhook_sid: Option<WebhookSid>,
-    pub first_message_sid: Option<MessageSid>,
-    pub routing: RoutingInput,
-    pub received_at: i64,
-}
-
-/// Twilio's error, as kept with a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JobError {
-    pub code: Option<i64>,
-    pub status: Option<u16>,
-    pub message: String,
-}
-
-/// A job as stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct Job {
-    pub conversation_sid: ConversationSid,
-    pub account_sid: AccountSid,
-    pub chat_service_sid: Option<ChatServiceSid>,
-    pub webhook_sid: Option<WebhookSid>,
-    pub first_message_sid: Option<MessageSid>,
-    #[serde(skip)]
-    pub routing: RoutingInput,
-    pub state: JobState,
-    pub attempts: u32,
-    pub next_attempt_at: i64,
-    /// The last attempt ended in a way that may have created the interaction: look it up first.
-    pub needs_lookup: bool,
-    pub interaction_sid: Option<InteractionSid>,
-    pub interaction_channel_sid: Option<InteractionChannelSid>,
-    pub task_sid: Option<TaskSid>,
-    pub last_error: Option<JobError>,
-    pub webhook_removed: bool,
-    /// When the max-age clock started: the first message, or the last manual retry.
-    pub age_from: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// What an attempt decided for its job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transition {
-    Created {
-        interaction_sid: Option<InteractionSid>,
-        interaction_channel_sid: Option<InteractionChannelSid>,
-        task_sid: Option<TaskSid>,
-    },
-    Retry {
-        next_attempt_at: i64,
-        error: JobError,
-        needs_lookup: bool,
-    },
-    Dead {
-        error: JobError,
-    },
-}
-
-/// Whether an insert made a new job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inserted {
-    New,
-    Known,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -242,34 +129,27 @@ impl Store {
     /// Records an attempt's outcome, if `owner` still holds the lease. `false`: it did not.
     pub async fn record(
         &self,
-        conversation: &ConversationSid,
+        job: i64,
         owner: &str,
         transition: &Transition,
     ) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(s) => s.record(conversation, owner, transition, now_ms()).await,
+            Self::Sqlite(s) => s.record(job, owner, transition, now_ms()).await,
         }
     }
 
     /// Write-ahead before a create is sent: until an outcome is recorded, the job counts as
     /// possibly created, so whoever claims it next looks for its task first. `false`: the
     /// lease is no longer `owner`'s, and nothing may be sent.
-    pub async fn mark_attempt_started(
-        &self,
-        conversation: &ConversationSid,
-        owner: &str,
-    ) -> Result<bool, StoreError> {
+    pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(s) => s.mark_attempt_started(conversation, owner).await,
+            Self::Sqlite(s) => s.mark_attempt_started(job, owner).await,
         }
     }
 
-    pub async fn mark_webhook_removed(
-        &self,
-        conversation: &ConversationSid,
-    ) -> Result<(), StoreError> {
+    pub async fn mark_webhook_removed(&self, job: i64) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(s) => s.mark_webhook_removed(conversation, now_ms()).await,
+            Self::Sqlite(s) => s.mark_webhook_removed(job, now_ms()).await,
         }
     }
 
@@ -280,24 +160,49 @@ impl Store {
         }
     }
 
+    /// The conversation's interaction job.
     pub async fn get(&self, conversation: &ConversationSid) -> Result<Option<Job>, StoreError> {
+        self.find(JobKind::Interaction, conversation.as_str()).await
+    }
+
+    /// The job of `kind` with `key`.
+    pub async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.get(conversation).await,
+            Self::Sqlite(s) => s.find(kind, key).await,
         }
     }
 
-    /// Jobs, newest first, optionally of one state.
+    /// Every job of a conversation, oldest first.
+    pub async fn for_conversation(
+        &self,
+        conversation: &ConversationSid,
+    ) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.for_conversation(conversation).await,
+        }
+    }
+
+    /// The jobs whose task is `task`, oldest first (TaskRouter's events name tasks).
+    pub async fn for_task(&self, task: &TaskSid) -> Result<Vec<Job>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.for_task(task).await,
+        }
+    }
+
+    /// Jobs, newest first, optionally of one state and one kind.
     pub async fn list(
         &self,
         state: Option<JobState>,
+        kind: Option<JobKind>,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.list(state, limit).await,
+            Self::Sqlite(s) => s.list(state, kind, limit).await,
         }
     }
 
-    /// Moves dead jobs back to pending, due now, with a fresh max-age clock. `None`: all dead.
+    /// Moves dead jobs back to pending, due now, with a fresh max-age clock: the
+    /// conversation's, or with `None` all of them.
     pub async fn retry_dead(
         &self,
         conversation: Option<&ConversationSid>,

@@ -10,11 +10,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::{Inserted, Job, JobError, JobState, NewJob, StoreError, StoreOptions, Transition};
-use crate::domain::{ConversationSid, DatabaseUrl};
+use super::{
+    Action, Inserted, Job, JobError, JobKind, JobState, NewJob, StoreError, StoreOptions,
+    Transition,
+};
+use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
 
-/// Rows per INSERT statement: 11 parameters each stays under SQLite's 999-variable floor.
-const ROWS_PER_STATEMENT: usize = 80;
+/// Rows per INSERT statement: 13 parameters each stays under SQLite's 999-variable floor.
+const ROWS_PER_STATEMENT: usize = 70;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -89,8 +92,8 @@ impl SqliteStore {
     ) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(
             "UPDATE jobs SET lease_owner = ?1, lease_until = ?2 \
-             WHERE conversation_sid IN ( \
-                 SELECT conversation_sid FROM jobs \
+             WHERE id IN ( \
+                 SELECT id FROM jobs \
                  WHERE state = 'pending' AND next_attempt_at <= ?3 \
                    AND (lease_until IS NULL OR lease_until <= ?3) \
                  ORDER BY next_attempt_at LIMIT ?4) \
@@ -107,7 +110,7 @@ impl SqliteStore {
 
     pub async fn record(
         &self,
-        conversation: &ConversationSid,
+        job: i64,
         owner: &str,
         transition: &Transition,
         now: i64,
@@ -123,13 +126,13 @@ impl SqliteStore {
                     "UPDATE jobs SET state = 'created', attempts = attempts + 1, \
                      interaction_sid = ?1, interaction_channel_sid = ?2, task_sid = ?3, \
                      needs_lookup = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
-                     WHERE conversation_sid = ?5 AND lease_owner = ?6 AND state = 'pending'",
+                     WHERE id = ?5 AND lease_owner = ?6 AND state = 'pending'",
                 )
                 .bind(sid(interaction_sid.as_ref().map(|s| s.as_str())))
                 .bind(sid(interaction_channel_sid.as_ref().map(|s| s.as_str())))
                 .bind(sid(task_sid.as_ref().map(|s| s.as_str())))
                 .bind(now)
-                .bind(conversation.as_str())
+                .bind(job)
                 .bind(owner)
                 .execute(&self.pool)
                 .await?
@@ -144,7 +147,7 @@ impl SqliteStore {
                      needs_lookup = ?2, last_error_code = ?3, last_error_status = ?4, \
                      last_error_message = ?5, lease_owner = NULL, lease_until = NULL, \
                      updated_at = ?6 \
-                     WHERE conversation_sid = ?7 AND lease_owner = ?8 AND state = 'pending'",
+                     WHERE id = ?7 AND lease_owner = ?8 AND state = 'pending'",
                 )
                 .bind(next_attempt_at)
                 .bind(needs_lookup)
@@ -152,7 +155,7 @@ impl SqliteStore {
                 .bind(error.status.map(i64::from))
                 .bind(&error.message)
                 .bind(now)
-                .bind(conversation.as_str())
+                .bind(job)
                 .bind(owner)
                 .execute(&self.pool)
                 .await?
@@ -162,13 +165,13 @@ impl SqliteStore {
                     "UPDATE jobs SET state = 'dead', attempts = attempts + 1, \
                      last_error_code = ?1, last_error_status = ?2, last_error_message = ?3, \
                      lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
-                     WHERE conversation_sid = ?5 AND lease_owner = ?6 AND state = 'pending'",
+                     WHERE id = ?5 AND lease_owner = ?6 AND state = 'pending'",
                 )
                 .bind(error.code)
                 .bind(error.status.map(i64::from))
                 .bind(&error.message)
                 .bind(now)
-                .bind(conversation.as_str())
+                .bind(job)
                 .bind(owner)
                 .execute(&self.pool)
                 .await?
@@ -177,34 +180,24 @@ impl SqliteStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_attempt_started(
-        &self,
-        conversation: &ConversationSid,
-        owner: &str,
-    ) -> Result<bool, StoreError> {
+    pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET needs_lookup = 1 \
-             WHERE conversation_sid = ?1 AND lease_owner = ?2 AND state = 'pending'",
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
         )
-        .bind(conversation.as_str())
+        .bind(job)
         .bind(owner)
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_webhook_removed(
-        &self,
-        conversation: &ConversationSid,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE jobs SET webhook_removed = 1, updated_at = ?1 WHERE conversation_sid = ?2",
-        )
-        .bind(now)
-        .bind(conversation.as_str())
-        .execute(&self.pool)
-        .await?;
+    pub async fn mark_webhook_removed(&self, job: i64, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET webhook_removed = 1, updated_at = ?1 WHERE id = ?2")
+            .bind(now)
+            .bind(job)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -218,35 +211,49 @@ impl SqliteStore {
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
-    pub async fn get(&self, conversation: &ConversationSid) -> Result<Option<Job>, StoreError> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE conversation_sid = ?1")
-            .bind(conversation.as_str())
+    pub async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE kind = ?1 AND job_key = ?2")
+            .bind(kind.as_str())
+            .bind(key)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(job_from_row).transpose()
     }
 
+    pub async fn for_conversation(
+        &self,
+        conversation: &ConversationSid,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM jobs WHERE conversation_sid = ?1 ORDER BY id")
+            .bind(conversation.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn for_task(&self, task: &TaskSid) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM jobs WHERE task_sid = ?1 ORDER BY id")
+            .bind(task.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
     pub async fn list(
         &self,
         state: Option<JobState>,
+        kind: Option<JobKind>,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match state {
-            Some(s) => {
-                sqlx::query("SELECT * FROM jobs WHERE state = ?1 ORDER BY created_at DESC LIMIT ?2")
-                    .bind(s.as_str())
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?1")
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) \
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(state.map(JobState::as_str))
+        .bind(kind.map(JobKind::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_from_row).collect()
     }
 
@@ -273,11 +280,10 @@ impl SqliteStore {
     }
 
     pub async fn purge_finished(&self, before: i64) -> Result<u64, StoreError> {
-        let result =
-            sqlx::query("DELETE FROM jobs WHERE state IN ('created', 'dead') AND updated_at < ?1")
-                .bind(before)
-                .execute(&self.pool)
-                .await?;
+        let result = sqlx::query("DELETE FROM jobs WHERE state <> 'pending' AND updated_at < ?1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 
@@ -306,23 +312,24 @@ impl SqliteWriter {
     }
 }
 
-/// Inserts each job unless its conversation has one, in one transaction; reports which
+/// Inserts each job unless one of its kind has its key, in one transaction; reports which
 /// made a new job.
 async fn insert_batch(
     conn: &mut SqliteConnection,
     jobs: &[NewJob],
 ) -> Result<Vec<Inserted>, StoreError> {
-    let mut inserted: HashSet<String> = HashSet::new();
+    let mut inserted: HashSet<(String, String)> = HashSet::new();
     let mut tx = conn.begin().await?;
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO jobs (conversation_sid, account_sid, chat_service_sid, webhook_sid, \
-             first_message_sid, routing_input, state, next_attempt_at, age_from, created_at, \
-             updated_at) ",
+            "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
+             webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
+             created_at, updated_at) ",
         );
         q.push_values(chunk, |mut row, job| {
-            let routing = serde_json::to_string(&job.routing).unwrap_or_else(|_| "{}".into());
-            row.push_bind(job.conversation_sid.as_str().to_owned())
+            row.push_bind(job.action.kind().as_str())
+                .push_bind(job.key())
+                .push_bind(job.conversation_sid.as_str().to_owned())
                 .push_bind(job.account_sid.as_str().to_owned())
                 .push_bind(job.chat_service_sid.as_ref().map(|s| s.as_str().to_owned()))
                 .push_bind(job.webhook_sid.as_ref().map(|s| s.as_str().to_owned()))
@@ -331,25 +338,25 @@ async fn insert_batch(
                         .as_ref()
                         .map(|s| s.as_str().to_owned()),
                 )
-                .push_bind(routing)
+                .push_bind(job.action.to_stored())
                 .push_bind("pending")
                 .push_bind(job.received_at)
                 .push_bind(job.received_at)
                 .push_bind(job.received_at)
                 .push_bind(job.received_at);
         });
-        q.push(" ON CONFLICT (conversation_sid) DO NOTHING RETURNING conversation_sid");
+        q.push(" ON CONFLICT (kind, job_key) DO NOTHING RETURNING kind, job_key");
         let rows = q.build().fetch_all(&mut *tx).await?;
         for row in rows {
-            inserted.insert(row.try_get::<String, _>(0)?);
+            inserted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
         }
     }
     tx.commit().await?;
-    // A conversation twice in one batch: only its first delivery made the job.
+    // The same key twice in one batch: only its first occurrence made the job.
     Ok(jobs
         .iter()
         .map(|j| {
-            if inserted.remove(j.conversation_sid.as_str()) {
+            if inserted.remove(&(j.action.kind().as_str().to_owned(), j.key())) {
                 Inserted::New
             } else {
                 Inserted::Known
@@ -375,12 +382,17 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         v.ok_or_else(|| StoreError::Corrupt(format!("{column} is empty")))
     }
     use crate::domain as d;
-    let routing: String = row.try_get("routing_input")?;
+    let kind: String = row.try_get("kind")?;
+    let kind = JobKind::from_str(&kind).map_err(StoreError::Corrupt)?;
+    let input: String = row.try_get("input")?;
     let state: String = row.try_get("state")?;
     let code: Option<i64> = row.try_get("last_error_code")?;
     let status: Option<i64> = row.try_get("last_error_status")?;
     let message: Option<String> = row.try_get("last_error_message")?;
     Ok(Job {
+        id: row.try_get("id")?,
+        kind,
+        key: row.try_get("job_key")?,
         conversation_sid: required(
             parsed(row, "conversation_sid", d::ConversationSid::parse)?,
             "conversation_sid",
@@ -392,8 +404,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
         chat_service_sid: parsed(row, "chat_service_sid", d::ChatServiceSid::parse)?,
         webhook_sid: parsed(row, "webhook_sid", d::WebhookSid::parse)?,
         first_message_sid: parsed(row, "first_message_sid", d::MessageSid::parse)?,
-        routing: serde_json::from_str(&routing)
-            .map_err(|e| StoreError::Corrupt(format!("routing_input: {e}")))?,
+        action: Action::from_stored(kind, &input).map_err(StoreError::Corrupt)?,
         state: JobState::from_str(&state).map_err(StoreError::Corrupt)?,
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
         next_attempt_at: row.try_get("next_attempt_at")?,

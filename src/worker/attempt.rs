@@ -1,33 +1,35 @@
-//! One attempt at one job: adopt a task an earlier attempt may have made, else create the
-//! interaction; then record the outcome and remove the conversation's webhook.
+//! One attempt at one job, whatever its kind: the kind's action decides a transition, the
+//! store records it under the claim's lease, and the kind's follow-up runs once recorded.
 
 use std::sync::Arc;
 
 use tracing::Instrument;
 
 use super::Worker;
-use crate::store::{ms, now_ms, Job, JobError, Transition};
-use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
+use crate::store::{ms, now_ms, Action, Job, JobError, Transition};
+use crate::twilio::TwilioError;
 
 impl Worker {
     pub(super) async fn attempt(self: Arc<Self>, job: Job, lease: String) {
         let span = tracing::info_span!(
             "job",
+            kind = %job.kind,
             conversation = %job.conversation_sid,
             account = %job.account_sid,
             attempt = job.attempts + 1,
         );
         async move {
-            let Some(transition) = self.decide(&job, &lease).await else {
+            let decided = match &job.action {
+                Action::CreateInteraction(routing) => {
+                    self.create_interaction(&job, routing, &lease).await
+                }
+            };
+            let Some(transition) = decided else {
                 tracing::warn!("lease lost while waiting to send; another claim owns the job now");
                 return;
             };
             log_transition(&job, &transition);
-            match self
-                .store
-                .record(&job.conversation_sid, &lease, &transition)
-                .await
-            {
+            match self.store.record(job.id, &lease, &transition).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(
@@ -41,7 +43,10 @@ impl Worker {
                     return;
                 }
             }
-            if matches!(transition, Transition::Created { .. }) {
+            // The kind's follow-up, once its outcome is durable.
+            if let (Action::CreateInteraction(_), Transition::Created { .. }) =
+                (&job.action, &transition)
+            {
                 self.remove_webhook(&job).await;
             }
         }
@@ -49,87 +54,8 @@ impl Worker {
         .await;
     }
 
-    /// What this attempt did; `None` when the lease was lost before anything was sent.
-    async fn decide(&self, job: &Job, lease: &str) -> Option<Transition> {
-        if job.needs_lookup {
-            match self
-                .client
-                .find_task_for_conversation(self.router.workspace_sid(), &job.conversation_sid)
-                .await
-            {
-                Ok(Some(found)) => {
-                    tracing::info!(task = %found.task_sid, "found the task an earlier attempt created; adopting it");
-                    return Some(Transition::Created {
-                        interaction_sid: found.interaction_sid,
-                        interaction_channel_sid: found.channel_sid,
-                        task_sid: Some(found.task_sid),
-                    });
-                }
-                Ok(None) => tracing::info!("no task for the conversation yet; creating it"),
-                Err(e) => return Some(self.failed(job, &e, true)),
-            }
-        }
-
-        // Write-ahead, and a last check of the lease: from here on a crash leaves the job
-        // marked as possibly created, and a lost lease sends nothing.
-        match self
-            .store
-            .mark_attempt_started(&job.conversation_sid, lease)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not mark the attempt; trying later");
-                return Some(Transition::Retry {
-                    next_attempt_at: now_ms() + ms(self.config.backoff.delay(job.attempts)),
-                    error: JobError {
-                        code: None,
-                        status: None,
-                        message: format!("store: {e}"),
-                    },
-                    needs_lookup: job.needs_lookup,
-                });
-            }
-        }
-        let route = self.router.route(&job.conversation_sid, &job.routing);
-        let request = InteractionRequest::new(
-            &job.conversation_sid,
-            job.routing.channel_type,
-            job.routing.customer_address.as_ref(),
-            &route,
-        );
-        // The permit comes last, right before the send, so that nothing slow between the
-        // two can bunch permitted requests together on the wire.
-        self.limiter.until_ready(&job.account_sid).await;
-        Some(match self.client.create_interaction(&request).await {
-            Ok(CreatedInteraction {
-                interaction_sid,
-                channel_sid,
-                task_sid,
-            }) => Transition::Created {
-                interaction_sid,
-                interaction_channel_sid: channel_sid,
-                task_sid,
-            },
-            Err(TwilioError::Decode { status, message }) => {
-                // A 2xx means Twilio accepted it; only its answer was odd.
-                tracing::warn!(status, %message, "interaction accepted but its answer was unreadable");
-                Transition::Created {
-                    interaction_sid: None,
-                    interaction_channel_sid: None,
-                    task_sid: None,
-                }
-            }
-            Err(e) => {
-                let ambiguous = e.may_have_been_processed();
-                self.failed(job, &e, ambiguous)
-            }
-        })
-    }
-
     /// Retry later, or give up: a 4xx other than 429 is permanent, and so is old age.
-    fn failed(&self, job: &Job, e: &TwilioError, ambiguous: bool) -> Transition {
+    pub(super) fn failed(&self, job: &Job, e: &TwilioError, ambiguous: bool) -> Transition {
         let error = JobError {
             code: e.code(),
             status: e.status(),
@@ -163,37 +89,6 @@ impl Worker {
             next_attempt_at: now + ms(delay),
             error,
             needs_lookup: ambiguous,
-        }
-    }
-
-    async fn remove_webhook(&self, job: &Job) {
-        let Some(webhook) = job.webhook_sid.as_ref() else {
-            return;
-        };
-        if !self.config.remove_webhook {
-            return;
-        }
-        match self
-            .client
-            .delete_conversation_webhook(
-                job.chat_service_sid.as_ref(),
-                &job.conversation_sid,
-                webhook,
-            )
-            .await
-        {
-            Ok(outcome) => {
-                tracing::info!(webhook = %webhook, ?outcome, "conversation webhook removed");
-                if let Err(e) = self.store.mark_webhook_removed(&job.conversation_sid).await {
-                    tracing::warn!(error = %e, "could not record the webhook removal");
-                }
-            }
-            Err(e) => tracing::warn!(
-                webhook = %webhook,
-                code = e.code(),
-                error = %e,
-                "could not remove the conversation webhook; later messages will still arrive and be ignored"
-            ),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod attempt;
 mod backoff;
+mod interaction;
 mod rate_limit;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,0 +1,209 @@
+//! What a job is: one durable action flexhook owes Twilio, of one [`JobKind`], unique by
+//! its key within that kind, with its state, its attempts and Twilio's last answer.
+//!
+//! Adding a kind: a variant of [`Action`] (its input, stored as JSON), of [`JobKind`], its
+//! key, and the worker's handler for it. The store itself is kind-neutral: insert-if-absent,
+//! leases, retries, dead jobs and purging work the same for every kind.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::domain::{
+    AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
+    TaskSid, WebhookSid,
+};
+use crate::routing::RoutingInput;
+
+/// Which action a job performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Create the conversation's Flex interaction (then remove its webhook).
+    Interaction,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interaction => "interaction",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "interaction" => Ok(Self::Interaction),
+            other => Err(format!("`{other}` is not a job kind this flexhook knows")),
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job's action with what it needs (never a message body).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    CreateInteraction(RoutingInput),
+}
+
+impl Action {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Self::CreateInteraction(_) => JobKind::Interaction,
+        }
+    }
+
+    /// The stored `input` column.
+    pub(super) fn to_stored(&self) -> String {
+        let json = match self {
+            Self::CreateInteraction(routing) => serde_json::to_string(routing),
+        };
+        json.unwrap_or_else(|_| "{}".into())
+    }
+
+    pub(super) fn from_stored(kind: JobKind, input: &str) -> Result<Self, String> {
+        match kind {
+            JobKind::Interaction => serde_json::from_str(input)
+                .map(Self::CreateInteraction)
+                .map_err(|e| format!("input of an interaction job: {e}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    /// An interaction job that is done: the interaction exists.
+    Created,
+    Dead,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Created => "created",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "created" => Ok(Self::Created),
+            "dead" => Ok(Self::Dead),
+            other => Err(format!("`{other}` is not pending, created or dead")),
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job as a webhook (or an earlier job) asks for it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub conversation_sid: ConversationSid,
+    pub account_sid: AccountSid,
+    pub chat_service_sid: Option<ChatServiceSid>,
+    pub webhook_sid: Option<WebhookSid>,
+    pub first_message_sid: Option<MessageSid>,
+    pub action: Action,
+    pub received_at: i64,
+}
+
+impl NewJob {
+    /// Unique within the kind: a second job with the same key is not inserted.
+    pub fn key(&self) -> String {
+        match &self.action {
+            // One interaction per conversation, ever.
+            Action::CreateInteraction(_) => self.conversation_sid.to_string(),
+        }
+    }
+}
+
+/// Twilio's error, as kept with a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobError {
+    pub code: Option<i64>,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub kind: JobKind,
+    pub key: String,
+    pub conversation_sid: ConversationSid,
+    pub account_sid: AccountSid,
+    pub chat_service_sid: Option<ChatServiceSid>,
+    pub webhook_sid: Option<WebhookSid>,
+    pub first_message_sid: Option<MessageSid>,
+    #[serde(skip)]
+    pub action: Action,
+    pub state: JobState,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    /// The last attempt ended in a way that may have done the action: look first.
+    pub needs_lookup: bool,
+    pub interaction_sid: Option<InteractionSid>,
+    pub interaction_channel_sid: Option<InteractionChannelSid>,
+    pub task_sid: Option<TaskSid>,
+    pub last_error: Option<JobError>,
+    pub webhook_removed: bool,
+    /// When the max-age clock started: the first message, or the last manual retry.
+    pub age_from: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Job {
+    /// The routing input of an interaction job.
+    pub fn routing(&self) -> Option<&RoutingInput> {
+        match &self.action {
+            Action::CreateInteraction(routing) => Some(routing),
+        }
+    }
+}
+
+/// What an attempt decided for its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    Created {
+        interaction_sid: Option<InteractionSid>,
+        interaction_channel_sid: Option<InteractionChannelSid>,
+        task_sid: Option<TaskSid>,
+    },
+    Retry {
+        next_attempt_at: i64,
+        error: JobError,
+        needs_lookup: bool,
+    },
+    Dead {
+        error: JobError,
+    },
+}
+
+/// Whether an insert made a new job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    Known,
+}

@@ -1,0 +1,121 @@
+//! The `interaction` job: adopt a task an earlier attempt may have made, else create the
+//! conversation's interaction at the rate limit's pace; once recorded, remove the
+//! conversation-scoped webhook.
+
+use super::Worker;
+use crate::routing::RoutingInput;
+use crate::store::{ms, now_ms, Job, JobError, Transition};
+use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
+
+impl Worker {
+    /// What this attempt did; `None` when the lease was lost before anything was sent.
+    pub(super) async fn create_interaction(
+        &self,
+        job: &Job,
+        routing: &RoutingInput,
+        lease: &str,
+    ) -> Option<Transition> {
+        if job.needs_lookup {
+            match self
+                .client
+                .find_task_for_conversation(self.router.workspace_sid(), &job.conversation_sid)
+                .await
+            {
+                Ok(Some(found)) => {
+                    tracing::info!(task = %found.task_sid, "found the task an earlier attempt created; adopting it");
+                    return Some(Transition::Created {
+                        interaction_sid: found.interaction_sid,
+                        interaction_channel_sid: found.channel_sid,
+                        task_sid: Some(found.task_sid),
+                    });
+                }
+                Ok(None) => tracing::info!("no task for the conversation yet; creating it"),
+                Err(e) => return Some(self.failed(job, &e, true)),
+            }
+        }
+
+        // Write-ahead, and a last check of the lease: from here on a crash leaves the job
+        // marked as possibly created, and a lost lease sends nothing.
+        match self.store.mark_attempt_started(job.id, lease).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not mark the attempt; trying later");
+                return Some(Transition::Retry {
+                    next_attempt_at: now_ms() + ms(self.config.backoff.delay(job.attempts)),
+                    error: JobError {
+                        code: None,
+                        status: None,
+                        message: format!("store: {e}"),
+                    },
+                    needs_lookup: job.needs_lookup,
+                });
+            }
+        }
+        let route = self.router.route(&job.conversation_sid, routing);
+        let request = InteractionRequest::new(
+            &job.conversation_sid,
+            routing.channel_type,
+            routing.customer_address.as_ref(),
+            &route,
+        );
+        // The permit comes last, right before the send, so that nothing slow between the
+        // two can bunch permitted requests together on the wire.
+        self.limiter.until_ready(&job.account_sid).await;
+        Some(match self.client.create_interaction(&request).await {
+            Ok(CreatedInteraction {
+                interaction_sid,
+                channel_sid,
+                task_sid,
+            }) => Transition::Created {
+                interaction_sid,
+                interaction_channel_sid: channel_sid,
+                task_sid,
+            },
+            Err(TwilioError::Decode { status, message }) => {
+                // A 2xx means Twilio accepted it; only its answer was odd.
+                tracing::warn!(status, %message, "interaction accepted but its answer was unreadable");
+                Transition::Created {
+                    interaction_sid: None,
+                    interaction_channel_sid: None,
+                    task_sid: None,
+                }
+            }
+            Err(e) => {
+                let ambiguous = e.may_have_been_processed();
+                self.failed(job, &e, ambiguous)
+            }
+        })
+    }
+
+    pub(super) async fn remove_webhook(&self, job: &Job) {
+        let Some(webhook) = job.webhook_sid.as_ref() else {
+            return;
+        };
+        if !self.config.remove_webhook {
+            return;
+        }
+        match self
+            .client
+            .delete_conversation_webhook(
+                job.chat_service_sid.as_ref(),
+                &job.conversation_sid,
+                webhook,
+            )
+            .await
+        {
+            Ok(outcome) => {
+                tracing::info!(webhook = %webhook, ?outcome, "conversation webhook removed");
+                if let Err(e) = self.store.mark_webhook_removed(job.id).await {
+                    tracing::warn!(error = %e, "could not record the webhook removal");
+                }
+            }
+            Err(e) => tracing::warn!(
+                webhook = %webhook,
+                code = e.code(),
+                error = %e,
+                "could not remove the conversation webhook; later messages will still arrive and be ignored"
+            ),
+        }
+    }
+}
