@@ -14,13 +14,6 @@ use flexhook::store::JobState;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(serde_json::json!({
-        "code": code, "message": message,
-        "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status
-    }))
-}
-
 async fn interactions_received(env: &Env) -> usize {
     env.flex
         .received_requests()

@@ -436,12 +436,7 @@ async fn flex_answering_500_still_gets_twilio_its_200_and_the_error_code_is_kept
     let ch = random_sid("CH");
     create_interaction()
         .respond_with(
-            ResponseTemplate::new(500)
-                .set_body_json(
-                    serde_json::json!({"code": 20500, "message": "Internal Server Error",
-                    "more_info": "https://www.twilio.com/docs/errors/20500", "status": 500}),
-                )
-                .set_delay(Duration::from_millis(300)),
+            twilio_error(500, 20500, "Internal Server Error").set_delay(Duration::from_millis(300)),
         )
         .mount(&env.flex)
         .await;

@@ -316,3 +316,13 @@ pub async fn webhooks_are_removable(env: &Env) {
         .mount(&env.conversations)
         .await;
 }
+
+/// Twilio's error JSON, as its REST APIs answer with it.
+pub fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(serde_json::json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status,
+    }))
+}
