@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use flexhook::signature::{body_sha256, compute_signature, Algorithm};
+use flexhook::signature::Algorithm;
 use flexhook::store::JobState;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -147,16 +147,11 @@ async fn a_tampered_body_is_refused() {
     let ch = random_sid("CH");
     mount_happy_path(&env, &ch).await;
     let params = message(&ch, "+14155550100");
-    let signature = compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &app.url(), &params);
-    let tampered = with(params, "Author", "+14155550199");
     let response = app
-        .client
-        .post(app.url())
-        .header("X-Twilio-Signature", signature)
-        .form(&tampered)
+        .post_signed(params.clone())
+        .tampered(with(params, "Author", "+14155550199"))
         .send()
-        .await
-        .unwrap();
+        .await;
     let reason = assert_refused(&app, &env, &ch, response, 403).await;
     assert_eq!(reason, "invalid signature");
     app.stop().await;
@@ -169,7 +164,9 @@ async fn a_request_signed_with_another_token_is_refused() {
     let ch = random_sid("CH");
     mount_happy_path(&env, &ch).await;
     let response = app
-        .post_form_signed_with("some-other-token", &message(&ch, "+14155550100"))
+        .post_signed(message(&ch, "+14155550100"))
+        .signed_with_token("some-other-token")
+        .send()
         .await;
     assert_refused(&app, &env, &ch, response, 403).await;
     app.stop().await;
@@ -182,12 +179,10 @@ async fn a_request_without_a_signature_is_refused() {
     let ch = random_sid("CH");
     mount_happy_path(&env, &ch).await;
     let response = app
-        .client
-        .post(app.url())
-        .form(&message(&ch, "+14155550100"))
+        .post_signed(message(&ch, "+14155550100"))
+        .unsigned()
         .send()
-        .await
-        .unwrap();
+        .await;
     let reason = assert_refused(&app, &env, &ch, response, 403).await;
     assert_eq!(reason, "missing X-Twilio-Signature header");
     app.stop().await;
@@ -221,15 +216,15 @@ async fn bodies_too_large_of_the_wrong_type_or_malformed_get_their_own_status() 
     let response = app.post_form(&big).await;
     assert_refused(&app, &env, &ch, response, 413).await;
 
+    let text = Body::Raw {
+        content_type: "text/plain",
+        bytes: "hello".to_owned(),
+    };
     let response = app
-        .client
-        .post(app.url())
-        .header("content-type", "text/plain")
-        .header("X-Twilio-Signature", "irrelevant")
-        .body("hello")
+        .post_signed(text)
+        .with_signature("irrelevant")
         .send()
-        .await
-        .unwrap();
+        .await;
     assert_refused(&app, &env, &ch, response, 415).await;
 
     // Signed correctly, but the ConversationSid is not a conversation SID.
@@ -271,17 +266,7 @@ async fn a_json_body_signed_with_body_sha256_is_accepted() {
         "InstanceSid": SERVICE, "From": "web-visitor-7", "Body": "hi", "Index": "0", "Source": "SDK"
     }})
     .to_string();
-    let url = format!("{}?bodySHA256={}", app.url(), body_sha256(body.as_bytes()));
-    let signature = compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &[]);
-    let response = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("X-Twilio-Signature", signature)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_signed(Body::Json(body.clone())).send().await;
     assert_eq!(response.status(), 200);
     let store = env.store().await;
     wait_for_state(&store, &ch, JobState::Created).await;
@@ -292,17 +277,10 @@ async fn a_json_body_signed_with_body_sha256_is_accepted() {
     let ch2 = random_sid("CH");
     let tampered = body.replace(&ch, &ch2);
     let response = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .header(
-            "X-Twilio-Signature",
-            compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &[]),
-        )
-        .body(tampered)
+        .post_signed(Body::Json(body))
+        .tampered(Body::Json(tampered))
         .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 403);
     assert_eq!(
         response.text().await.unwrap(),
@@ -328,40 +306,26 @@ async fn shared_keys_and_the_secondary_token_sign_too_and_unknown_keys_are_refus
     let ch = random_sid("CH");
     mount_happy_path(&env, &ch).await;
 
-    let params = message(&ch, "+14155550100");
-    let signature = compute_signature(b"new-secret", Algorithm::HmacSha256, &app.url(), &params);
     let response = app
-        .client
-        .post(app.url())
-        .header("X-Twilio-Signature", signature.clone())
-        .header(
-            "X-Twilio-Webhooks-Signature-Settings",
-            "key=key_new,algorithm=HMAC_SHA256",
-        )
-        .form(&params)
+        .post_signed(message(&ch, "+14155550100"))
+        .signed_with_shared_key("key_new", "new-secret", Algorithm::HmacSha256)
         .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
 
     let unknown = app
-        .client
-        .post(app.url())
-        .header("X-Twilio-Signature", signature)
-        .header(
-            "X-Twilio-Webhooks-Signature-Settings",
-            "key=key_gone,algorithm=HMAC_SHA256",
-        )
-        .form(&message(&random_sid("CH"), "+14155550100"))
+        .post_signed(message(&random_sid("CH"), "+14155550100"))
+        .signed_with_shared_key("key_gone", "new-secret", Algorithm::HmacSha256)
         .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(unknown.status(), 403);
     assert_eq!(unknown.text().await.unwrap(), "unknown SharedKey id");
 
     let ch3 = random_sid("CH");
     let response = app
-        .post_form_signed_with("previous-token", &message(&ch3, "+14155550100"))
+        .post_signed(message(&ch3, "+14155550100"))
+        .signed_with_token("previous-token")
+        .send()
         .await;
     assert_eq!(response.status(), 200);
     let store = env.store().await;
@@ -380,17 +344,11 @@ async fn behind_a_proxy_the_public_base_url_is_what_is_checked() {
     .await;
     let ch = random_sid("CH");
     mount_happy_path(&env, &ch).await;
-    let params = message(&ch, "+14155550100");
-    let public = format!("https://flexhook.example.com{PATH}");
-    let signature = compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &public, &params);
     let response = app
-        .client
-        .post(app.url())
-        .header("X-Twilio-Signature", signature)
-        .form(&params)
+        .post_signed(message(&ch, "+14155550100"))
+        .called_at("https://flexhook.example.com")
         .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     // Signed over the URL this service sees locally: not what Twilio would have signed.
     let local = app
@@ -407,19 +365,13 @@ async fn forwarded_headers_are_trusted_only_when_configured() {
     mount_happy_path(&env, &ch).await;
     for (trust, expected) in [("false", 403), ("true", 200)] {
         let app = TestApp::start(&env, &[("server.trust_forwarded_headers", trust)]).await;
-        let params = message(&random_sid("CH"), "+14155550100");
-        let public = format!("https://abc.tunnel.example{PATH}");
-        let signature = compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &public, &params);
         let response = app
-            .client
-            .post(app.url())
-            .header("X-Twilio-Signature", signature)
+            .post_signed(message(&random_sid("CH"), "+14155550100"))
+            .called_at("https://abc.tunnel.example")
             .header("X-Forwarded-Proto", "https")
             .header("X-Forwarded-Host", "abc.tunnel.example")
-            .form(&params)
             .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(
             response.status(),
             expected,
