@@ -104,40 +104,37 @@ async fn later_messages_and_repeated_deliveries_of_a_conversation_create_nothing
     let retry = with(first.clone(), "RetryCount", "1");
     assert_eq!(app.post_form(&retry).await.status(), 200);
     let store = env.store().await;
-    wait_for_state(&store, &ch, JobState::Created).await;
+    let created = wait_for_state(&store, &ch, JobState::Created).await;
     for i in 1..4 {
         let later = with(message(&ch, "+14155550100"), "Index", &i.to_string());
         assert_eq!(app.post_form(&later).await.status(), 200);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(flex_requests(&env).await.len(), 1);
+    // A 200 comes after its job is committed: a later message that made the job due again
+    // would show here.
+    let job = stored_job(&store, &ch).await.unwrap();
+    assert_eq!(job.state, JobState::Created);
+    assert_eq!(job.attempts, created.attempts);
+    // Stopped, the worker has finished every attempt it started: a second create is counted.
     app.stop().await;
+    assert_eq!(flex_requests(&env).await.len(), 1);
 }
 
-/// Each refusal: 403 (or the given status), and neither a job nor a call to Flex.
-async fn assert_refused(
-    app: &TestApp,
-    env: &Env,
-    ch: &str,
-    response: reqwest::Response,
-    status: u16,
-) -> String {
+/// Each refusal: its status, and no job, so that the worker has nothing to send to Flex.
+/// Returns the reason given.
+async fn assert_refused(env: &Env, ch: &str, response: reqwest::Response, status: u16) -> String {
     assert_eq!(response.status(), status);
     let text = response.text().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        flex_requests(env).await.is_empty(),
-        "nothing may reach Flex"
-    );
-    let job = env
-        .store()
-        .await
-        .get(&flexhook::domain::ConversationSid::parse(ch).unwrap())
-        .await
-        .unwrap();
+    let job = stored_job(&env.store().await, ch).await;
     assert!(job.is_none(), "no job may be stored: {job:?}");
-    let _ = app;
     text
+}
+
+/// Stops the app, so that the worker has finished anything it started, then checks that
+/// nothing reached Flex.
+async fn stop_then_assert_nothing_reached_flex(app: TestApp, env: &Env) {
+    app.stop().await;
+    let requests = flex_requests(env).await;
+    assert!(requests.is_empty(), "nothing may reach Flex: {requests:?}");
 }
 
 #[tokio::test]
@@ -152,9 +149,9 @@ async fn a_tampered_body_is_refused() {
         .tampered(with(params, "Author", "+14155550199"))
         .send()
         .await;
-    let reason = assert_refused(&app, &env, &ch, response, 403).await;
+    let reason = assert_refused(&env, &ch, response, 403).await;
     assert_eq!(reason, "invalid signature");
-    app.stop().await;
+    stop_then_assert_nothing_reached_flex(app, &env).await;
 }
 
 #[tokio::test]
@@ -168,8 +165,8 @@ async fn a_request_signed_with_another_token_is_refused() {
         .signed_with_token("some-other-token")
         .send()
         .await;
-    assert_refused(&app, &env, &ch, response, 403).await;
-    app.stop().await;
+    assert_refused(&env, &ch, response, 403).await;
+    stop_then_assert_nothing_reached_flex(app, &env).await;
 }
 
 #[tokio::test]
@@ -183,9 +180,9 @@ async fn a_request_without_a_signature_is_refused() {
         .unsigned()
         .send()
         .await;
-    let reason = assert_refused(&app, &env, &ch, response, 403).await;
+    let reason = assert_refused(&env, &ch, response, 403).await;
     assert_eq!(reason, "missing X-Twilio-Signature header");
-    app.stop().await;
+    stop_then_assert_nothing_reached_flex(app, &env).await;
 }
 
 #[tokio::test]
@@ -200,9 +197,9 @@ async fn a_correctly_signed_message_from_another_account_is_refused() {
         "AC99999999999999999999999999999999",
     );
     let response = app.post_form(&params).await;
-    let reason = assert_refused(&app, &env, &ch, response, 403).await;
+    let reason = assert_refused(&env, &ch, response, 403).await;
     assert!(reason.contains("AccountSid"), "{reason}");
-    app.stop().await;
+    stop_then_assert_nothing_reached_flex(app, &env).await;
 }
 
 #[tokio::test]
@@ -214,7 +211,7 @@ async fn bodies_too_large_of_the_wrong_type_or_malformed_get_their_own_status() 
 
     let big = with(message(&ch, "+14155550100"), "Body", &"x".repeat(4096));
     let response = app.post_form(&big).await;
-    assert_refused(&app, &env, &ch, response, 413).await;
+    assert_refused(&env, &ch, response, 413).await;
 
     let text = Body::Raw {
         content_type: "text/plain",
@@ -225,7 +222,7 @@ async fn bodies_too_large_of_the_wrong_type_or_malformed_get_their_own_status() 
         .with_signature("irrelevant")
         .send()
         .await;
-    assert_refused(&app, &env, &ch, response, 415).await;
+    assert_refused(&env, &ch, response, 415).await;
 
     // Signed correctly, but the ConversationSid is not a conversation SID.
     let bad = with(
@@ -234,9 +231,9 @@ async fn bodies_too_large_of_the_wrong_type_or_malformed_get_their_own_status() 
         "CHnot-a-sid",
     );
     let response = app.post_form(&bad).await;
-    let reason = assert_refused(&app, &env, &ch, response, 400).await;
+    let reason = assert_refused(&env, &ch, response, 400).await;
     assert!(reason.contains("ConversationSid"), "{reason}");
-    app.stop().await;
+    stop_then_assert_nothing_reached_flex(app, &env).await;
 }
 
 #[tokio::test]
@@ -251,8 +248,8 @@ async fn events_other_than_message_added_are_acknowledged_and_ignored() {
         "onParticipantAdded",
     );
     let response = app.post_form(&params).await;
-    assert_refused(&app, &env, &ch, response, 200).await;
-    app.stop().await;
+    assert_refused(&env, &ch, response, 200).await;
+    stop_then_assert_nothing_reached_flex(app, &env).await;
 }
 
 #[tokio::test]

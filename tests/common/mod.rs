@@ -505,3 +505,11 @@ impl SignedPost<'_> {
         request.send().await.unwrap()
     }
 }
+
+/// The conversation's job as stored right now, if it has one.
+pub async fn stored_job(store: &Store, conversation: &str) -> Option<Job> {
+    store
+        .get(&ConversationSid::parse(conversation).unwrap())
+        .await
+        .unwrap()
+}
