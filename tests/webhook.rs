@@ -443,25 +443,3 @@ async fn the_webhook_is_kept_when_removal_is_off_and_unscoped_without_a_service(
     wait_for_job(&store, &ch, Duration::from_secs(10), |j| j.webhook_removed).await;
     app.stop().await;
 }
-
-#[tokio::test]
-async fn health_and_readiness_answer() {
-    let env = Env::new().await;
-    let app = TestApp::start(&env, &[]).await;
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
-    assert_eq!(ready.text().await.unwrap(), "ready");
-    app.stop().await;
-}
