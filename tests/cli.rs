@@ -4,6 +4,8 @@
 //! a store inside it, so these tests never touch the repository's `data/` folder and never
 //! depend on the developer's environment. Every wait is bounded by [`DEADLINE`].
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -576,19 +578,18 @@ fn a_store_that_cannot_be_opened_stops_start_up_naming_store_url() {
 #[test]
 fn jobs_retry_moves_a_dead_job_back_to_pending() {
     use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
+    use wiremock::{Mock, MockServer};
 
     let runtime = mock_runtime();
     let twilio = runtime.block_on(async {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/v1/Interactions"))
-            .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
-                "code": 80102,
-                "message": "Participant already in an interaction",
-                "more_info": "https://www.twilio.com/docs/errors/80102",
-                "status": 400
-            })))
+            .respond_with(common::twilio_error(
+                400,
+                80102,
+                "Participant already in an interaction",
+            ))
             .mount(&server)
             .await;
         server
@@ -684,12 +685,7 @@ fn flex_answering_500_is_logged_with_twilios_error_code_while_twilio_gets_its_20
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/v1/Interactions"))
-            .respond_with(ResponseTemplate::new(500).set_body_json(serde_json::json!({
-                "code": 20500,
-                "message": "Internal Server Error",
-                "more_info": "https://www.twilio.com/docs/errors/20500",
-                "status": 500
-            })))
+            .respond_with(common::twilio_error(500, 20500, "Internal Server Error"))
             .mount(&server)
             .await;
         Mock::given(method("GET"))

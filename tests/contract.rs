@@ -259,10 +259,7 @@ async fn webhooks_are_removable_as_specified(env: &Env, spec: &Value) {
 /// Flex fails once with a 500 (so the next attempt looks the task up first), then accepts.
 async fn flex_fails_once_then_accepts(env: &Env, spec: &Value) {
     create_interaction()
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
-            "code": 20500, "message": "Internal Server Error",
-            "more_info": "https://www.twilio.com/docs/errors/20500", "status": 500
-        })))
+        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
         .up_to_n_times(1)
         .mount(&env.flex)
         .await;

@@ -14,13 +14,6 @@ use flexhook::store::JobState;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(serde_json::json!({
-        "code": code, "message": message,
-        "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status
-    }))
-}
-
 async fn interactions_received(env: &Env) -> usize {
     env.flex
         .received_requests()
@@ -177,7 +170,14 @@ async fn a_400_with_code_80102_is_dead_at_once_with_that_code() {
     assert!(error
         .message
         .contains("Participant already in an interaction"));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stopped, the worker has finished every attempt it started: a retry is counted.
+    app.stop().await;
+    let after = stored_job(&store, &ch).await.unwrap();
+    assert_eq!(after.state, JobState::Dead);
+    assert_eq!(
+        after.attempts, job.attempts,
+        "no attempt after the dead one"
+    );
     assert_eq!(
         interactions_received(&env).await,
         1,
@@ -189,7 +189,6 @@ async fn a_400_with_code_80102_is_dead_at_once_with_that_code() {
         .await
         .unwrap()
         .is_empty());
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,10 +205,14 @@ async fn fifty_concurrent_first_messages_of_one_conversation_create_one_interact
     let statuses = deliver_concurrently(&app, vec![ch.clone(); 50]).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let store = env.store().await;
-    wait_for_state(&store, &ch, JobState::Created).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(interactions_received(&env).await, 1);
+    let created = wait_for_state(&store, &ch, JobState::Created).await;
+    // Stopped, the worker has finished every attempt it started: a second create is counted.
     Arc::into_inner(app).unwrap().stop().await;
+    assert_eq!(
+        stored_job(&store, &ch).await.unwrap().attempts,
+        created.attempts
+    );
+    assert_eq!(interactions_received(&env).await, 1);
 }
 
 #[tokio::test]
@@ -237,13 +240,17 @@ async fn a_job_left_pending_while_flex_was_down_is_created_exactly_once_after_a_
         .mount(&env.flex)
         .await;
     let app = TestApp::start(&env, &[]).await;
-    wait_for_state(&store, &ch, JobState::Created).await;
-    // A later message after the restart is still known: no second interaction.
-    app.post_form(&with(message(&ch, "+14155550100"), "Index", "1"))
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(interactions_received(&env).await, 1);
+    let created = wait_for_state(&store, &ch, JobState::Created).await;
+    // A later message after the restart is still known: no second interaction. Its 200
+    // comes after any job it made is committed, so a job made due again would show here.
+    let later = with(message(&ch, "+14155550100"), "Index", "1");
+    assert_eq!(app.post_form(&later).await.status(), 200);
+    let job = stored_job(&store, &ch).await.unwrap();
+    assert_eq!(job.state, JobState::Created);
+    assert_eq!(job.attempts, created.attempts);
+    // Stopped, the worker has finished every attempt it started: a second create is counted.
     app.stop().await;
+    assert_eq!(interactions_received(&env).await, 1);
 }
 
 /// Flex as Twilio documents it: at most 20 creates in any one second, 429 past that.
