@@ -1,7 +1,7 @@
 //! flexhook: Twilio Conversations webhooks in, exactly one Flex interaction out.
 //!
 //! A webhook's journey, one module per step: `routes` → `signature` → `event` → `intake`
-//! → `store` → `worker` → `routing` → `twilio`.
+//! (or `lifecycle`, for TaskRouter's events) → `store` → `worker` → `routing` → `twilio`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub(crate) mod event;
 pub(crate) mod intake;
+pub(crate) mod lifecycle;
 pub(crate) mod routes;
 pub mod routing;
 pub mod signature;

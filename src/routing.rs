@@ -74,7 +74,12 @@ impl Router {
             .customer_address
             .as_ref()
             .map_or("unknown", CustomerAddress::expose);
-        let mut attributes = flex.task_attributes.clone();
+        // Studio's Send to Flex names the task after the sender; Flex UI shows `name`, then
+        // `customerName`, then `from`. A team may label tasks otherwise in task_attributes.
+        let mut attributes = Map::new();
+        attributes.insert("name".into(), json!(address));
+        attributes.insert("customerName".into(), json!(address));
+        attributes.extend(flex.task_attributes.clone());
         // flexhook's own attributes win: the task lookup relies on conversationSid.
         for (k, v) in [
             ("from", json!(address)),
@@ -143,6 +148,8 @@ mod tests {
         assert_eq!(route.priority, Some(5));
         assert_eq!(route.timeout_secs, None);
         let a = &route.attributes;
+        assert_eq!(a["name"], "whatsapp:+34600111222");
+        assert_eq!(a["customerName"], "whatsapp:+34600111222");
         assert_eq!(a["from"], "whatsapp:+34600111222");
         assert_eq!(a["customerAddress"], "whatsapp:+34600111222");
         assert_eq!(a["conversationSid"], ch.as_str());
@@ -154,11 +161,14 @@ mod tests {
         let ch = ConversationSid::parse("CH11111111111111111111111111111111").unwrap();
         let route = router(&[(
             "flex.task_attributes",
-            r#"{"team":"billing","conversationSid":"CHnotthisone"}"#,
+            r#"{"team":"billing","conversationSid":"CHnotthisone","name":"VIP line","from":"x"}"#,
         )])
         .route(&ch, &input("+14155550100"));
         let a = &route.attributes;
         assert_eq!(a["team"], "billing");
+        assert_eq!(a["name"], "VIP line", "a team may relabel its tasks");
+        assert_eq!(a["customerName"], "+14155550100");
+        assert_eq!(a["from"], "+14155550100", "from stays flexhook's");
         assert_eq!(a["conversationSid"], ch.as_str());
         assert_eq!(a["channelType"], "sms");
     }

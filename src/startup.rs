@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ValidSettings;
 use crate::intake::Intake;
+use crate::lifecycle::Lifecycle;
 use crate::routes::{AppState, WebhookAuth};
 use crate::routing::Router;
 use crate::signature::Verifier;
@@ -50,7 +51,7 @@ impl Application {
             client,
             Router::new(&settings.flex),
             WorkerOptions::from_settings(&settings),
-            wake,
+            wake.clone(),
         );
 
         let twilio = &settings.twilio;
@@ -71,6 +72,13 @@ impl Application {
                 settings.store.known_cache_capacity,
                 server_settings.ack_timeout,
             ),
+            lifecycle: Lifecycle::new(
+                store.clone(),
+                settings.lifecycle.adopt_flex_tasks,
+                wake.clone(),
+            ),
+            workspace_sid: settings.flex.workspace_sid.clone(),
+            ack_timeout: server_settings.ack_timeout,
             store: store.clone(),
             worker_running: worker.running(),
         });
@@ -107,7 +115,7 @@ impl Application {
             port,
             store = %settings.store.url,
             public_base_url = server_settings.public_base_url.as_deref().unwrap_or("(rebuilt from each request)"),
-            "flexhook listening on POST /webhooks/conversations"
+            "flexhook listening on POST /webhooks/conversations and /webhooks/taskrouter"
         );
         Ok(Self {
             port,

@@ -903,6 +903,195 @@ fn established_connection_to(port: u16) -> bool {
     })
 }
 
+// ---------------------------------------------------------------------------------------
+// taskrouter connect / disconnect / status (live mode against a mock TaskRouter)
+// ---------------------------------------------------------------------------------------
+
+const WORKSPACE_SID: &str = "WS0000000000000000000000000000beef";
+const PUBLIC_BASE: &str = "https://flexhook.example.com";
+
+/// A production sandbox with credentials and a workspace, but no workflow: the taskrouter
+/// commands need none.
+fn workspace_sandbox(base: &str) -> Sandbox {
+    Sandbox::new()
+        .with("FLEXHOOK_ENV", "production")
+        .with("TWILIO_ACCOUNT_SID", &account_sid())
+        .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
+        .with("FLEXHOOK_FLEX__WORKSPACE_SID", WORKSPACE_SID)
+        .with("FLEXHOOK_SERVER__PUBLIC_BASE_URL", PUBLIC_BASE)
+        .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", base)
+}
+
+/// TaskRouter's workspace as GET answers it, and a POST that accepts any update.
+fn mock_workspace(
+    runtime: &tokio::runtime::Runtime,
+    server: &wiremock::MockServer,
+    url: Option<&str>,
+    filter: Option<&str>,
+) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let workspace = format!("/v1/Workspaces/{WORKSPACE_SID}");
+    runtime.block_on(async {
+        server.reset().await;
+        Mock::given(method("GET"))
+            .and(path(workspace.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "sid": WORKSPACE_SID,
+                "friendly_name": "Flex Task Assignment",
+                "event_callback_url": url,
+                "events_filter": filter,
+            })))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(workspace.as_str()))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"sid": WORKSPACE_SID})),
+            )
+            .mount(server)
+            .await;
+    });
+}
+
+/// The `EventCallbackUrl` and `EventsFilter` of every workspace update received.
+fn workspace_updates(
+    runtime: &tokio::runtime::Runtime,
+    server: &wiremock::MockServer,
+) -> Vec<(String, String)> {
+    runtime
+        .block_on(server.received_requests())
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| {
+            let field = |name: &str| {
+                form_urlencoded::parse(&r.body)
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_else(|| panic!("no {name} in the update"))
+            };
+            (field("EventCallbackUrl"), field("EventsFilter"))
+        })
+        .collect()
+}
+
+const OUR_EVENTS: &str = "task.canceled,task.deleted,task.system-deleted,workflow.timeout";
+
+#[test]
+fn taskrouter_connect_shows_its_plan_then_points_the_workspace_at_flexhook() {
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    let sandbox = workspace_sandbox(&twilio.uri());
+    mock_workspace(&runtime, &twilio, None, None);
+
+    let plan = sandbox.run(&["taskrouter", "connect", "--dry-run"]);
+    assert!(plan.status.success(), "{plan:?}");
+    let ours = format!("{PUBLIC_BASE}/webhooks/taskrouter");
+    assert!(
+        plan.stdout.contains(&format!("(none) -> {ours}")),
+        "{plan:?}"
+    );
+    assert!(plan.stdout.contains(OUR_EVENTS), "{plan:?}");
+    assert!(
+        workspace_updates(&runtime, &twilio).is_empty(),
+        "a dry run changes nothing"
+    );
+
+    let connect = sandbox.run(&["taskrouter", "connect"]);
+    assert!(connect.status.success(), "{connect:?}");
+    assert_eq!(
+        workspace_updates(&runtime, &twilio),
+        [(ours.clone(), OUR_EVENTS.to_owned())]
+    );
+
+    // Connected: status says so, and connecting again changes nothing.
+    mock_workspace(&runtime, &twilio, Some(&ours), Some(OUR_EVENTS));
+    let status = sandbox.run(&["taskrouter", "status", "--json"]);
+    assert!(status.status.success(), "{status:?}");
+    let doc: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(doc["reaches_flexhook"], true, "{doc:#}");
+    assert_eq!(doc["missing_events"], serde_json::json!([]), "{doc:#}");
+    let again = sandbox.run(&["taskrouter", "connect"]);
+    assert!(again.status.success(), "{again:?}");
+    assert!(again.stdout.contains("nothing to change"), "{again:?}");
+    assert!(workspace_updates(&runtime, &twilio).is_empty());
+}
+
+#[test]
+fn taskrouter_connect_refuses_to_take_another_systems_callback_unless_told_and_disconnect_restores_it(
+) {
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    let sandbox = workspace_sandbox(&twilio.uri());
+    let theirs = "https://reports.example.com/taskrouter-events";
+    let their_filter = "task.created,task.completed";
+    mock_workspace(&runtime, &twilio, Some(theirs), Some(their_filter));
+
+    let refused = sandbox.run(&["taskrouter", "connect"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains(theirs),
+        "names the URL: {refused:?}"
+    );
+    assert!(refused.stderr.contains("--replace"), "{refused:?}");
+    assert!(workspace_updates(&runtime, &twilio).is_empty());
+
+    let replaced = sandbox.run(&["taskrouter", "connect", "--replace"]);
+    assert!(replaced.status.success(), "{replaced:?}");
+    let ours = format!("{PUBLIC_BASE}/webhooks/taskrouter");
+    let merged = format!("{their_filter},{OUR_EVENTS}");
+    assert_eq!(
+        workspace_updates(&runtime, &twilio),
+        [(ours.clone(), merged.clone())]
+    );
+
+    mock_workspace(&runtime, &twilio, Some(&ours), Some(&merged));
+    let status = sandbox.run(&["taskrouter", "status"]);
+    assert!(
+        status.stdout.contains(theirs),
+        "shows what connect replaced: {status:?}"
+    );
+    let plan = sandbox.run(&["taskrouter", "disconnect", "--dry-run"]);
+    assert!(plan.status.success(), "{plan:?}");
+    assert!(
+        plan.stdout.contains(&format!("{ours} -> {theirs}")),
+        "{plan:?}"
+    );
+    assert!(workspace_updates(&runtime, &twilio).is_empty());
+    let disconnect = sandbox.run(&["taskrouter", "disconnect"]);
+    assert!(disconnect.status.success(), "{disconnect:?}");
+    assert_eq!(
+        workspace_updates(&runtime, &twilio),
+        [(theirs.to_owned(), their_filter.to_owned())]
+    );
+
+    // Once restored, flexhook no longer owns the callback: disconnect does nothing.
+    mock_workspace(&runtime, &twilio, Some(theirs), Some(their_filter));
+    let again = sandbox.run(&["taskrouter", "disconnect"]);
+    assert!(again.status.success(), "{again:?}");
+    assert!(again.stdout.contains("nothing to change"), "{again:?}");
+    assert!(workspace_updates(&runtime, &twilio).is_empty());
+}
+
+#[test]
+fn taskrouter_connect_without_a_public_url_names_the_setting() {
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    mock_workspace(&runtime, &twilio, None, None);
+    let sandbox = workspace_sandbox(&twilio.uri());
+    let mut cmd = sandbox.command(&["taskrouter", "connect"]);
+    cmd.env_remove("FLEXHOOK_SERVER__PUBLIC_BASE_URL");
+    let out = run(cmd);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("server.public_base_url"), "{out:?}");
+    assert!(
+        out.stderr.contains("FLEXHOOK_SERVER__PUBLIC_BASE_URL"),
+        "{out:?}"
+    );
+    assert!(workspace_updates(&runtime, &twilio).is_empty());
+}
+
 #[test]
 fn every_command_has_help() {
     let sandbox = Sandbox::new();
@@ -918,6 +1107,10 @@ fn every_command_has_help() {
             &["jobs", "retry", "--help"][..],
             "Move dead jobs back to pending",
         ),
+        (&["taskrouter", "--help"][..], "orphaned"),
+        (&["taskrouter", "connect", "--help"][..], "--replace"),
+        (&["taskrouter", "disconnect", "--help"][..], "Put back"),
+        (&["taskrouter", "status", "--help"][..], "reaches flexhook"),
     ] {
         let out = sandbox.run(args);
         assert!(out.status.success(), "{args:?}: {out:?}");

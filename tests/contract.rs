@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use flexhook::store::{Job, JobState};
+use flexhook::store::{Job, JobKind, JobState};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, ResponseTemplate};
@@ -21,6 +21,14 @@ const CREATE_INTERACTION: &str = "CreateInteraction";
 const DELETE_SERVICE_WEBHOOK: &str = "DeleteServiceConversationScopedWebhook";
 const DELETE_WEBHOOK: &str = "DeleteConversationScopedWebhook";
 const LIST_TASKS: &str = "ListTask";
+const CLOSE_CHANNEL: &str = "UpdateInteractionChannel";
+const FETCH_CHANNEL: &str = "FetchInteractionChannel";
+const SERVICE_MESSAGE: &str = "CreateServiceConversationMessage";
+const MESSAGE: &str = "CreateConversationMessage";
+const UPDATE_SERVICE_CONVERSATION: &str = "UpdateServiceConversation";
+const UPDATE_CONVERSATION: &str = "UpdateConversation";
+const FETCH_WORKSPACE: &str = "FetchWorkspace";
+const UPDATE_WORKSPACE: &str = "UpdateWorkspace";
 
 // ---------------------------------------------------------------------------------------
 // Reading the fixture
@@ -166,6 +174,12 @@ fn assert_fits_schema(name: &str, value: &str, schema: &Value) {
             "{name}={value} is not a boolean"
         ),
         Some("string") => {
+            if let Some(allowed) = schema["enum"].as_array() {
+                assert!(
+                    allowed.iter().any(|a| a == value),
+                    "{name}={value} is not one of the spec's {allowed:?}"
+                );
+            }
             let len = value.chars().count() as u64;
             if let Some(min) = schema["minLength"].as_u64() {
                 assert!(len >= min, "{name}={value} is shorter than {min}");
@@ -747,4 +761,372 @@ fn the_path_template_matcher_takes_one_segment_per_parameter() {
         "IS0123456789abcdef0123456789abcdef"
     ));
     assert!(!matches_sid_pattern("^WH[0-9a-fA-F]{32}$", "WH0123"));
+}
+
+// ---------------------------------------------------------------------------------------
+// The lifecycle's requests: every one an operation of the spec, sent as it declares
+// ---------------------------------------------------------------------------------------
+
+/// Checks one captured request against the operation it is (path parameters,
+/// authentication, query parameters and form fields declared, required fields sent, values
+/// fitting their schemas); returns the operation's id.
+fn assert_request_fits(spec: &Value, request: &Request) -> String {
+    let (op, params) = operation_for(spec, request.method.as_str(), request.url.path());
+    let id = text(&op["operationId"], "operationId").to_owned();
+    assert_path_parameters(op, &params);
+    assert_authenticated(op, request);
+    let query = declared_parameters(op, "query");
+    for (name, value) in request.url.query_pairs() {
+        let p = query
+            .get(name.as_ref())
+            .unwrap_or_else(|| panic!("{id}: query parameter {name} is not in the spec"));
+        assert_fits_schema(&name, &value, &p["schema"]);
+    }
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&request.body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let body = &op["requestBody"]["content"]["application/x-www-form-urlencoded"];
+    if body.is_null() {
+        assert!(fields.is_empty(), "{id} takes no body: {fields:?}");
+        return id;
+    }
+    let content_type = request
+        .headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")),
+        "{id} is sent as a form"
+    );
+    let properties = body["schema"]["properties"].as_object().unwrap();
+    for (name, value) in &fields {
+        let property = properties
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not a field of the spec's {id}"));
+        assert_fits_schema(name, value, property);
+    }
+    for required in body["schema"]["required"].as_array().into_iter().flatten() {
+        let required = text(required, "required field");
+        assert!(
+            fields.iter().any(|(k, _)| k == required),
+            "{id}: required field {required} not sent"
+        );
+    }
+    id
+}
+
+/// Answers `method` + `path` with the named example of the operation, at its status.
+async fn answer_with_example(
+    server: &wiremock::MockServer,
+    spec: &Value,
+    id: &str,
+    example: &str,
+    http_method: &str,
+    at: &str,
+) {
+    let op = operation(spec, id);
+    Mock::given(method(http_method))
+        .and(path(at))
+        .respond_with(
+            ResponseTemplate::new(success_status(op))
+                .set_body_json(response_example(op, Some(example))),
+        )
+        .mount(server)
+        .await;
+}
+
+/// TaskRouter lists no live task of any conversation, as the spec's `readEmpty` example.
+async fn no_live_tasks_as_specified(env: &Env, spec: &Value) {
+    let tasks = format!("/v1/Workspaces/{WORKSPACE}/Tasks");
+    answer_with_example(
+        &env.taskrouter,
+        spec,
+        LIST_TASKS,
+        "readEmpty",
+        "GET",
+        &tasks,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_lifecycle_closes_tells_and_sets_timers_with_requests_the_spec_declares() {
+    let spec = spec();
+    let env = Env::new().await;
+    let created = response_example(operation(&spec, CREATE_INTERACTION), None).clone();
+    let (kd, uo) = (
+        text(&created["sid"], "sid"),
+        text(&created["channel"]["sid"], "channel"),
+    );
+    let wt = text(&created["routing"]["properties"]["sid"], "task");
+    create_interaction()
+        .respond_with(spec_created(&spec))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    let channel = format!("/v1/Interactions/{kd}/Channels/{uo}");
+    answer_with_example(
+        &env.flex,
+        &spec,
+        CLOSE_CHANNEL,
+        "updateStatusClosed",
+        "POST",
+        &channel,
+    )
+    .await;
+    no_live_tasks_as_specified(&env, &spec).await;
+    let (scoped, unscoped) = (random_sid("CH"), random_sid("CH"));
+    for (ch, at, message_op, update_op) in [
+        (
+            &scoped,
+            format!("/v1/Services/{SERVICE}/Conversations/{scoped}"),
+            SERVICE_MESSAGE,
+            UPDATE_SERVICE_CONVERSATION,
+        ),
+        (
+            &unscoped,
+            format!("/v1/Conversations/{unscoped}"),
+            MESSAGE,
+            UPDATE_CONVERSATION,
+        ),
+    ] {
+        let _ = ch;
+        answer_with_example(&env.conversations, &spec, update_op, "update", "POST", &at).await;
+        answer_with_example(
+            &env.conversations,
+            &spec,
+            message_op,
+            "create",
+            "POST",
+            &format!("{at}/Messages"),
+        )
+        .await;
+    }
+    let app = TestApp::start(
+        &env,
+        &[
+            (
+                "lifecycle.orphan_message",
+                "Sorry, nobody could take your conversation.",
+            ),
+            ("lifecycle.close_after", "24h"),
+            ("lifecycle.inactive_after", "1h"),
+            ("lifecycle.adopt_flex_tasks", "true"),
+        ],
+    )
+    .await;
+    let store = env.store().await;
+    // A hand-off in a known service: its timers, then its orphaning.
+    app.post_form(&message(&scoped, "+14155550100")).await;
+    created_and_unhooked(&env, &scoped).await;
+    let timers = |ch: String| {
+        let store = store.clone();
+        async move {
+            wait_for_kind(&store, JobKind::Timers, &ch, |j| j.state == JobState::Set).await;
+        }
+    };
+    timers(scoped.clone()).await;
+    // A conversation without a known service: the unscoped paths.
+    app.post_form(&without(
+        message(&unscoped, "+14155550101"),
+        "ChatServiceSid",
+    ))
+    .await;
+    created_and_unhooked(&env, &unscoped).await;
+    timers(unscoped.clone()).await;
+    let event = |ch: &str, task: &str| {
+        [
+            ("EventType", "workflow.timeout"),
+            ("AccountSid", ACCOUNT),
+            ("WorkspaceSid", WORKSPACE),
+            ("TaskSid", task),
+            ("TaskAttributes", &json!({"conversationSid": ch, "flexInteractionSid": kd, "flexInteractionChannelSid": uo}).to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<Vec<_>>()
+    };
+    // The spec's example gives both hand-offs the same task: the second event is for
+    // another task of its conversation (a transfer's), found by its attributes.
+    let transfer = random_sid("WT");
+    for (ch, task) in [(&scoped, wt), (&unscoped, transfer.as_str())] {
+        let response = app
+            .post_signed(event(ch, task))
+            .to("/webhooks/taskrouter")
+            .send()
+            .await;
+        assert_eq!(response.status(), 200);
+        wait_for_kind(&store, JobKind::Close, ch, |j| j.state == JobState::Closed).await;
+    }
+    app.stop().await;
+
+    let mut seen = BTreeSet::new();
+    for server in [&env.flex, &env.conversations, &env.taskrouter] {
+        for request in server.received_requests().await.unwrap() {
+            seen.insert(assert_request_fits(&spec, &request));
+        }
+    }
+    for id in [
+        CREATE_INTERACTION,
+        CLOSE_CHANNEL,
+        LIST_TASKS,
+        SERVICE_MESSAGE,
+        MESSAGE,
+        UPDATE_SERVICE_CONVERSATION,
+        UPDATE_CONVERSATION,
+    ] {
+        assert!(seen.contains(id), "{id} was never sent: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_close_flex_refuses_is_checked_with_a_fetch_the_spec_declares() {
+    let spec = spec();
+    let env = Env::new().await;
+    let created = response_example(operation(&spec, CREATE_INTERACTION), None).clone();
+    let (kd, uo) = (
+        text(&created["sid"], "sid"),
+        text(&created["channel"]["sid"], "channel"),
+    );
+    create_interaction()
+        .respond_with(spec_created(&spec))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    let channel = format!("/v1/Interactions/{kd}/Channels/{uo}");
+    Mock::given(method("POST"))
+        .and(path(channel.as_str()))
+        .respond_with(twilio_error(400, 19025, "Channel validation error"))
+        .mount(&env.flex)
+        .await;
+    // The spec's fetch example says the channel is closed already.
+    let fetch = response_example(operation(&spec, FETCH_CHANNEL), Some("fetch"));
+    assert_eq!(fetch["status"], "closed", "the example this test relies on");
+    answer_with_example(&env.flex, &spec, FETCH_CHANNEL, "fetch", "GET", &channel).await;
+    no_live_tasks_as_specified(&env, &spec).await;
+    let app = TestApp::start(&env, &[]).await;
+    let ch = random_sid("CH");
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let job = created_and_unhooked(&env, &ch).await;
+    let task = job.task_sid.unwrap().to_string();
+    let event: Vec<(String, String)> = [
+        ("EventType", "task.canceled"),
+        ("AccountSid", ACCOUNT),
+        ("WorkspaceSid", WORKSPACE),
+        ("TaskSid", task.as_str()),
+        ("TaskAttributes", "{}"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    app.post_signed(event)
+        .to("/webhooks/taskrouter")
+        .send()
+        .await;
+    let store = env.store().await;
+    let closed = wait_for_kind(&store, JobKind::Close, &ch, |j| {
+        j.state != JobState::Pending
+    })
+    .await;
+    app.stop().await;
+    assert_eq!(closed.state, JobState::Closed, "{closed:?}");
+    let mut seen = BTreeSet::new();
+    for request in env.flex.received_requests().await.unwrap() {
+        seen.insert(assert_request_fits(&spec, &request));
+    }
+    assert!(seen.contains(FETCH_CHANNEL), "{seen:?}");
+}
+
+#[tokio::test]
+async fn taskrouter_connect_and_disconnect_send_workspace_updates_the_spec_declares() {
+    use clap::Parser;
+    let spec = spec();
+    let env = Env::new().await;
+    let workspace = format!("/v1/Workspaces/{WORKSPACE}");
+    // The spec's example workspace already sends its events elsewhere: --replace.
+    let fetched = response_example(operation(&spec, FETCH_WORKSPACE), Some("fetch")).clone();
+    answer_with_example(
+        &env.taskrouter,
+        &spec,
+        FETCH_WORKSPACE,
+        "fetch",
+        "GET",
+        &workspace,
+    )
+    .await;
+    answer_with_example(
+        &env.taskrouter,
+        &spec,
+        UPDATE_WORKSPACE,
+        "update",
+        "POST",
+        &workspace,
+    )
+    .await;
+    let config = env.dir.path().join("taskrouter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_base_url = \"https://flexhook.example.com\"\n\
+             [twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\n\
+             taskrouter_api_base_url = \"{}\"\n[flex]\nworkspace_sid = \"{WORKSPACE}\"\n\
+             [store]\nurl = \"{}\"\n",
+            env.taskrouter.uri(),
+            env.db_url()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut argv = vec!["flexhook", "--config", config.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        flexhook::cli::run(flexhook::cli::Cli::parse_from(argv))
+    };
+    let code = run(&["taskrouter", "connect", "--replace"]).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    // disconnect acts only while the workspace points at flexhook.
+    env.taskrouter.reset().await;
+    let mut ours = fetched.clone();
+    ours["event_callback_url"] = json!("https://flexhook.example.com/webhooks/taskrouter");
+    Mock::given(method("GET"))
+        .and(path(workspace.as_str()))
+        .respond_with(
+            ResponseTemplate::new(success_status(operation(&spec, FETCH_WORKSPACE)))
+                .set_body_json(ours),
+        )
+        .mount(&env.taskrouter)
+        .await;
+    answer_with_example(
+        &env.taskrouter,
+        &spec,
+        UPDATE_WORKSPACE,
+        "update",
+        "POST",
+        &workspace,
+    )
+    .await;
+    let code = run(&["taskrouter", "disconnect"]).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+
+    let requests = env.taskrouter.received_requests().await.unwrap();
+    let updates: Vec<&Request> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .collect();
+    assert_eq!(
+        updates.len(),
+        1,
+        "the disconnect's update (the connect's was before the reset)"
+    );
+    for request in &requests {
+        let id = assert_request_fits(&spec, request);
+        assert!(id == FETCH_WORKSPACE || id == UPDATE_WORKSPACE, "{id}");
+    }
+    let restored: BTreeMap<String, String> = form_urlencoded::parse(&updates[0].body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(
+        restored.get("EventCallbackUrl").map(String::as_str),
+        fetched["event_callback_url"].as_str(),
+        "disconnect puts back the spec example's URL"
+    );
 }

@@ -478,3 +478,45 @@ async fn jobs_are_found_by_task_sid_through_an_index() {
         "{plan:?}"
     );
 }
+
+#[tokio::test]
+async fn a_conversations_jobs_are_found_through_the_unique_key_without_a_scan() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let ch = sid("CH");
+    store.insert_batch(&[new_job(&ch, now_ms())]).await.unwrap();
+    let conversation = ConversationSid::parse(&ch).unwrap();
+    assert_eq!(
+        store.for_conversation(&conversation).await.unwrap().len(),
+        1
+    );
+    let url = format!("sqlite://{}/nested/dir/jobs.db", dir.path().display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT * FROM jobs \
+         WHERE kind IN ('interaction', 'timers', 'close') AND job_key = ?1 ORDER BY id",
+    )
+    .bind(&ch)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|(_, _, _, d)| d.contains("USING INDEX")),
+        "{plan:?}"
+    );
+    // Only the job key is indexed by a random value: each such index costs a random page
+    // write per new conversation on the webhook's critical path.
+    let indexes: Vec<(String,)> = sqlx::query_as(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' AND sql IS NOT NULL",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        indexes
+            .iter()
+            .all(|(sql,)| !sql.contains("(conversation_sid")),
+        "{indexes:?}"
+    );
+}

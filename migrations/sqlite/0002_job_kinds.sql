@@ -1,6 +1,8 @@
 -- Jobs of several kinds. A job is now one durable action: its `kind` says which, and
--- `job_key` is unique within the kind (the conversation SID for `interaction`, the first
--- kind). `input` is the kind's own JSON: for `interaction` jobs it is the routing input,
+-- `job_key` is unique within the kind: the conversation SID, for every kind (one job of
+-- each kind per conversation). The UNIQUE index also finds a conversation's jobs, so no
+-- other index on a random key is added: each one costs a random page write per new job,
+-- on the webhook's critical path. `input` is the kind's own JSON: for `interaction` jobs it is the routing input,
 -- exactly as `routing_input` held it, so every existing row keeps working.
 -- `state` is checked by flexhook, not here: kinds add their own finished states.
 CREATE TABLE jobs_v2 (
@@ -50,6 +52,5 @@ ALTER TABLE jobs_v2 RENAME TO jobs;
 
 CREATE INDEX jobs_due ON jobs (state, next_attempt_at);
 CREATE INDEX jobs_updated ON jobs (state, updated_at);
-CREATE INDEX jobs_conversation ON jobs (conversation_sid);
 -- TaskRouter's events name a task: find its conversation's jobs by it.
 CREATE INDEX jobs_task ON jobs (task_sid) WHERE task_sid IS NOT NULL;

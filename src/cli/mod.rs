@@ -4,6 +4,7 @@
 mod jobs;
 mod sign;
 mod simulate;
+mod taskrouter;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +30,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the service: POST /webhooks/conversations, GET /healthz, GET /readyz.
+    /// Run the service: POST /webhooks/conversations, POST /webhooks/taskrouter, GET /healthz, GET /readyz.
     Serve,
     /// Print the X-Twilio-Signature Twilio would send for a URL and parameters.
     Sign(sign::SignArgs),
@@ -37,6 +38,9 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Inspect and replay the interaction jobs in the store.
     Jobs(jobs::JobsArgs),
+    /// Connect the Flex workspace's event callback to flexhook, so that orphaned
+    /// conversations are closed; disconnect it; or show its status.
+    Taskrouter(taskrouter::TaskrouterArgs),
 }
 
 /// Runs a parsed command line.
@@ -50,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sign(args) => sign::run(&load_settings(&load)?, &args),
         Command::Simulate(args) => simulate::run(&load_settings(&load)?, &args).await,
         Command::Jobs(args) => jobs::run(&load_settings(&load)?, &args).await,
+        Command::Taskrouter(args) => taskrouter::run(&load_settings(&load)?, &args).await,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod de;
 mod flex;
+mod lifecycle;
 mod log;
 mod problems;
 mod server;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use flex::{FlexConfig, FlexSettings};
+pub use lifecycle::{iso8601, LifecycleConfig, LifecycleSettings};
 pub use log::LogSettings;
 pub use problems::{env_vars_for, Problem};
 pub use server::{ServerConfig, ServerSettings};
@@ -95,6 +97,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub worker: WorkerSettings,
     pub log: LogSettings,
+    pub lifecycle: LifecycleSettings,
 }
 
 fn local() -> Environment {
@@ -119,6 +122,7 @@ pub struct ValidSettings {
     pub store: StoreConfig,
     pub worker: WorkerConfig,
     pub log: LogSettings,
+    pub lifecycle: LifecycleConfig,
 }
 
 impl ValidSettings {
@@ -212,9 +216,17 @@ impl Settings {
         let store = self.store.validate(&mut p);
         let worker = self.worker.validate(&mut p);
         let log = self.log.validate(&mut p);
+        let lifecycle = self.lifecycle.validate(&mut p);
         self.check_across_sections(&mut p);
-        match (server, twilio, flex, store, worker, log) {
-            (Some(server), Some(twilio), Some(flex), Some(store), Some(worker), Some(log))
+        let sections = server
+            .zip(twilio)
+            .zip(flex)
+            .zip(store)
+            .zip(worker)
+            .zip(log)
+            .zip(lifecycle);
+        match sections {
+            Some(((((((server, twilio), flex), store), worker), log), lifecycle))
                 if p.count() == 0 =>
             {
                 Ok(ValidSettings {
@@ -225,6 +237,7 @@ impl Settings {
                     store,
                     worker,
                     log,
+                    lifecycle,
                 })
             }
             _ => Err(ConfigError::Invalid(p.0)),
@@ -237,6 +250,23 @@ impl Settings {
         self.twilio
             .validate(&self.environment, &mut p)
             .ok_or(ConfigError::Invalid(p.0))
+    }
+
+    /// `flex.workspace_sid` alone, for commands that manage the workspace.
+    pub fn workspace_sid(&self) -> Result<crate::domain::WorkspaceSid, ConfigError> {
+        let mut p = Problems::default();
+        match &self.flex.workspace_sid {
+            None => p.add("flex.workspace_sid", "is required"),
+            Some(s) => {
+                if let Some(sid) = p.check(
+                    "flex.workspace_sid",
+                    crate::domain::WorkspaceSid::parse(s.trim()),
+                ) {
+                    return Ok(sid);
+                }
+            }
+        }
+        Err(ConfigError::Invalid(p.0))
     }
 
     /// `[store]` alone, for commands that only read and write jobs.

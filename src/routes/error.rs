@@ -14,6 +14,8 @@ pub enum WebhookError {
     Signature(#[from] SignatureError),
     #[error("AccountSid does not match this service's account")]
     WrongAccount,
+    #[error("WorkspaceSid does not match this service's workspace")]
+    WrongWorkspace,
     #[error(
         "unsupported content type: send application/x-www-form-urlencoded or application/json"
     )]
@@ -31,7 +33,7 @@ pub enum WebhookError {
 impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Signature(_) | Self::WrongAccount => StatusCode::FORBIDDEN,
+            Self::Signature(_) | Self::WrongAccount | Self::WrongWorkspace => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnreadableBody | Self::Malformed(_) => StatusCode::BAD_REQUEST,

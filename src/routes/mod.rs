@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod request_url;
 mod state;
+mod taskrouter;
 mod verified;
 
 use actix_web::web;
@@ -18,5 +19,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/webhooks/conversations",
             web::post().to(conversations::conversations_webhook),
+        )
+        .route(
+            "/webhooks/taskrouter",
+            web::post().to(taskrouter::taskrouter_webhook),
         );
 }

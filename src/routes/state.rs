@@ -3,9 +3,11 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::domain::AccountSid;
+use crate::domain::{AccountSid, WorkspaceSid};
 use crate::intake::Intake;
+use crate::lifecycle::Lifecycle;
 use crate::signature::Verifier;
 use crate::store::Store;
 
@@ -24,6 +26,11 @@ pub(crate) struct WebhookAuth {
 pub(crate) struct AppState {
     pub webhook_auth: WebhookAuth,
     pub intake: Intake,
+    pub lifecycle: Lifecycle,
+    /// `flex.workspace_sid`: TaskRouter events from any other workspace are refused.
+    pub workspace_sid: WorkspaceSid,
+    /// `server.ack_timeout_ms`: how long a webhook may wait for the store.
+    pub ack_timeout: Duration,
     pub store: Store,
     pub worker_running: Arc<AtomicBool>,
 }

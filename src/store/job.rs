@@ -8,11 +8,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
-    TaskSid, WebhookSid,
+    TaskSid, WebhookSid, WorkspaceSid,
 };
 use crate::routing::RoutingInput;
 
@@ -22,12 +22,21 @@ use crate::routing::RoutingInput;
 pub enum JobKind {
     /// Create the conversation's Flex interaction (then remove its webhook).
     Interaction,
+    /// Set the conversation's `Timers.Closed` / `Timers.Inactive` after the hand-off.
+    Timers,
+    /// Close an orphaned conversation's interaction channel (after telling the customer),
+    /// unless another task of the conversation is still live.
+    Close,
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 3] = [Self::Interaction, Self::Timers, Self::Close];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Interaction => "interaction",
+            Self::Timers => "timers",
+            Self::Close => "close",
         }
     }
 }
@@ -35,10 +44,12 @@ impl JobKind {
 impl FromStr for JobKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "interaction" => Ok(Self::Interaction),
-            other => Err(format!("`{other}` is not a job kind this flexhook knows")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!("`{s}` is not a job kind this flexhook knows (interaction, timers, close)")
+            })
     }
 }
 
@@ -48,16 +59,39 @@ impl fmt::Display for JobKind {
     }
 }
 
+/// The conversation's timers, as ISO 8601 durations (`PT24H`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimersInput {
+    pub closed: Option<String>,
+    pub inactive: Option<String>,
+}
+
+/// What a close job knows of the task that ended and of the interaction to close.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseInput {
+    pub workspace_sid: WorkspaceSid,
+    pub task_sid: TaskSid,
+    /// The TaskRouter event that ended the task, e.g. `workflow.timeout`.
+    pub event: String,
+    pub reason: Option<String>,
+    pub interaction_sid: InteractionSid,
+    pub channel_sid: InteractionChannelSid,
+}
+
 /// A job's action with what it needs (never a message body).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     CreateInteraction(RoutingInput),
+    SetTimers(TimersInput),
+    CloseOrphan(CloseInput),
 }
 
 impl Action {
     pub fn kind(&self) -> JobKind {
         match self {
             Self::CreateInteraction(_) => JobKind::Interaction,
+            Self::SetTimers(_) => JobKind::Timers,
+            Self::CloseOrphan(_) => JobKind::Close,
         }
     }
 
@@ -65,33 +99,54 @@ impl Action {
     pub(super) fn to_stored(&self) -> String {
         let json = match self {
             Self::CreateInteraction(routing) => serde_json::to_string(routing),
+            Self::SetTimers(timers) => serde_json::to_string(timers),
+            Self::CloseOrphan(close) => serde_json::to_string(close),
         };
         json.unwrap_or_else(|_| "{}".into())
     }
 
     pub(super) fn from_stored(kind: JobKind, input: &str) -> Result<Self, String> {
-        match kind {
-            JobKind::Interaction => serde_json::from_str(input)
-                .map(Self::CreateInteraction)
-                .map_err(|e| format!("input of an interaction job: {e}")),
-        }
+        let parsed = match kind {
+            JobKind::Interaction => serde_json::from_str(input).map(Self::CreateInteraction),
+            JobKind::Timers => serde_json::from_str(input).map(Self::SetTimers),
+            JobKind::Close => serde_json::from_str(input).map(Self::CloseOrphan),
+        };
+        parsed.map_err(|e| format!("input of a {kind} job: {e}"))
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum JobState {
     Pending,
     /// An interaction job that is done: the interaction exists.
     Created,
+    /// A timers job that is done.
+    Set,
+    /// A close job that closed the interaction channel.
+    Closed,
+    /// A close job that left the conversation open: another task still has the customer.
+    KeptOpen,
     Dead,
 }
 
 impl JobState {
+    pub const ALL: [JobState; 6] = [
+        Self::Pending,
+        Self::Created,
+        Self::Set,
+        Self::Closed,
+        Self::KeptOpen,
+        Self::Dead,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Created => "created",
+            Self::Set => "set",
+            Self::Closed => "closed",
+            Self::KeptOpen => "kept_open",
             Self::Dead => "dead",
         }
     }
@@ -100,12 +155,10 @@ impl JobState {
 impl FromStr for JobState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "pending" => Ok(Self::Pending),
-            "created" => Ok(Self::Created),
-            "dead" => Ok(Self::Dead),
-            other => Err(format!("`{other}` is not pending, created or dead")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not pending, created, set, closed, kept_open or dead"))
     }
 }
 
@@ -130,10 +183,10 @@ pub struct NewJob {
 impl NewJob {
     /// Unique within the kind: a second job with the same key is not inserted.
     pub fn key(&self) -> String {
-        match &self.action {
-            // One interaction per conversation, ever.
-            Action::CreateInteraction(_) => self.conversation_sid.to_string(),
-        }
+        // One of each kind per conversation: one interaction ever, its timers once, and one
+        // close (re-armed only when an earlier one kept the conversation open). The store
+        // finds a conversation's jobs by this key, so every kind keeps it.
+        self.conversation_sid.to_string()
     }
 }
 
@@ -167,6 +220,8 @@ pub struct Job {
     pub interaction_channel_sid: Option<InteractionChannelSid>,
     pub task_sid: Option<TaskSid>,
     pub last_error: Option<JobError>,
+    /// What a finished job did, in words.
+    pub outcome: Option<String>,
     pub webhook_removed: bool,
     /// When the max-age clock started: the first message, or the last manual retry.
     pub age_from: i64,
@@ -179,6 +234,7 @@ impl Job {
     pub fn routing(&self) -> Option<&RoutingInput> {
         match &self.action {
             Action::CreateInteraction(routing) => Some(routing),
+            _ => None,
         }
     }
 }
@@ -195,6 +251,11 @@ pub enum Transition {
         next_attempt_at: i64,
         error: JobError,
         needs_lookup: bool,
+    },
+    /// A job other than an interaction is done, in `state`, with what it did.
+    Finished {
+        state: JobState,
+        outcome: String,
     },
     Dead {
         error: JobError,

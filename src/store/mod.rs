@@ -9,10 +9,21 @@ mod writable;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
+use crate::domain::{
+    ConversationSid, DatabaseUrl, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid,
+};
 
 pub use batch::JobWriter;
-pub use job::{Action, Inserted, Job, JobError, JobKind, JobState, NewJob, Transition};
+pub use job::{
+    Action, CloseInput, Inserted, Job, JobError, JobKind, JobState, NewJob, TimersInput, Transition,
+};
+
+/// A workspace's event callback: its URL and `EventsFilter` (`None`: unset).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkspaceCallback {
+    pub url: Option<String>,
+    pub filter: Option<String>,
+}
 pub use sqlite::{SqliteStore, SqliteWriter};
 
 /// Milliseconds since the Unix epoch: the store's clock.
@@ -133,8 +144,71 @@ impl Store {
         owner: &str,
         transition: &Transition,
     ) -> Result<bool, StoreError> {
+        self.record_with(job, owner, transition, &[]).await
+    }
+
+    /// Like [`Store::record`], and inserts `follow_ups` (unless present) in the same
+    /// transaction: they exist if and only if the outcome is recorded.
+    pub async fn record_with(
+        &self,
+        job: i64,
+        owner: &str,
+        transition: &Transition,
+        follow_ups: &[NewJob],
+    ) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(s) => s.record(job, owner, transition, now_ms()).await,
+            Self::Sqlite(s) => s.record(job, owner, transition, follow_ups, now_ms()).await,
+        }
+    }
+
+    /// Inserts the job, or re-arms its kind's existing job for the key if that one finished
+    /// `kept_open`; `Known` when an existing job was left alone. `task` and `interaction`
+    /// (KD, UO) are kept with the job.
+    pub async fn insert_or_rearm(
+        &self,
+        job: &NewJob,
+        task: Option<&TaskSid>,
+        interaction: Option<(&InteractionSid, &InteractionChannelSid)>,
+    ) -> Result<Inserted, StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.insert_or_rearm(
+                    job,
+                    task.map(TaskSid::as_str),
+                    interaction.map(|(kd, uo)| (kd.as_str(), uo.as_str())),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Remembers the workspace's event callback before `taskrouter connect` replaced it.
+    /// The first record is kept: connecting twice never forgets the original.
+    pub async fn remember_callback(
+        &self,
+        workspace: &WorkspaceSid,
+        previous: &WorkspaceCallback,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.remember_callback(workspace.as_str(), previous, now_ms())
+                    .await
+            }
+        }
+    }
+
+    pub async fn remembered_callback(
+        &self,
+        workspace: &WorkspaceSid,
+    ) -> Result<Option<WorkspaceCallback>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.remembered_callback(workspace.as_str()).await,
+        }
+    }
+
+    pub async fn forget_callback(&self, workspace: &WorkspaceSid) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.forget_callback(workspace.as_str()).await,
         }
     }
 
@@ -212,7 +286,7 @@ impl Store {
         }
     }
 
-    /// Deletes created and dead jobs last touched before `before`.
+    /// Deletes finished and dead jobs last touched before `before`.
     pub async fn purge_finished(&self, before: i64) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(s) => s.purge_finished(before).await,

@@ -113,71 +113,68 @@ impl SqliteStore {
         job: i64,
         owner: &str,
         transition: &Transition,
+        follow_ups: &[NewJob],
         now: i64,
     ) -> Result<bool, StoreError> {
-        let sid = |s: Option<&str>| s.map(str::to_owned);
-        let result = match transition {
-            Transition::Created {
-                interaction_sid,
-                interaction_channel_sid,
-                task_sid,
-            } => {
-                sqlx::query(
-                    "UPDATE jobs SET state = 'created', attempts = attempts + 1, \
-                     interaction_sid = ?1, interaction_channel_sid = ?2, task_sid = ?3, \
-                     needs_lookup = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
-                     WHERE id = ?5 AND lease_owner = ?6 AND state = 'pending'",
-                )
-                .bind(sid(interaction_sid.as_ref().map(|s| s.as_str())))
-                .bind(sid(interaction_channel_sid.as_ref().map(|s| s.as_str())))
-                .bind(sid(task_sid.as_ref().map(|s| s.as_str())))
-                .bind(now)
-                .bind(job)
-                .bind(owner)
-                .execute(&self.pool)
-                .await?
-            }
-            Transition::Retry {
-                next_attempt_at,
-                error,
-                needs_lookup,
-            } => {
-                sqlx::query(
-                    "UPDATE jobs SET attempts = attempts + 1, next_attempt_at = ?1, \
-                     needs_lookup = ?2, last_error_code = ?3, last_error_status = ?4, \
-                     last_error_message = ?5, lease_owner = NULL, lease_until = NULL, \
-                     updated_at = ?6 \
-                     WHERE id = ?7 AND lease_owner = ?8 AND state = 'pending'",
-                )
-                .bind(next_attempt_at)
-                .bind(needs_lookup)
-                .bind(error.code)
-                .bind(error.status.map(i64::from))
-                .bind(&error.message)
-                .bind(now)
-                .bind(job)
-                .bind(owner)
-                .execute(&self.pool)
-                .await?
-            }
-            Transition::Dead { error } => {
-                sqlx::query(
-                    "UPDATE jobs SET state = 'dead', attempts = attempts + 1, \
-                     last_error_code = ?1, last_error_status = ?2, last_error_message = ?3, \
-                     lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
-                     WHERE id = ?5 AND lease_owner = ?6 AND state = 'pending'",
-                )
-                .bind(error.code)
-                .bind(error.status.map(i64::from))
-                .bind(&error.message)
-                .bind(now)
-                .bind(job)
-                .bind(owner)
-                .execute(&self.pool)
-                .await?
-            }
-        };
-        Ok(result.rows_affected() == 1)
+        // Without follow-ups, one autocommit statement: an explicit transaction would hold
+        // the write lock across round trips, and the webhooks' writer waits for it.
+        if follow_ups.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            return Ok(update_outcome(&mut conn, job, owner, transition, now).await? == 1);
+        }
+        let mut tx = self.pool.begin().await?;
+        if update_outcome(&mut tx, job, owner, transition, now).await? != 1 {
+            return Ok(false);
+        }
+        // The follow-ups exist if and only if the outcome is recorded.
+        insert_batch_in(&mut tx, follow_ups).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Inserts the job, or re-arms the existing one of its kind and key if it finished as
+    /// `kept_open`; any other existing job is left alone. Also records the job's task and
+    /// interaction, so that it is found by task.
+    pub async fn insert_or_rearm(
+        &self,
+        job: &NewJob,
+        task: Option<&str>,
+        interaction: Option<(&str, &str)>,
+    ) -> Result<Inserted, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
+             webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
+             created_at, updated_at, task_sid, interaction_sid, interaction_channel_sid) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?9, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (kind, job_key) DO UPDATE SET input = excluded.input, \
+             state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, \
+             needs_lookup = 0, outcome = NULL, last_error_code = NULL, \
+             last_error_status = NULL, last_error_message = NULL, lease_owner = NULL, \
+             lease_until = NULL, age_from = excluded.age_from, updated_at = excluded.updated_at, \
+             task_sid = excluded.task_sid, interaction_sid = excluded.interaction_sid, \
+             interaction_channel_sid = excluded.interaction_channel_sid \
+             WHERE jobs.state = 'kept_open' \
+             RETURNING id",
+        )
+        .bind(job.action.kind().as_str())
+        .bind(job.key())
+        .bind(job.conversation_sid.as_str())
+        .bind(job.account_sid.as_str())
+        .bind(job.chat_service_sid.as_ref().map(|s| s.as_str()))
+        .bind(job.webhook_sid.as_ref().map(|s| s.as_str()))
+        .bind(job.first_message_sid.as_ref().map(|s| s.as_str()))
+        .bind(job.action.to_stored())
+        .bind(job.received_at)
+        .bind(task)
+        .bind(interaction.map(|(kd, _)| kd))
+        .bind(interaction.map(|(_, uo)| uo))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(if row.is_some() {
+            Inserted::New
+        } else {
+            Inserted::Known
+        })
     }
 
     pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
@@ -224,10 +221,19 @@ impl SqliteStore {
         &self,
         conversation: &ConversationSid,
     ) -> Result<Vec<Job>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM jobs WHERE conversation_sid = ?1 ORDER BY id")
-            .bind(conversation.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+        // Every kind's key is the conversation SID: the UNIQUE (kind, job_key) index finds
+        // them all, one lookup per kind.
+        let kinds = JobKind::ALL
+            .iter()
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM jobs WHERE kind IN ({kinds}) AND job_key = ?1 ORDER BY id"
+        ))
+        .bind(conversation.as_str())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_from_row).collect()
     }
 
@@ -287,6 +293,53 @@ impl SqliteStore {
         Ok(result.rows_affected())
     }
 
+    pub async fn remember_callback(
+        &self,
+        workspace: &str,
+        previous: &super::WorkspaceCallback,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        // The first connect's record is the one to restore: a second connect replaces ours.
+        sqlx::query(
+            "INSERT INTO workspace_callbacks (workspace_sid, previous_url, previous_filter, \
+             connected_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (workspace_sid) DO NOTHING",
+        )
+        .bind(workspace)
+        .bind(previous.url.as_deref())
+        .bind(previous.filter.as_deref())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn remembered_callback(
+        &self,
+        workspace: &str,
+    ) -> Result<Option<super::WorkspaceCallback>, StoreError> {
+        let row = sqlx::query(
+            "SELECT previous_url, previous_filter FROM workspace_callbacks WHERE workspace_sid = ?1",
+        )
+        .bind(workspace)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(super::WorkspaceCallback {
+                url: r.try_get(0)?,
+                filter: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn forget_callback(&self, workspace: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workspace_callbacks WHERE workspace_sid = ?1")
+            .bind(workspace)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         // Reads the jobs table itself: `SELECT 1` would answer without the database.
         sqlx::query("SELECT 1 FROM jobs LIMIT 1")
@@ -298,6 +351,93 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Records an attempt's outcome if `owner` still holds the job's lease; rows changed.
+async fn update_outcome(
+    conn: &mut SqliteConnection,
+    job: i64,
+    owner: &str,
+    transition: &Transition,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let sid = |s: Option<&str>| s.map(str::to_owned);
+    let result = match transition {
+        Transition::Created {
+            interaction_sid,
+            interaction_channel_sid,
+            task_sid,
+        } => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'created', attempts = attempts + 1, \
+                     interaction_sid = ?1, interaction_channel_sid = ?2, task_sid = ?3, \
+                     needs_lookup = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
+                     WHERE id = ?5 AND lease_owner = ?6 AND state = 'pending'",
+            )
+            .bind(sid(interaction_sid.as_ref().map(|s| s.as_str())))
+            .bind(sid(interaction_channel_sid.as_ref().map(|s| s.as_str())))
+            .bind(sid(task_sid.as_ref().map(|s| s.as_str())))
+            .bind(now)
+            .bind(job)
+            .bind(owner)
+            .execute(&mut *conn)
+            .await?
+        }
+        Transition::Retry {
+            next_attempt_at,
+            error,
+            needs_lookup,
+        } => {
+            sqlx::query(
+                "UPDATE jobs SET attempts = attempts + 1, next_attempt_at = ?1, \
+                     needs_lookup = ?2, last_error_code = ?3, last_error_status = ?4, \
+                     last_error_message = ?5, lease_owner = NULL, lease_until = NULL, \
+                     updated_at = ?6 \
+                     WHERE id = ?7 AND lease_owner = ?8 AND state = 'pending'",
+            )
+            .bind(next_attempt_at)
+            .bind(needs_lookup)
+            .bind(error.code)
+            .bind(error.status.map(i64::from))
+            .bind(&error.message)
+            .bind(now)
+            .bind(job)
+            .bind(owner)
+            .execute(&mut *conn)
+            .await?
+        }
+        Transition::Finished { state, outcome } => {
+            sqlx::query(
+                "UPDATE jobs SET state = ?1, outcome = ?2, attempts = attempts + 1, \
+                     needs_lookup = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?3 \
+                     WHERE id = ?4 AND lease_owner = ?5 AND state = 'pending'",
+            )
+            .bind(state.as_str())
+            .bind(outcome)
+            .bind(now)
+            .bind(job)
+            .bind(owner)
+            .execute(&mut *conn)
+            .await?
+        }
+        Transition::Dead { error } => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'dead', attempts = attempts + 1, \
+                     last_error_code = ?1, last_error_status = ?2, last_error_message = ?3, \
+                     lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
+                     WHERE id = ?5 AND lease_owner = ?6 AND state = 'pending'",
+            )
+            .bind(error.code)
+            .bind(error.status.map(i64::from))
+            .bind(&error.message)
+            .bind(now)
+            .bind(job)
+            .bind(owner)
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    Ok(result.rows_affected())
 }
 
 /// The group-commit writer's own connection.
@@ -318,8 +458,18 @@ async fn insert_batch(
     conn: &mut SqliteConnection,
     jobs: &[NewJob],
 ) -> Result<Vec<Inserted>, StoreError> {
-    let mut inserted: HashSet<(String, String)> = HashSet::new();
     let mut tx = conn.begin().await?;
+    let outcomes = insert_batch_in(&mut tx, jobs).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// [`insert_batch`] inside a transaction the caller commits.
+async fn insert_batch_in(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    jobs: &[NewJob],
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut inserted: HashSet<(String, String)> = HashSet::new();
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
@@ -346,12 +496,11 @@ async fn insert_batch(
                 .push_bind(job.received_at);
         });
         q.push(" ON CONFLICT (kind, job_key) DO NOTHING RETURNING kind, job_key");
-        let rows = q.build().fetch_all(&mut *tx).await?;
+        let rows = q.build().fetch_all(&mut **tx).await?;
         for row in rows {
             inserted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
         }
     }
-    tx.commit().await?;
     // The same key twice in one batch: only its first occurrence made the job.
     Ok(jobs
         .iter()
@@ -421,6 +570,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
             status: status.and_then(|s| u16::try_from(s).ok()),
             message,
         }),
+        outcome: row.try_get("outcome")?,
         webhook_removed: row.try_get("webhook_removed")?,
         age_from: row.try_get("age_from")?,
         created_at: row.try_get("created_at")?,

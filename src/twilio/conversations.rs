@@ -1,4 +1,5 @@
-//! Conversations API: removing the conversation-scoped webhook once Flex owns the conversation.
+//! Conversations API: removing the conversation-scoped webhook once Flex owns the
+//! conversation, setting its timers, and posting a message to its customer.
 
 use reqwest::Method;
 
@@ -43,5 +44,47 @@ impl TwilioClient {
             Err(TwilioError::Api(a)) if a.status == 404 => Ok(WebhookRemoval::AlreadyGone),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl TwilioClient {
+    /// `POST …/Conversations/{CH}` with `Timers.Closed` and/or `Timers.Inactive` (ISO 8601).
+    pub async fn set_conversation_timers(
+        &self,
+        service: Option<&ChatServiceSid>,
+        conversation: &ConversationSid,
+        closed: Option<&str>,
+        inactive: Option<&str>,
+    ) -> Result<(), TwilioError> {
+        let mut form = Vec::new();
+        if let Some(c) = closed {
+            form.push(("Timers.Closed", c.to_owned()));
+        }
+        if let Some(i) = inactive {
+            form.push(("Timers.Inactive", i.to_owned()));
+        }
+        let mut call = Request::new(
+            Api::Conversations,
+            Method::POST,
+            conversation_path(service, conversation),
+        );
+        call.form = &form;
+        self.send(call).await.map(|_| ())
+    }
+
+    /// `POST …/Conversations/{CH}/Messages` with `Author` and `Body`.
+    pub async fn post_conversation_message(
+        &self,
+        service: Option<&ChatServiceSid>,
+        conversation: &ConversationSid,
+        author: &str,
+        body: &str,
+    ) -> Result<(), TwilioError> {
+        let form = [("Author", author.to_owned()), ("Body", body.to_owned())];
+        let path = format!("{}/Messages", conversation_path(service, conversation));
+        let mut call = Request::new(Api::Conversations, Method::POST, path);
+        call.form = &form;
+        call.dry_run_detail = Some(format!("Author={author}"));
+        self.send(call).await.map(|_| ())
     }
 }

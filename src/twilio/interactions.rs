@@ -125,6 +125,38 @@ impl TwilioClient {
     }
 }
 
+#[derive(Deserialize)]
+struct ChannelResponse {
+    status: Option<String>,
+}
+
+impl TwilioClient {
+    /// `POST /v1/Interactions/{KD}/Channels/{UO}` with `Status=closed`: ends the interaction
+    /// channel, which wraps up its tasks and closes the conversation.
+    pub async fn close_interaction_channel(
+        &self,
+        interaction: &InteractionSid,
+        channel: &InteractionChannelSid,
+    ) -> Result<(), TwilioError> {
+        let form = [("Status", "closed".to_owned())];
+        let path = format!("/v1/Interactions/{interaction}/Channels/{channel}");
+        let mut call = Request::new(Api::Flex, Method::POST, path);
+        call.form = &form;
+        self.send(call).await.map(|_| ())
+    }
+
+    /// `GET /v1/Interactions/{KD}/Channels/{UO}`: the channel's `status` (`closed`, …).
+    pub async fn interaction_channel_status(
+        &self,
+        interaction: &InteractionSid,
+        channel: &InteractionChannelSid,
+    ) -> Result<Option<String>, TwilioError> {
+        let path = format!("/v1/Interactions/{interaction}/Channels/{channel}");
+        let channel: ChannelResponse = self.get_json(Api::Flex, &path, &[]).await?;
+        Ok(channel.status)
+    }
+}
+
 /// Parses a `POST /v1/Interactions` answer exactly as the client does (for contract tests).
 pub fn parse_created_interaction(body: &[u8]) -> Result<CreatedInteraction, String> {
     serde_json::from_slice::<InteractionResponse>(body)

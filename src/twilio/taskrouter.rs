@@ -118,3 +118,87 @@ pub fn parse_task_list(body: &[u8]) -> Result<Vec<ListedTask>, String> {
         })
         .collect())
 }
+
+/// The assignment statuses of a task that still has, or may yet get, an agent.
+pub const LIVE_STATUSES: &str = "pending,reserved,assigned,wrapping";
+
+#[derive(Deserialize)]
+struct LiveTask {
+    sid: String,
+    assignment_status: Option<String>,
+}
+
+/// A task of the conversation that is still live, with its assignment status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTaskOf {
+    pub task_sid: TaskSid,
+    pub assignment_status: String,
+}
+
+#[derive(Deserialize)]
+struct Workspace {
+    event_callback_url: Option<String>,
+    events_filter: Option<String>,
+}
+
+impl TwilioClient {
+    /// The conversation's tasks in [`LIVE_STATUSES`] (`conversationSid` in their attributes).
+    pub async fn live_tasks_for_conversation(
+        &self,
+        workspace: &WorkspaceSid,
+        conversation: &ConversationSid,
+    ) -> Result<Vec<LiveTaskOf>, TwilioError> {
+        let path = format!("/v1/Workspaces/{workspace}/Tasks");
+        let expression = format!("conversationSid == \"{conversation}\"");
+        let tasks: Vec<LiveTask> = self
+            .list_all(
+                Api::TaskRouter,
+                &path,
+                &[
+                    ("EvaluateTaskAttributes", expression.as_str()),
+                    ("AssignmentStatus", LIVE_STATUSES),
+                    ("PageSize", "50"),
+                ],
+                "tasks",
+            )
+            .await?;
+        Ok(tasks
+            .into_iter()
+            .filter_map(|t| {
+                Some(LiveTaskOf {
+                    task_sid: TaskSid::parse(&t.sid).ok()?,
+                    assignment_status: t.assignment_status.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// The workspace's event callback URL and `EventsFilter`.
+    pub async fn workspace_callback(
+        &self,
+        workspace: &WorkspaceSid,
+    ) -> Result<(Option<String>, Option<String>), TwilioError> {
+        let w: Workspace = self
+            .get_json(Api::TaskRouter, &format!("/v1/Workspaces/{workspace}"), &[])
+            .await?;
+        let some = |s: Option<String>| s.filter(|v| !v.trim().is_empty());
+        Ok((some(w.event_callback_url), some(w.events_filter)))
+    }
+
+    /// Sets the workspace's `EventCallbackUrl` and `EventsFilter` (empty strings unset them).
+    pub async fn set_workspace_callback(
+        &self,
+        workspace: &WorkspaceSid,
+        url: &str,
+        filter: &str,
+    ) -> Result<(), TwilioError> {
+        let form = [
+            ("EventCallbackUrl", url.to_owned()),
+            ("EventsFilter", filter.to_owned()),
+        ];
+        let path = format!("/v1/Workspaces/{workspace}");
+        let mut call = super::Request::new(Api::TaskRouter, reqwest::Method::POST, path);
+        call.form = &form;
+        self.send(call).await.map(|_| ())
+    }
+}

@@ -23,13 +23,20 @@ impl Worker {
                 Action::CreateInteraction(routing) => {
                     self.create_interaction(&job, routing, &lease).await
                 }
+                Action::SetTimers(timers) => Some(self.set_timers(&job, timers).await),
+                Action::CloseOrphan(close) => self.close_orphan(&job, close, &lease).await,
             };
             let Some(transition) = decided else {
                 tracing::warn!("lease lost while waiting to send; another claim owns the job now");
                 return;
             };
             log_transition(&job, &transition);
-            match self.store.record(job.id, &lease, &transition).await {
+            let follow_ups = self.follow_ups(&job, &transition);
+            match self
+                .store
+                .record_with(job.id, &lease, &transition, &follow_ups)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(
@@ -52,6 +59,19 @@ impl Worker {
         }
         .instrument(span)
         .await;
+    }
+
+    /// Retry after the store failed mid-attempt; `needs_lookup` as it must stay.
+    pub(super) fn store_failed(&self, job: &Job, message: &str, needs_lookup: bool) -> Transition {
+        Transition::Retry {
+            next_attempt_at: now_ms() + ms(self.config.backoff.delay(job.attempts)),
+            error: JobError {
+                code: None,
+                status: None,
+                message: format!("store: {message}"),
+            },
+            needs_lookup,
+        }
     }
 
     /// Retry later, or give up: a 4xx other than 429 is permanent, and so is old age.
@@ -116,6 +136,10 @@ fn log_transition(job: &Job, transition: &Transition) {
             retry_in_ms = next_attempt_at - now_ms(),
             lookup_first = needs_lookup,
             "job attempt failed; will retry"
+        ),
+        Transition::Finished { state, outcome } => tracing::info!(
+            %outcome,
+            "job pending -> {state}"
         ),
         Transition::Dead { error } => tracing::error!(
             code = error.code,

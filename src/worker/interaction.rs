@@ -4,7 +4,7 @@
 
 use super::Worker;
 use crate::routing::RoutingInput;
-use crate::store::{ms, now_ms, Job, JobError, Transition};
+use crate::store::{Job, Transition};
 use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 
 impl Worker {
@@ -41,15 +41,7 @@ impl Worker {
             Ok(false) => return None,
             Err(e) => {
                 tracing::warn!(error = %e, "could not mark the attempt; trying later");
-                return Some(Transition::Retry {
-                    next_attempt_at: now_ms() + ms(self.config.backoff.delay(job.attempts)),
-                    error: JobError {
-                        code: None,
-                        status: None,
-                        message: format!("store: {e}"),
-                    },
-                    needs_lookup: job.needs_lookup,
-                });
+                return Some(self.store_failed(job, &e.to_string(), job.needs_lookup));
             }
         }
         let route = self.router.route(&job.conversation_sid, routing);

@@ -4,6 +4,7 @@
 mod attempt;
 mod backoff;
 mod interaction;
+mod lifecycle;
 mod rate_limit;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ValidSettings;
+use crate::config::{LifecycleConfig, ValidSettings};
 use crate::routing::Router;
 use crate::store::{ms, now_ms, Store};
 use crate::twilio::TwilioClient;
@@ -34,6 +35,7 @@ pub struct WorkerOptions {
     pub remove_webhook: bool,
     pub retention: Duration,
     pub max_creates_per_second: u32,
+    pub lifecycle: LifecycleConfig,
 }
 
 impl WorkerOptions {
@@ -52,6 +54,7 @@ impl WorkerOptions {
             remove_webhook: s.flex.remove_webhook_after_handoff,
             retention: s.store.retention,
             max_creates_per_second: s.flex.max_creates_per_second,
+            lifecycle: s.lifecycle.clone(),
         }
     }
 }

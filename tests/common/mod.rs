@@ -232,6 +232,29 @@ pub async fn wait_for_job(
     }
 }
 
+/// Waits (at most 15 s) until the conversation's job of `kind` satisfies `done`.
+pub async fn wait_for_kind(
+    store: &Store,
+    kind: flexhook::store::JobKind,
+    conversation: &str,
+    done: impl Fn(&Job) -> bool,
+) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let job = store.find(kind, conversation).await.unwrap();
+        if let Some(job) = &job {
+            if done(job) {
+                return job.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} job for {conversation} as expected: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 pub async fn wait_for_state(store: &Store, conversation: &str, state: JobState) -> Job {
     wait_for_job(store, conversation, Duration::from_secs(15), |j| {
         j.state == state
@@ -381,6 +404,7 @@ pub struct SignedPost<'a> {
     signer: Signer,
     called_at: Option<String>,
     headers: Vec<(String, String)>,
+    path: String,
 }
 
 impl TestApp {
@@ -394,6 +418,7 @@ impl TestApp {
             signer: Signer::Token(TOKEN.to_owned()),
             called_at: None,
             headers: Vec::new(),
+            path: PATH.to_owned(),
         }
     }
 }
@@ -434,6 +459,12 @@ impl SignedPost<'_> {
         self
     }
 
+    /// To this route instead of `/webhooks/conversations`.
+    pub fn to(mut self, path: &str) -> Self {
+        self.path = path.to_owned();
+        self
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
@@ -455,9 +486,9 @@ impl SignedPost<'_> {
             ),
             Body::Form(_) | Body::Raw { .. } => String::new(),
         };
-        let url = format!("{}{query}", self.app.url());
+        let url = format!("{}{}{query}", self.app.address, self.path);
         let signed_url = match &self.called_at {
-            Some(base) => format!("{base}{PATH}{query}"),
+            Some(base) => format!("{base}{}{query}", self.path),
             None => url.clone(),
         };
         let signed_params: &[(String, String)] = match &self.body {

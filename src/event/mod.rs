@@ -1,6 +1,9 @@
-//! What a verified Conversations webhook means: a typed event. Form bodies (what Twilio
-//! sends) and JSON bodies (as in Flex's prerequisites page, flat or under `conversation`)
-//! both arrive here; SIDs are checked once, and everything after trusts them.
+//! What a verified webhook means: a typed event. Conversations' events here; TaskRouter's
+//! in `task.rs`. Form bodies (what Twilio sends) and JSON bodies (as in Flex's
+//! prerequisites page, flat or under `conversation`) both arrive here; SIDs are checked
+//! once, and everything after trusts them.
+
+pub mod task;
 
 use std::collections::HashMap;
 use std::fmt;

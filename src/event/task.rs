@@ -1,0 +1,168 @@
+//! What a verified TaskRouter event callback means. Only the events that can leave a
+//! conversation with nobody on it matter to flexhook; every other one is acknowledged.
+
+use serde_json::Value;
+
+use super::{EventError, Fields};
+use crate::domain::{
+    AccountSid, ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid,
+};
+use crate::signature::{Payload, Verified};
+
+/// The events after which a task no longer puts anyone on its conversation.
+pub const TASK_ENDED_EVENTS: [&str; 4] = [
+    "task.canceled",
+    "task.deleted",
+    "task.system-deleted",
+    "workflow.timeout",
+];
+
+/// A TaskRouter event callback.
+#[derive(Debug, Clone)]
+pub struct TaskEvent {
+    pub event_type: String,
+    pub account_sid: AccountSid,
+    pub workspace_sid: WorkspaceSid,
+    pub task_sid: Option<TaskSid>,
+    /// `TaskAttributes`, as sent (a JSON string).
+    pub task_attributes: Option<String>,
+    /// Why: `TaskCanceledReason`, else `EventDescription`.
+    pub reason: Option<String>,
+}
+
+impl TaskEvent {
+    /// Whether the event ended its task without an agent (see [`TASK_ENDED_EVENTS`]).
+    pub fn ends_task(&self) -> bool {
+        TASK_ENDED_EVENTS.contains(&self.event_type.as_str())
+    }
+
+    /// The conversation and interaction Flex wrote into the task's attributes.
+    pub fn flex_attributes(&self) -> Result<FlexTaskAttributes, AttributesError> {
+        let raw = self
+            .task_attributes
+            .as_deref()
+            .ok_or(AttributesError::Missing)?;
+        let value: Value =
+            serde_json::from_str(raw).map_err(|e| AttributesError::NotJson(e.to_string()))?;
+        let sid = |key: &str| value.get(key).and_then(Value::as_str).map(str::trim);
+        Ok(FlexTaskAttributes {
+            conversation_sid: sid("conversationSid").and_then(|s| ConversationSid::parse(s).ok()),
+            interaction_sid: sid("flexInteractionSid").and_then(|s| InteractionSid::parse(s).ok()),
+            channel_sid: sid("flexInteractionChannelSid")
+                .and_then(|s| InteractionChannelSid::parse(s).ok()),
+        })
+    }
+}
+
+/// What Flex (or flexhook) puts into an interaction's task attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlexTaskAttributes {
+    pub conversation_sid: Option<ConversationSid>,
+    pub interaction_sid: Option<InteractionSid>,
+    pub channel_sid: Option<InteractionChannelSid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttributesError {
+    #[error("the event carries no TaskAttributes")]
+    Missing,
+    #[error("TaskAttributes is not JSON: {0}")]
+    NotJson(String),
+}
+
+/// Parses a verified TaskRouter event callback.
+pub fn parse(payload: &Verified<Payload>) -> Result<TaskEvent, EventError> {
+    let fields = match payload.get() {
+        Payload::Form(pairs) => Fields::from_form(pairs),
+        Payload::Json(raw) => Fields::from_json(raw)?,
+    };
+    Ok(TaskEvent {
+        event_type: fields
+            .text(&["EventType"])
+            .ok_or(EventError::Missing("EventType"))?,
+        account_sid: fields
+            .sid("AccountSid", &["AccountSid"], AccountSid::parse)?
+            .ok_or(EventError::Missing("AccountSid"))?,
+        workspace_sid: fields
+            .sid("WorkspaceSid", &["WorkspaceSid"], WorkspaceSid::parse)?
+            .ok_or(EventError::Missing("WorkspaceSid"))?,
+        task_sid: fields.sid("TaskSid", &["TaskSid"], TaskSid::parse)?,
+        task_attributes: fields.text(&["TaskAttributes"]),
+        reason: fields.text(&["TaskCanceledReason", "EventDescription"]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::testing::verified;
+
+    fn event(pairs: &[(&str, &str)]) -> Result<TaskEvent, EventError> {
+        let form = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(&verified(Payload::Form(form)))
+    }
+
+    const AC: &str = "AC00000000000000000000000000000001";
+    const WS: &str = "WS00000000000000000000000000000001";
+    const WT: &str = "WT00000000000000000000000000000001";
+
+    #[test]
+    fn a_workflow_timeout_names_its_task_and_ends_it() {
+        let e = event(&[
+            ("EventType", "workflow.timeout"),
+            ("AccountSid", AC),
+            ("WorkspaceSid", WS),
+            ("TaskSid", WT),
+            ("EventDescription", "Task timed out of Workflow"),
+            ("TaskAttributes", r#"{"conversationSid":"CH00000000000000000000000000000001","flexInteractionSid":"KD00000000000000000000000000000001","flexInteractionChannelSid":"UO00000000000000000000000000000001"}"#),
+        ])
+        .unwrap();
+        assert!(e.ends_task());
+        assert_eq!(e.task_sid.as_ref().unwrap().as_str(), WT);
+        assert_eq!(e.reason.as_deref(), Some("Task timed out of Workflow"));
+        let a = e.flex_attributes().unwrap();
+        assert_eq!(
+            a.conversation_sid.unwrap().as_str(),
+            "CH00000000000000000000000000000001"
+        );
+        assert!(a.interaction_sid.is_some() && a.channel_sid.is_some());
+    }
+
+    #[test]
+    fn other_events_do_not_end_a_task_and_bad_attributes_are_an_error_not_a_panic() {
+        let e = event(&[
+            ("EventType", "reservation.created"),
+            ("AccountSid", AC),
+            ("WorkspaceSid", WS),
+            ("TaskAttributes", "{not json"),
+        ])
+        .unwrap();
+        assert!(!e.ends_task());
+        assert!(matches!(
+            e.flex_attributes(),
+            Err(AttributesError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn a_missing_or_malformed_workspace_is_a_bad_request() {
+        let missing = event(&[("EventType", "task.canceled"), ("AccountSid", AC)]).unwrap_err();
+        assert_eq!(missing, EventError::Missing("WorkspaceSid"));
+        let bad = event(&[
+            ("EventType", "task.canceled"),
+            ("AccountSid", AC),
+            ("WorkspaceSid", "WW00000000000000000000000000000001"),
+        ])
+        .unwrap_err();
+        assert!(matches!(
+            bad,
+            EventError::Sid {
+                field: "WorkspaceSid",
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,129 @@
+//! What a TaskRouter event that ended a task means for its conversation: when the task was
+//! flexhook's (its own, or another task of a conversation flexhook handed off, such as a
+//! transfer's; with `lifecycle.adopt_flex_tasks`, any Flex interaction's), a durable close
+//! job for the conversation, inserted only if absent (or re-armed if an earlier one kept the
+//! conversation open). The job itself decides, later,
+//! whether anyone still has the customer (`worker/lifecycle.rs`).
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::domain::ConversationSid;
+use crate::event::task::TaskEvent;
+use crate::store::{now_ms, Action, CloseInput, Inserted, JobKind, NewJob, Store, StoreError};
+
+/// What became of a task-ended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A close job is queued for the conversation.
+    Queued(ConversationSid),
+    /// The conversation already has its close job (a repeated or second event).
+    AlreadyQueued(ConversationSid),
+    /// Not a task flexhook knows, and adoption is off.
+    UnknownTask,
+    /// Nothing useful can be done with it; why.
+    Unusable(String),
+}
+
+#[derive(Debug)]
+pub struct Lifecycle {
+    store: Store,
+    adopt_flex_tasks: bool,
+    wake: Arc<Notify>,
+}
+
+impl Lifecycle {
+    pub fn new(store: Store, adopt_flex_tasks: bool, wake: Arc<Notify>) -> Self {
+        Self {
+            store,
+            adopt_flex_tasks,
+            wake,
+        }
+    }
+
+    /// Queues the conversation's close job for an event that ended its task.
+    pub async fn task_ended(&self, event: &TaskEvent) -> Result<Outcome, StoreError> {
+        let Some(task) = &event.task_sid else {
+            return Ok(Outcome::Unusable("the event names no TaskSid".into()));
+        };
+        let mut ours = self
+            .store
+            .for_task(task)
+            .await?
+            .into_iter()
+            .find(|j| j.kind == JobKind::Interaction);
+        if ours.is_none() {
+            // Another task of a conversation flexhook handed off (a transfer, say): Flex's
+            // attributes name the conversation.
+            if let Some(conversation) = event
+                .flex_attributes()
+                .ok()
+                .and_then(|a| a.conversation_sid)
+            {
+                ours = self.store.get(&conversation).await?;
+            }
+        }
+        let (conversation, service, interaction) = match ours {
+            Some(job) => {
+                // An adopted task may have been stored without its interaction: Flex's
+                // attributes then say which it is.
+                let attributes = event.flex_attributes().unwrap_or_default();
+                let interaction = job
+                    .interaction_sid
+                    .clone()
+                    .or(attributes.interaction_sid)
+                    .zip(
+                        job.interaction_channel_sid
+                            .clone()
+                            .or(attributes.channel_sid),
+                    );
+                (job.conversation_sid, job.chat_service_sid, interaction)
+            }
+            None if self.adopt_flex_tasks => {
+                let attributes = match event.flex_attributes() {
+                    Ok(a) => a,
+                    Err(e) => return Ok(Outcome::Unusable(e.to_string())),
+                };
+                let Some(conversation) = attributes.conversation_sid else {
+                    return Ok(Outcome::UnknownTask);
+                };
+                let interaction = attributes.interaction_sid.zip(attributes.channel_sid);
+                (conversation, None, interaction)
+            }
+            None => return Ok(Outcome::UnknownTask),
+        };
+        let Some((interaction_sid, channel_sid)) = interaction else {
+            return Ok(Outcome::Unusable(format!(
+                "the interaction of conversation {conversation} is unknown: its task carries no flexInteractionSid and flexInteractionChannelSid"
+            )));
+        };
+        let job = NewJob {
+            conversation_sid: conversation.clone(),
+            account_sid: event.account_sid.clone(),
+            chat_service_sid: service,
+            webhook_sid: None,
+            first_message_sid: None,
+            action: Action::CloseOrphan(CloseInput {
+                workspace_sid: event.workspace_sid.clone(),
+                task_sid: task.clone(),
+                event: event.event_type.clone(),
+                reason: event.reason.clone(),
+                interaction_sid: interaction_sid.clone(),
+                channel_sid: channel_sid.clone(),
+            }),
+            received_at: now_ms(),
+        };
+        let inserted = self
+            .store
+            .insert_or_rearm(&job, Some(task), Some((&interaction_sid, &channel_sid)))
+            .await?;
+        Ok(match inserted {
+            Inserted::New => {
+                self.wake.notify_one();
+                Outcome::Queued(conversation)
+            }
+            Inserted::Known => Outcome::AlreadyQueued(conversation),
+        })
+    }
+}

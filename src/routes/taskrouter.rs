@@ -1,0 +1,65 @@
+//! `POST /webhooks/taskrouter`: the workspace's event callbacks. An event that ended a
+//! task flexhook created (or, with adoption, any Flex interaction's task) queues the
+//! conversation's close job; every other event is acknowledged and ignored.
+
+use actix_web::{web, HttpResponse};
+use tracing::Instrument;
+
+use super::error::WebhookError;
+use super::state::AppState;
+use super::verified::VerifiedWebhook;
+use crate::event::task;
+use crate::lifecycle::Outcome;
+
+pub async fn taskrouter_webhook(
+    webhook: VerifiedWebhook,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebhookError> {
+    let event = task::parse(&webhook.payload).map_err(|e| {
+        tracing::warn!(error = %e, "TaskRouter event refused: malformed payload");
+        WebhookError::from(e)
+    })?;
+    webhook.check_account(&event.account_sid)?;
+    if event.workspace_sid != state.workspace_sid {
+        tracing::warn!(workspace = %event.workspace_sid, "TaskRouter event refused: WorkspaceSid is not flex.workspace_sid");
+        return Err(WebhookError::WrongWorkspace);
+    }
+    if !event.ends_task() {
+        tracing::debug!(event_type = %event.event_type, "TaskRouter event acknowledged, nothing to do");
+        return Ok(HttpResponse::Ok().finish());
+    }
+    let span = tracing::info_span!(
+        "task_event",
+        event_type = %event.event_type,
+        task = event.task_sid.as_ref().map(|t| t.as_str()),
+    );
+    async move {
+        let handled =
+            tokio::time::timeout(state.ack_timeout, state.lifecycle.task_ended(&event)).await;
+        match handled {
+            Ok(Ok(Outcome::Queued(conversation))) => {
+                tracing::info!(%conversation, "task ended with nobody on it: close job queued");
+            }
+            Ok(Ok(Outcome::AlreadyQueued(conversation))) => {
+                tracing::debug!(%conversation, "the conversation's close job exists already");
+            }
+            Ok(Ok(Outcome::UnknownTask)) => {
+                tracing::debug!("not a task of flexhook's: ignored");
+            }
+            Ok(Ok(Outcome::Unusable(why))) => {
+                tracing::warn!(%why, "TaskRouter event acknowledged, but nothing can be done with it");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "TaskRouter event answered 503: the close job could not be stored");
+                return Err(WebhookError::Unavailable);
+            }
+            Err(_) => {
+                tracing::error!("TaskRouter event answered 503: the store is too slow");
+                return Err(WebhookError::Unavailable);
+            }
+        }
+        Ok(HttpResponse::Ok().finish())
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,169 @@
+//! The lifecycle's jobs. `timers`: set the conversation's close timers after the hand-off.
+//! `close`: a task ended with nobody on it; unless another task of the conversation is
+//! still live, tell the customer (at most once) and close the interaction channel.
+
+use super::Worker;
+use crate::config::iso8601;
+use crate::store::{now_ms, Action, CloseInput, Job, JobState, NewJob, TimersInput, Transition};
+use crate::twilio::TwilioError;
+
+impl Worker {
+    /// What the hand-off asks for once recorded: the conversation's timers, if configured.
+    pub(super) fn follow_ups(&self, job: &Job, transition: &Transition) -> Vec<NewJob> {
+        let lifecycle = &self.config.lifecycle;
+        match (&job.action, transition) {
+            (Action::CreateInteraction(_), Transition::Created { .. })
+                if lifecycle.sets_timers() =>
+            {
+                vec![NewJob {
+                    conversation_sid: job.conversation_sid.clone(),
+                    account_sid: job.account_sid.clone(),
+                    chat_service_sid: job.chat_service_sid.clone(),
+                    webhook_sid: None,
+                    first_message_sid: None,
+                    action: Action::SetTimers(TimersInput {
+                        closed: lifecycle.close_after.map(iso8601),
+                        inactive: lifecycle.inactive_after.map(iso8601),
+                    }),
+                    received_at: now_ms(),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Setting timers twice sets the same values: a retry needs no lookup.
+    pub(super) async fn set_timers(&self, job: &Job, timers: &TimersInput) -> Transition {
+        let set = self
+            .client
+            .set_conversation_timers(
+                job.chat_service_sid.as_ref(),
+                &job.conversation_sid,
+                timers.closed.as_deref(),
+                timers.inactive.as_deref(),
+            )
+            .await;
+        match set {
+            Ok(()) => Transition::Finished {
+                state: JobState::Set,
+                outcome: format!(
+                    "Timers.Closed={} Timers.Inactive={}",
+                    timers.closed.as_deref().unwrap_or("-"),
+                    timers.inactive.as_deref().unwrap_or("-")
+                ),
+            },
+            Err(e) => self.failed(job, &e, false),
+        }
+    }
+
+    /// `None` when the lease was lost before anything was sent. The job's `needs_lookup`
+    /// flag means here "the customer's message may have gone out": it is never sent again.
+    pub(super) async fn close_orphan(
+        &self,
+        job: &Job,
+        close: &CloseInput,
+        lease: &str,
+    ) -> Option<Transition> {
+        let message_sent = job.needs_lookup;
+        // Never cut off an agent: a transfer or a second task may still have the customer.
+        match self
+            .client
+            .live_tasks_for_conversation(&close.workspace_sid, &job.conversation_sid)
+            .await
+        {
+            Ok(tasks) => {
+                if let Some(live) = tasks.iter().find(|t| t.task_sid != close.task_sid) {
+                    return Some(Transition::Finished {
+                        state: JobState::KeptOpen,
+                        outcome: format!(
+                            "kept open: task {} is {}",
+                            live.task_sid, live.assignment_status
+                        ),
+                    });
+                }
+            }
+            Err(e) => return Some(keep_flag(self.failed(job, &e, false), message_sent)),
+        }
+
+        let mut note = String::new();
+        if let (Some(text), false) = (&self.config.lifecycle.orphan_message, message_sent) {
+            // Write-ahead: from here on the message counts as sent, whatever happens.
+            match self.store.mark_attempt_started(job.id, lease).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not mark the message; trying later");
+                    return Some(self.store_failed(job, &e.to_string(), false));
+                }
+            }
+            let posted = self
+                .client
+                .post_conversation_message(
+                    job.chat_service_sid.as_ref(),
+                    &job.conversation_sid,
+                    &self.config.lifecycle.message_author,
+                    text,
+                )
+                .await;
+            match posted {
+                Ok(()) => note.push_str("; the customer was told"),
+                // Surely not sent (429, refused connection): it may be sent on the retry.
+                Err(e) if e.is_retryable() => {
+                    let sent = e.may_have_been_processed();
+                    return Some(keep_flag(self.failed(job, &e, false), sent));
+                }
+                Err(e) => {
+                    tracing::warn!(code = e.code(), error = %e, "could not tell the customer; closing anyway");
+                    note.push_str(&format!("; the message failed: {e}"));
+                }
+            }
+        }
+        let told = message_sent || self.config.lifecycle.orphan_message.is_some();
+
+        let why = match &close.reason {
+            Some(reason) => format!("{} ({reason})", close.event),
+            None => close.event.clone(),
+        };
+        let closed = self
+            .client
+            .close_interaction_channel(&close.interaction_sid, &close.channel_sid)
+            .await;
+        Some(match closed {
+            Ok(()) => Transition::Finished {
+                state: JobState::Closed,
+                outcome: format!("closed after {why}{note}"),
+            },
+            Err(e @ TwilioError::Api(_)) if !e.is_retryable() => {
+                // A channel that is already closed counts as done.
+                match self
+                    .client
+                    .interaction_channel_status(&close.interaction_sid, &close.channel_sid)
+                    .await
+                {
+                    Ok(Some(status)) if status == "closed" => Transition::Finished {
+                        state: JobState::Closed,
+                        outcome: format!("already closed after {why}{note}"),
+                    },
+                    _ => self.failed(job, &e, false),
+                }
+            }
+            Err(e) => keep_flag(self.failed(job, &e, false), told),
+        })
+    }
+}
+
+/// A retry that keeps "the message may have gone out".
+fn keep_flag(transition: Transition, message_sent: bool) -> Transition {
+    match transition {
+        Transition::Retry {
+            next_attempt_at,
+            error,
+            ..
+        } => Transition::Retry {
+            next_attempt_at,
+            error,
+            needs_lookup: message_sent,
+        },
+        other => other,
+    }
+}
