@@ -386,7 +386,11 @@ async fn a_refused_connection_is_retried_without_a_lookup() {
     let app = TestApp::start(&env, &[("twilio.flex_api_base_url", closed_url.as_str())]).await;
     app.post_form(&message(&ch, "+14155550100")).await;
     let store = env.store().await;
-    let job = wait_for_job(&store, &ch, Duration::from_secs(10), |j| j.attempts >= 2).await;
+    // Read between attempts, not during one (whose write-ahead mark is set until its end).
+    let job = wait_for_job(&store, &ch, Duration::from_secs(10), |j| {
+        j.attempts >= 2 && j.lease_owner.is_none()
+    })
+    .await;
     assert_eq!(job.state, JobState::Pending);
     assert!(!job.needs_lookup, "a refused connection sent nothing");
     let error = job.last_error.unwrap();

@@ -1,4 +1,7 @@
-//! The SQLite store against a real file: insert-if-absent, leases, retries, purging.
+//! The store against a real SQLite file and a real PostgreSQL: insert-if-absent, leases,
+//! retries, purging, on both backends; SQLite's own file handling and migrations.
+
+mod common;
 
 use std::time::Duration;
 
@@ -61,10 +64,7 @@ fn error(code: i64) -> JobError {
     }
 }
 
-#[tokio::test]
-async fn the_first_insert_of_a_conversation_wins_within_and_across_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn the_first_insert_of_a_conversation_wins_within_and_across_batches(store: Store) {
     let (a, b) = (sid("CH"), sid("CH"));
     let now = now_ms();
     let outcomes = store
@@ -92,10 +92,7 @@ async fn the_first_insert_of_a_conversation_wins_within_and_across_batches() {
     assert_eq!(store.list(None, None, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn a_batch_larger_than_one_statement_is_inserted_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn a_batch_larger_than_one_statement_is_inserted_whole(store: Store) {
     let now = now_ms();
     let jobs: Vec<NewJob> = (0..300).map(|_| new_job(&sid("CH"), now)).collect();
     let outcomes = store.insert_batch(&jobs).await.unwrap();
@@ -110,26 +107,25 @@ async fn a_batch_larger_than_one_statement_is_inserted_whole() {
     );
 }
 
-#[tokio::test]
-async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires(store: Store) {
     let ch = sid("CH");
     let now = now_ms();
     store.insert_batch(&[new_job(&ch, now)]).await.unwrap();
+    // A short, real lease: PostgreSQL times leases by its own clock.
     let first = store
-        .claim_due("worker-a", now, now + 1000, 10)
+        .claim_due("worker-a", now_ms(), now_ms() + 300, 10)
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
     assert!(store
-        .claim_due("worker-b", now + 10, now + 1010, 10)
+        .claim_due("worker-b", now_ms(), now_ms() + 60_000, 10)
         .await
         .unwrap()
         .is_empty());
     // The lease ran out: another worker may take it, and the first can no longer record.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let second = store
-        .claim_due("worker-b", now + 1000, now + 2000, 10)
+        .claim_due("worker-b", now_ms(), now_ms() + 60_000, 10)
         .await
         .unwrap();
     assert_eq!(second.len(), 1);
@@ -162,17 +158,14 @@ async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires() {
     );
 }
 
-#[tokio::test]
-async fn a_retry_is_not_due_before_its_time_and_keeps_the_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
     let ch = sid("CH");
     let now = now_ms();
     store.insert_batch(&[new_job(&ch, now)]).await.unwrap();
     let conversation = ConversationSid::parse(&ch).unwrap();
     store.claim_due("w", now, now + 60_000, 1).await.unwrap();
     let retry = Transition::Retry {
-        next_attempt_at: now + 5_000,
+        next_attempt_at: now_ms() + 500,
         error: error(20500),
         needs_lookup: true,
     };
@@ -181,13 +174,15 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error() {
         .await
         .unwrap());
     assert!(store
-        .claim_due("w", now + 4_999, now + 60_000, 1)
+        .claim_due("w", now_ms(), now_ms() + 60_000, 1)
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.next_due_at().await.unwrap(), Some(now + 5_000));
+    let due_in = store.next_due_at().await.unwrap().unwrap() - now_ms();
+    assert!((100..=600).contains(&due_in), "due in {due_in} ms");
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let job = store
-        .claim_due("w", now + 5_000, now + 60_000, 1)
+        .claim_due("w", now_ms(), now_ms() + 60_000, 1)
         .await
         .unwrap()
         .remove(0);
@@ -196,10 +191,7 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error() {
     assert_eq!(job.last_error.unwrap().code, Some(20500));
 }
 
-#[tokio::test]
-async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first(store: Store) {
     let (a, b) = (sid("CH"), sid("CH"));
     let now = now_ms();
     store
@@ -244,10 +236,7 @@ async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn purging_removes_only_finished_jobs_older_than_the_cutoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn purging_removes_only_finished_jobs_older_than_the_cutoff(store: Store) {
     let (done, pending) = (sid("CH"), sid("CH"));
     let now = now_ms();
     store
@@ -267,7 +256,7 @@ async fn purging_removes_only_finished_jobs_older_than_the_cutoff() {
         .await
         .unwrap());
     assert_eq!(
-        store.purge_finished(now - 1).await.unwrap(),
+        store.purge_finished(now - 60_000).await.unwrap(),
         0,
         "too recent"
     );
@@ -435,11 +424,7 @@ async fn rows_written_before_job_kinds_load_as_interaction_jobs_after_the_migrat
     assert_eq!(by_task[0].conversation_sid, created_sid);
 }
 
-#[tokio::test]
-async fn jobs_are_found_by_task_sid_through_an_index() {
-    use sqlx::Connection;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn jobs_are_found_by_task_sid(store: Store) {
     let (ch, other) = (sid("CH"), sid("CH"));
     let now = now_ms();
     store
@@ -464,11 +449,29 @@ async fn jobs_are_found_by_task_sid_through_an_index() {
     let unknown = flexhook::domain::TaskSid::parse(&sid("WT")).unwrap();
     assert!(store.for_task(&unknown).await.unwrap().is_empty());
 
+    assert_eq!(
+        store
+            .for_conversation(&conversation)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.kind)
+            .collect::<Vec<_>>(),
+        [JobKind::Interaction]
+    );
+}
+
+#[tokio::test]
+async fn the_task_lookup_uses_an_index() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(&dir).await;
+    let task = sid("WT");
     let url = format!("sqlite://{}/nested/dir/jobs.db", dir.path().display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let plan: Vec<(i64, i64, i64, String)> =
         sqlx::query_as("EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE task_sid = ?1 ORDER BY id")
-            .bind(task.as_str())
+            .bind(&task)
             .fetch_all(&mut conn)
             .await
             .unwrap();
@@ -520,3 +523,181 @@ async fn a_conversations_jobs_are_found_through_the_unique_key_without_a_scan() 
         "{indexes:?}"
     );
 }
+
+async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_outcomes(
+    store: Store,
+) {
+    use flexhook::domain::{InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid};
+    use flexhook::store::{CloseInput, TimersInput, WorkspaceCallback};
+    let ch = sid("CH");
+    let conversation = ConversationSid::parse(&ch).unwrap();
+    let (kd, uo) = (
+        InteractionSid::parse(&sid("KD")).unwrap(),
+        InteractionChannelSid::parse(&sid("UO")).unwrap(),
+    );
+    let close = |task: &TaskSid| NewJob {
+        action: Action::CloseOrphan(CloseInput {
+            workspace_sid: WorkspaceSid::parse(&sid("WS")).unwrap(),
+            task_sid: task.clone(),
+            event: "task.canceled".into(),
+            reason: None,
+            interaction_sid: kd.clone(),
+            channel_sid: uo.clone(),
+        }),
+        ..new_job(&ch, now_ms())
+    };
+    let (first, second) = (
+        TaskSid::parse(&sid("WT")).unwrap(),
+        TaskSid::parse(&sid("WT")).unwrap(),
+    );
+    let insert = |task: &TaskSid| {
+        let job = close(task);
+        let store = store.clone();
+        let task = task.clone();
+        let (kd, uo) = (kd.clone(), uo.clone());
+        async move {
+            store
+                .insert_or_rearm(&job, Some(&task), Some((&kd, &uo)))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(insert(&first).await, Inserted::New);
+    assert_eq!(insert(&first).await, Inserted::Known, "a repeated event");
+    let claimed = store
+        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let kept = Transition::Finished {
+        state: JobState::KeptOpen,
+        outcome: "kept open".into(),
+    };
+    assert!(store.record(claimed[0].id, "w", &kept).await.unwrap());
+    assert_eq!(store.for_task(&first).await.unwrap().len(), 1);
+    // The next task's end re-arms the kept-open job, now about that task.
+    assert_eq!(insert(&second).await, Inserted::New);
+    let job = store.find(JobKind::Close, &ch).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.outcome.as_deref()),
+        (JobState::Pending, None)
+    );
+    assert_eq!(job.task_sid.as_ref(), Some(&second));
+    let claimed = store
+        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .await
+        .unwrap();
+    let closed = Transition::Finished {
+        state: JobState::Closed,
+        outcome: "closed".into(),
+    };
+    let timers = NewJob {
+        action: Action::SetTimers(TimersInput {
+            closed: Some("PT24H".into()),
+            inactive: None,
+        }),
+        ..new_job(&ch, now_ms())
+    };
+    assert!(store
+        .record_with(claimed[0].id, "w", &closed, std::slice::from_ref(&timers))
+        .await
+        .unwrap());
+    assert_eq!(
+        insert(&first).await,
+        Inserted::Known,
+        "a closed job stays closed"
+    );
+    let kinds: Vec<JobKind> = store
+        .for_conversation(&conversation)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.kind)
+        .collect();
+    assert_eq!(kinds, [JobKind::Close, JobKind::Timers]);
+    // A lost lease records nothing, and so inserts no follow-up either.
+    assert!(!store
+        .record_with(claimed[0].id, "w", &closed, &[timers])
+        .await
+        .unwrap());
+
+    let workspace = WorkspaceSid::parse(&sid("WS")).unwrap();
+    let before = WorkspaceCallback {
+        url: Some("https://reports.example.com".into()),
+        filter: None,
+    };
+    store.remember_callback(&workspace, &before).await.unwrap();
+    let later = WorkspaceCallback {
+        url: Some("https://flexhook.example.com/webhooks/taskrouter".into()),
+        filter: None,
+    };
+    store.remember_callback(&workspace, &later).await.unwrap();
+    assert_eq!(
+        store.remembered_callback(&workspace).await.unwrap(),
+        Some(before),
+        "the first record is the one to restore"
+    );
+    store.forget_callback(&workspace).await.unwrap();
+    assert_eq!(store.remembered_callback(&workspace).await.unwrap(), None);
+}
+
+/// One backend's store for one test, with what must outlive it.
+struct Backend {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            store: open(&dir).await,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh database on the cluster `.ci/run` starts, or `None` (said aloud) without it.
+    async fn postgres() -> Option<Self> {
+        let url = common::fresh_postgres_database().await?;
+        let store = Store::open(&DatabaseUrl::new(url), &options())
+            .await
+            .unwrap();
+        Some(Self { store, _dir: None })
+    }
+}
+
+/// Each store test, once per backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let backend = super::Backend::sqlite().await;
+                    super::$name(backend.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(backend) = super::Backend::postgres().await else { return };
+                    super::$name(backend.store.clone()).await;
+                    backend.store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    the_first_insert_of_a_conversation_wins_within_and_across_batches,
+    a_batch_larger_than_one_statement_is_inserted_whole,
+    a_claimed_job_is_not_claimed_again_until_its_lease_expires,
+    a_retry_is_not_due_before_its_time_and_keeps_the_error,
+    retrying_dead_jobs_makes_them_due_with_a_lookup_first,
+    purging_removes_only_finished_jobs_older_than_the_cutoff,
+    jobs_are_found_by_task_sid,
+    lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_outcomes,
+);

@@ -30,10 +30,12 @@ impl StoreSettings {
     pub(super) fn validate(&self, p: &mut Problems) -> Option<StoreConfig> {
         let before = p.count();
         let url = DatabaseUrl::new(&self.url);
-        if url.scheme() != "sqlite" {
+        if !matches!(url.scheme(), "sqlite" | "postgres" | "postgresql") {
             p.add(
                 "store.url",
-                format!("`{url}` is not supported: use sqlite://path/to/file.db"),
+                format!(
+                    "`{url}` is not supported: use sqlite://path/to/file.db (one instance) or postgres://user:password@host/db (several)"
+                ),
             );
         }
         if self.batch_max == 0 {

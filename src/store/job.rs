@@ -216,6 +216,8 @@ pub struct Job {
     pub next_attempt_at: i64,
     /// The last attempt ended in a way that may have done the action: look first.
     pub needs_lookup: bool,
+    /// Who holds (or last held) the job's lease: `{pid}-{random}#{claim}`.
+    pub lease_owner: Option<String>,
     pub interaction_sid: Option<InteractionSid>,
     pub interaction_channel_sid: Option<InteractionChannelSid>,
     pub task_sid: Option<TaskSid>,

@@ -1,9 +1,12 @@
 //! What flexhook remembers: the jobs (durable actions, of several kinds: `job.rs`), their
-//! state, and why they failed. A small, backend-neutral interface; SQLite is the first
-//! backend (`sqlite://…`), chosen by the URL's scheme so that PostgreSQL can sit beside it.
+//! state, and why they failed. A small, backend-neutral interface with one file per
+//! backend, chosen by the URL's scheme: SQLite (`sqlite://…`, one instance) and PostgreSQL
+//! (`postgres://…`, several instances sharing one database and one rate-limit budget).
 
 mod batch;
+mod decode;
 mod job;
+mod postgres;
 mod sqlite;
 mod writable;
 
@@ -18,12 +21,22 @@ pub use job::{
     Action, CloseInput, Inserted, Job, JobError, JobKind, JobState, NewJob, TimersInput, Transition,
 };
 
+/// A send slot in the shared rate-limit budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Taken: send after this wait.
+    Reserved(Duration),
+    /// The next free slot is this far away, further than the caller may wait: not taken.
+    Full(Duration),
+}
+
 /// A workspace's event callback: its URL and `EventsFilter` (`None`: unset).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WorkspaceCallback {
     pub url: Option<String>,
     pub filter: Option<String>,
 }
+pub use postgres::{PostgresStore, PostgresWriter};
 pub use sqlite::{SqliteStore, SqliteWriter};
 
 /// Milliseconds since the Unix epoch: the store's clock.
@@ -75,12 +88,14 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 /// The group-commit writer's own connection, whatever the backend.
 #[derive(Debug)]
 pub enum Writer {
     Sqlite(SqliteWriter),
+    Postgres(PostgresWriter),
 }
 
 impl Writer {
@@ -88,6 +103,7 @@ impl Writer {
     pub async fn insert_batch(&mut self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
         match self {
             Self::Sqlite(w) => w.insert_batch(jobs).await,
+            Self::Postgres(w) => w.insert_batch(jobs).await,
         }
     }
 }
@@ -103,10 +119,44 @@ impl Store {
     pub async fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<Self, StoreError> {
         match url.scheme() {
             "sqlite" => Ok(Self::Sqlite(SqliteStore::open(url, options).await?)),
+            "postgres" | "postgresql" => {
+                Ok(Self::Postgres(PostgresStore::open(url, options).await?))
+            }
             _ => Err(StoreError::Open {
                 url: url.redacted(),
-                reason: "unsupported scheme: use sqlite://path/to/file.db".into(),
+                reason: "unsupported scheme: use sqlite://path/to/file.db or postgres://…".into(),
             }),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Reserves the account's next Interactions API slot in the budget every instance
+    /// shares, if it is at most `max_wait` away; `None` when the budget is this process's
+    /// own (SQLite: one instance).
+    pub async fn reserve_slot(
+        &self,
+        account: &str,
+        interval: Duration,
+        max_wait: Duration,
+    ) -> Result<Option<Slot>, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(None),
+            Self::Postgres(p) => {
+                let (taken, wait) = p.reserve_slot(account, ms(interval), ms(max_wait)).await?;
+                let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                Ok(Some(if taken {
+                    Slot::Reserved(wait)
+                } else {
+                    Slot::Full(wait)
+                }))
+            }
         }
     }
 
@@ -114,6 +164,7 @@ impl Store {
     pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
         match self {
             Self::Sqlite(s) => s.insert_batch(jobs).await,
+            Self::Postgres(p) => p.insert_batch(jobs).await,
         }
     }
 
@@ -121,10 +172,12 @@ impl Store {
     pub async fn writer(&self) -> Result<Writer, StoreError> {
         match self {
             Self::Sqlite(s) => Ok(Writer::Sqlite(s.writer().await?)),
+            Self::Postgres(p) => Ok(Writer::Postgres(p.writer().await?)),
         }
     }
 
-    /// Takes up to `limit` due pending jobs for `owner` until `lease_until`.
+    /// Takes up to `limit` due pending jobs for `owner` until `lease_until`. PostgreSQL
+    /// reads "now" and the lease's end from its own clock (the same lease length).
     pub async fn claim_due(
         &self,
         owner: &str,
@@ -134,6 +187,7 @@ impl Store {
     ) -> Result<Vec<Job>, StoreError> {
         match self {
             Self::Sqlite(s) => s.claim_due(owner, now, lease_until, limit).await,
+            Self::Postgres(p) => p.claim_due(owner, lease_until - now, limit).await,
         }
     }
 
@@ -158,6 +212,16 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.record(job, owner, transition, follow_ups, now_ms()).await,
+            Self::Postgres(p) => {
+                // A retry's due time, as a delay from the database's clock.
+                let retry_in = match transition {
+                    Transition::Retry {
+                        next_attempt_at, ..
+                    } => (next_attempt_at - now_ms()).max(0),
+                    _ => 0,
+                };
+                p.record(job, owner, transition, retry_in, follow_ups).await
+            }
         }
     }
 
@@ -179,6 +243,14 @@ impl Store {
                 )
                 .await
             }
+            Self::Postgres(p) => {
+                p.insert_or_rearm(
+                    job,
+                    task.map(TaskSid::as_str),
+                    interaction.map(|(kd, uo)| (kd.as_str(), uo.as_str())),
+                )
+                .await
+            }
         }
     }
 
@@ -194,6 +266,7 @@ impl Store {
                 s.remember_callback(workspace.as_str(), previous, now_ms())
                     .await
             }
+            Self::Postgres(p) => p.remember_callback(workspace.as_str(), previous).await,
         }
     }
 
@@ -203,12 +276,14 @@ impl Store {
     ) -> Result<Option<WorkspaceCallback>, StoreError> {
         match self {
             Self::Sqlite(s) => s.remembered_callback(workspace.as_str()).await,
+            Self::Postgres(p) => p.remembered_callback(workspace.as_str()).await,
         }
     }
 
     pub async fn forget_callback(&self, workspace: &WorkspaceSid) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.forget_callback(workspace.as_str()).await,
+            Self::Postgres(p) => p.forget_callback(workspace.as_str()).await,
         }
     }
 
@@ -218,12 +293,14 @@ impl Store {
     pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
         match self {
             Self::Sqlite(s) => s.mark_attempt_started(job, owner).await,
+            Self::Postgres(p) => p.mark_attempt_started(job, owner).await,
         }
     }
 
     pub async fn mark_webhook_removed(&self, job: i64) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.mark_webhook_removed(job, now_ms()).await,
+            Self::Postgres(p) => p.mark_webhook_removed(job).await,
         }
     }
 
@@ -231,6 +308,7 @@ impl Store {
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         match self {
             Self::Sqlite(s) => s.next_due_at().await,
+            Self::Postgres(p) => Ok(p.next_due_in().await?.map(|d| now_ms() + d)),
         }
     }
 
@@ -243,6 +321,7 @@ impl Store {
     pub async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError> {
         match self {
             Self::Sqlite(s) => s.find(kind, key).await,
+            Self::Postgres(p) => p.find(kind, key).await,
         }
     }
 
@@ -253,6 +332,7 @@ impl Store {
     ) -> Result<Vec<Job>, StoreError> {
         match self {
             Self::Sqlite(s) => s.for_conversation(conversation).await,
+            Self::Postgres(p) => p.for_conversation(conversation).await,
         }
     }
 
@@ -260,6 +340,7 @@ impl Store {
     pub async fn for_task(&self, task: &TaskSid) -> Result<Vec<Job>, StoreError> {
         match self {
             Self::Sqlite(s) => s.for_task(task).await,
+            Self::Postgres(p) => p.for_task(task).await,
         }
     }
 
@@ -272,6 +353,7 @@ impl Store {
     ) -> Result<Vec<Job>, StoreError> {
         match self {
             Self::Sqlite(s) => s.list(state, kind, limit).await,
+            Self::Postgres(p) => p.list(state, kind, limit).await,
         }
     }
 
@@ -283,6 +365,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(s) => s.retry_dead(conversation, now_ms()).await,
+            Self::Postgres(p) => p.retry_dead(conversation).await,
         }
     }
 
@@ -290,6 +373,7 @@ impl Store {
     pub async fn purge_finished(&self, before: i64) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(s) => s.purge_finished(before).await,
+            Self::Postgres(p) => p.purge_finished((now_ms() - before).max(0)).await,
         }
     }
 
@@ -297,12 +381,14 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(p) => p.ping().await,
         }
     }
 
     pub async fn close(&self) {
         match self {
             Self::Sqlite(s) => s.close().await,
+            Self::Postgres(p) => p.close().await,
         }
     }
 }

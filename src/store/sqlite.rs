@@ -10,10 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::{
-    Action, Inserted, Job, JobError, JobKind, JobState, NewJob, StoreError, StoreOptions,
-    Transition,
-};
+use super::{Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, Transition};
 use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
 
 /// Rows per INSERT statement: 13 parameters each stays under SQLite's 999-variable floor.
@@ -514,66 +511,18 @@ async fn insert_batch_in(
         .collect())
 }
 
+impl super::decode::Columns for SqliteRow {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
 fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
-    fn parsed<T>(
-        row: &SqliteRow,
-        column: &str,
-        parse: fn(&str) -> Result<T, crate::domain::SidError>,
-    ) -> Result<Option<T>, StoreError> {
-        match row.try_get::<Option<String>, _>(column)? {
-            None => Ok(None),
-            Some(s) => parse(&s)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("{column}: {e}"))),
-        }
-    }
-    fn required<T>(v: Option<T>, column: &str) -> Result<T, StoreError> {
-        v.ok_or_else(|| StoreError::Corrupt(format!("{column} is empty")))
-    }
-    use crate::domain as d;
-    let kind: String = row.try_get("kind")?;
-    let kind = JobKind::from_str(&kind).map_err(StoreError::Corrupt)?;
-    let input: String = row.try_get("input")?;
-    let state: String = row.try_get("state")?;
-    let code: Option<i64> = row.try_get("last_error_code")?;
-    let status: Option<i64> = row.try_get("last_error_status")?;
-    let message: Option<String> = row.try_get("last_error_message")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        kind,
-        key: row.try_get("job_key")?,
-        conversation_sid: required(
-            parsed(row, "conversation_sid", d::ConversationSid::parse)?,
-            "conversation_sid",
-        )?,
-        account_sid: required(
-            parsed(row, "account_sid", d::AccountSid::parse)?,
-            "account_sid",
-        )?,
-        chat_service_sid: parsed(row, "chat_service_sid", d::ChatServiceSid::parse)?,
-        webhook_sid: parsed(row, "webhook_sid", d::WebhookSid::parse)?,
-        first_message_sid: parsed(row, "first_message_sid", d::MessageSid::parse)?,
-        action: Action::from_stored(kind, &input).map_err(StoreError::Corrupt)?,
-        state: JobState::from_str(&state).map_err(StoreError::Corrupt)?,
-        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        needs_lookup: row.try_get("needs_lookup")?,
-        interaction_sid: parsed(row, "interaction_sid", d::InteractionSid::parse)?,
-        interaction_channel_sid: parsed(
-            row,
-            "interaction_channel_sid",
-            d::InteractionChannelSid::parse,
-        )?,
-        task_sid: parsed(row, "task_sid", d::TaskSid::parse)?,
-        last_error: message.map(|message| JobError {
-            code,
-            status: status.and_then(|s| u16::try_from(s).ok()),
-            message,
-        }),
-        outcome: row.try_get("outcome")?,
-        webhook_removed: row.try_get("webhook_removed")?,
-        age_from: row.try_get("age_from")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    super::decode::job(row)
 }

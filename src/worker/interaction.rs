@@ -4,7 +4,9 @@
 
 use super::Worker;
 use crate::routing::RoutingInput;
-use crate::store::{Job, Transition};
+use std::time::Duration;
+
+use crate::store::{ms, now_ms, Job, JobError, Slot, Transition};
 use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 
 impl Worker {
@@ -53,7 +55,9 @@ impl Worker {
         );
         // The permit comes last, right before the send, so that nothing slow between the
         // two can bunch permitted requests together on the wire.
-        self.limiter.until_ready(&job.account_sid).await;
+        if let Err(wait) = self.pace(job).await {
+            return Some(wait);
+        }
         Some(match self.client.create_interaction(&request).await {
             Ok(CreatedInteraction {
                 interaction_sid,
@@ -108,6 +112,45 @@ impl Worker {
                 error = %e,
                 "could not remove the conversation webhook; later messages will still arrive and be ignored"
             ),
+        }
+    }
+
+    /// Waits for this account's turn to create. With PostgreSQL the budget is shared by
+    /// every instance: a slot is reserved in the database and waited for; when the next free
+    /// slot is further away than half the lease, none is taken and the job is tried again
+    /// closer to it (nothing was sent).
+    async fn pace(&self, job: &Job) -> Result<(), Transition> {
+        let interval = Duration::from_secs(1) / self.config.max_creates_per_second.max(1);
+        let max_wait = self.config.lease / 2;
+        match self
+            .store
+            .reserve_slot(job.account_sid.as_str(), interval, max_wait)
+            .await
+        {
+            Ok(None) => {
+                self.limiter.until_ready(&job.account_sid).await;
+                Ok(())
+            }
+            Ok(Some(Slot::Reserved(wait))) => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            Ok(Some(Slot::Full(wait))) => Err(Transition::Retry {
+                next_attempt_at: now_ms() + ms(wait.saturating_sub(max_wait)),
+                error: JobError {
+                    code: None,
+                    status: None,
+                    message: format!(
+                        "the shared rate limit's next slot is {} ms away, past half the lease",
+                        wait.as_millis()
+                    ),
+                },
+                needs_lookup: job.needs_lookup,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reserve a rate-limit slot; trying later");
+                Err(self.store_failed(job, &e.to_string(), job.needs_lookup))
+            }
         }
     }
 }

@@ -544,3 +544,28 @@ pub async fn stored_job(store: &Store, conversation: &str) -> Option<Job> {
         .await
         .unwrap()
 }
+
+/// The variable `.ci/run` sets to its throw-away PostgreSQL cluster.
+pub const POSTGRES_URL_VAR: &str = "FLEXHOOK_TEST_POSTGRES_URL";
+
+/// A new, empty database on the test cluster; `None`, said on stderr, when there is none
+/// (set `FLEXHOOK_TEST_POSTGRES_URL`, as `.ci/run` does, to run the PostgreSQL tests).
+pub async fn fresh_postgres_database() -> Option<String> {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var(POSTGRES_URL_VAR) else {
+        eprintln!("SKIPPED: {POSTGRES_URL_VAR} is not set, so this PostgreSQL test did not run");
+        return None;
+    };
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} does not connect: {e}"));
+    let name = format!("flexhook_{:016x}", rand::random::<u64>());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&name);
+    Some(url.to_string())
+}

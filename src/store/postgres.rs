@@ -1,0 +1,531 @@
+//! The PostgreSQL backend, for several instances on one database. Claims take rows with
+//! `FOR UPDATE SKIP LOCKED` under per-claim lease tokens, and every time (leases, due times,
+//! timestamps) comes from the database's clock, so clock skew between instances cannot hand
+//! one job to two of them. The Interactions API budget is kept here too (`rate_limits`).
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Acquire, Postgres, QueryBuilder, Row};
+
+use super::{
+    Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, Transition,
+    WorkspaceCallback,
+};
+use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
+
+/// The database's clock, in milliseconds since the Unix epoch.
+const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// Rows per INSERT statement (13 parameters each, far under PostgreSQL's 65,535).
+const ROWS_PER_STATEMENT: usize = 500;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            url: url.redacted(),
+            reason,
+        };
+        let statement_timeout = options.busy_timeout.as_millis().max(1).to_string();
+        let connect = PgConnectOptions::from_str(url.expose())
+            .map_err(|e| open_err(e.to_string()))?
+            .application_name("flexhook")
+            // No statement may hold a webhook past its answer deadline.
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(options.busy_timeout.max(Duration::from_secs(1)))
+            .connect_with(connect)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| open_err(format!("migration failed: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// The database's clock, for converting the worker's relative times.
+    pub async fn now_ms(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(&format!("SELECT {NOW_MS}"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_batch(&mut conn, jobs).await
+    }
+
+    pub async fn writer(&self) -> Result<PostgresWriter, StoreError> {
+        Ok(PostgresWriter {
+            conn: self.pool.acquire().await?.detach(),
+        })
+    }
+
+    /// Takes up to `limit` due jobs for `lease_ms` from now, by the database's clock.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE jobs SET lease_owner = $1, lease_until = {NOW_MS} + $2 \
+             WHERE id IN ( \
+                 SELECT id FROM jobs \
+                 WHERE state = 'pending' AND next_attempt_at <= {NOW_MS} \
+                   AND (lease_until IS NULL OR lease_until <= {NOW_MS}) \
+                 ORDER BY next_attempt_at LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) \
+             RETURNING *"
+        ))
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// `retry_in_ms`: a retry's delay, applied to the database's clock.
+    pub async fn record(
+        &self,
+        job: i64,
+        owner: &str,
+        transition: &Transition,
+        retry_in_ms: i64,
+        follow_ups: &[NewJob],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if update_outcome(&mut tx, job, owner, transition, retry_in_ms).await? != 1 {
+            return Ok(false);
+        }
+        if !follow_ups.is_empty() {
+            insert_batch_in(&mut tx, follow_ups).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn insert_or_rearm(
+        &self,
+        job: &NewJob,
+        task: Option<&str>,
+        interaction: Option<(&str, &str)>,
+    ) -> Result<Inserted, StoreError> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
+             webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
+             created_at, updated_at, task_sid, interaction_sid, interaction_channel_sid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, \
+             {NOW_MS}, $9, $10, $11) \
+             ON CONFLICT (kind, job_key) DO UPDATE SET input = EXCLUDED.input, \
+             state = 'pending', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at, \
+             needs_lookup = FALSE, outcome = NULL, last_error_code = NULL, \
+             last_error_status = NULL, last_error_message = NULL, lease_owner = NULL, \
+             lease_until = NULL, age_from = EXCLUDED.age_from, updated_at = EXCLUDED.updated_at, \
+             task_sid = EXCLUDED.task_sid, interaction_sid = EXCLUDED.interaction_sid, \
+             interaction_channel_sid = EXCLUDED.interaction_channel_sid \
+             WHERE jobs.state = 'kept_open' \
+             RETURNING id"
+        ))
+        .bind(job.action.kind().as_str())
+        .bind(job.key())
+        .bind(job.conversation_sid.as_str())
+        .bind(job.account_sid.as_str())
+        .bind(job.chat_service_sid.as_ref().map(|s| s.as_str()))
+        .bind(job.webhook_sid.as_ref().map(|s| s.as_str()))
+        .bind(job.first_message_sid.as_ref().map(|s| s.as_str()))
+        .bind(job.action.to_stored())
+        .bind(task)
+        .bind(interaction.map(|(kd, _)| kd))
+        .bind(interaction.map(|(_, uo)| uo))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(if row.is_some() {
+            Inserted::New
+        } else {
+            Inserted::Known
+        })
+    }
+
+    pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET needs_lookup = TRUE \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+        )
+        .bind(job)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn mark_webhook_removed(&self, job: i64) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "UPDATE jobs SET webhook_removed = TRUE, updated_at = {NOW_MS} WHERE id = $1"
+        ))
+        .bind(job)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How long until the earliest pending job falls due, in milliseconds (may be negative).
+    pub async fn next_due_in(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_until, 0))) - {NOW_MS} \
+             FROM jobs WHERE state = 'pending'"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    pub async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE kind = $1 AND job_key = $2")
+            .bind(kind.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub async fn for_conversation(
+        &self,
+        conversation: &ConversationSid,
+    ) -> Result<Vec<Job>, StoreError> {
+        let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        let rows =
+            sqlx::query("SELECT * FROM jobs WHERE kind = ANY($1) AND job_key = $2 ORDER BY id")
+                .bind(kinds)
+                .bind(conversation.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn for_task(&self, task: &TaskSid) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM jobs WHERE task_sid = $1 ORDER BY id")
+            .bind(task.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        kind: Option<JobKind>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE ($1::TEXT IS NULL OR state = $1) \
+             AND ($2::TEXT IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(state.map(JobState::as_str))
+        .bind(kind.map(JobKind::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    pub async fn retry_dead(
+        &self,
+        conversation: Option<&ConversationSid>,
+    ) -> Result<u64, StoreError> {
+        // A dead job may have died after an ambiguous failure: look for its task first.
+        let result = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = {NOW_MS}, \
+             needs_lookup = TRUE, age_from = {NOW_MS}, updated_at = {NOW_MS}, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE state = 'dead' AND ($1::TEXT IS NULL OR conversation_sid = $1)"
+        ))
+        .bind(conversation.map(ConversationSid::as_str))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Deletes finished jobs untouched for `age_ms`, by the database's clock.
+    pub async fn purge_finished(&self, age_ms: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(&format!(
+            "DELETE FROM jobs WHERE state <> 'pending' AND updated_at < {NOW_MS} - $1"
+        ))
+        .bind(age_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn remember_callback(
+        &self,
+        workspace: &str,
+        previous: &WorkspaceCallback,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO workspace_callbacks (workspace_sid, previous_url, previous_filter, \
+             connected_at) VALUES ($1, $2, $3, {NOW_MS}) ON CONFLICT (workspace_sid) DO NOTHING"
+        ))
+        .bind(workspace)
+        .bind(previous.url.as_deref())
+        .bind(previous.filter.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn remembered_callback(
+        &self,
+        workspace: &str,
+    ) -> Result<Option<WorkspaceCallback>, StoreError> {
+        let row = sqlx::query(
+            "SELECT previous_url, previous_filter FROM workspace_callbacks WHERE workspace_sid = $1",
+        )
+        .bind(workspace)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(WorkspaceCallback {
+                url: r.try_get(0)?,
+                filter: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn forget_callback(&self, workspace: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workspace_callbacks WHERE workspace_sid = $1")
+            .bind(workspace)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Reserves the account's next send slot, `interval_ms` after the previous one, in one
+    /// atomic statement shared by every instance: slots are handed out in order, so no
+    /// waiter starves. A slot more than `max_wait_ms` away is not taken (it would pile up
+    /// reservations nobody uses). Returns whether it was taken, and the wait in milliseconds.
+    pub async fn reserve_slot(
+        &self,
+        account: &str,
+        interval_ms: i64,
+        max_wait_ms: i64,
+    ) -> Result<(bool, i64), StoreError> {
+        let reserved = sqlx::query(&format!(
+            "INSERT INTO rate_limits AS r (account_sid, next_slot_ms) \
+             VALUES ($1, {NOW_MS} + $2) \
+             ON CONFLICT (account_sid) DO UPDATE \
+             SET next_slot_ms = GREATEST(r.next_slot_ms, {NOW_MS}) + $2 \
+             WHERE GREATEST(r.next_slot_ms, {NOW_MS}) - {NOW_MS} <= $3 \
+             RETURNING next_slot_ms - $2 - {NOW_MS}"
+        ))
+        .bind(account)
+        .bind(interval_ms)
+        .bind(max_wait_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = reserved {
+            return Ok((true, row.try_get::<i64, _>(0)?.max(0)));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT next_slot_ms - {NOW_MS} FROM rate_limits WHERE account_sid = $1"
+        ))
+        .bind(account)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((false, row.try_get::<i64, _>(0)?.max(0)))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM jobs LIMIT 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Records an attempt's outcome if `owner` still holds the job's lease; rows changed.
+async fn update_outcome(
+    conn: &mut PgConnection,
+    job: i64,
+    owner: &str,
+    transition: &Transition,
+    retry_in_ms: i64,
+) -> Result<u64, StoreError> {
+    let guard = "WHERE id = $1 AND lease_owner = $2 AND state = 'pending'";
+    let released = format!("lease_owner = NULL, lease_until = NULL, updated_at = {NOW_MS}");
+    let query = match transition {
+        Transition::Created {
+            interaction_sid,
+            interaction_channel_sid,
+            task_sid,
+        } => {
+            sqlx::query(&format!(
+            "UPDATE jobs SET state = 'created', attempts = attempts + 1, interaction_sid = $3, \
+             interaction_channel_sid = $4, task_sid = $5, needs_lookup = FALSE, {released} \
+             {guard}"
+        ))
+            .bind(job)
+            .bind(owner)
+            .bind(interaction_sid.as_ref().map(|s| s.as_str().to_owned()))
+            .bind(
+                interaction_channel_sid
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+            )
+            .bind(task_sid.as_ref().map(|s| s.as_str().to_owned()))
+            .execute(&mut *conn)
+            .await?
+        }
+        Transition::Retry {
+            error,
+            needs_lookup,
+            ..
+        } => {
+            sqlx::query(&format!(
+                "UPDATE jobs SET attempts = attempts + 1, next_attempt_at = {NOW_MS} + $3, \
+             needs_lookup = $4, last_error_code = $5, last_error_status = $6, \
+             last_error_message = $7, {released} {guard}"
+            ))
+            .bind(job)
+            .bind(owner)
+            .bind(retry_in_ms)
+            .bind(needs_lookup)
+            .bind(error.code)
+            .bind(error.status.map(i64::from))
+            .bind(&error.message)
+            .execute(&mut *conn)
+            .await?
+        }
+        Transition::Finished { state, outcome } => {
+            sqlx::query(&format!(
+                "UPDATE jobs SET state = $3, outcome = $4, attempts = attempts + 1, \
+             needs_lookup = FALSE, {released} {guard}"
+            ))
+            .bind(job)
+            .bind(owner)
+            .bind(state.as_str())
+            .bind(outcome)
+            .execute(&mut *conn)
+            .await?
+        }
+        Transition::Dead { error } => {
+            sqlx::query(&format!(
+                "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error_code = $3, \
+             last_error_status = $4, last_error_message = $5, {released} {guard}"
+            ))
+            .bind(job)
+            .bind(owner)
+            .bind(error.code)
+            .bind(error.status.map(i64::from))
+            .bind(&error.message)
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    Ok(query.rows_affected())
+}
+
+/// The group-commit writer's own connection.
+#[derive(Debug)]
+pub struct PostgresWriter {
+    conn: PgConnection,
+}
+
+impl PostgresWriter {
+    pub async fn insert_batch(&mut self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        insert_batch(&mut self.conn, jobs).await
+    }
+}
+
+async fn insert_batch(
+    conn: &mut PgConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut tx = conn.begin().await?;
+    let outcomes = insert_batch_in(&mut tx, jobs).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Inserts each job unless one of its kind has its key; times from the database's clock.
+async fn insert_batch_in(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    jobs: &[NewJob],
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut inserted: HashSet<(String, String)> = HashSet::new();
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
+             webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
+             created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut row, job| {
+            row.push_bind(job.action.kind().as_str())
+                .push_bind(job.key())
+                .push_bind(job.conversation_sid.as_str().to_owned())
+                .push_bind(job.account_sid.as_str().to_owned())
+                .push_bind(job.chat_service_sid.as_ref().map(|s| s.as_str().to_owned()))
+                .push_bind(job.webhook_sid.as_ref().map(|s| s.as_str().to_owned()))
+                .push_bind(
+                    job.first_message_sid
+                        .as_ref()
+                        .map(|s| s.as_str().to_owned()),
+                )
+                .push_bind(job.action.to_stored())
+                .push_bind("pending")
+                .push(NOW_MS)
+                .push(NOW_MS)
+                .push(NOW_MS)
+                .push(NOW_MS);
+        });
+        q.push(" ON CONFLICT (kind, job_key) DO NOTHING RETURNING kind, job_key");
+        let rows = q.build().fetch_all(&mut **tx).await?;
+        for row in rows {
+            inserted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
+        }
+    }
+    Ok(jobs
+        .iter()
+        .map(|j| {
+            if inserted.remove(&(j.action.kind().as_str().to_owned(), j.key())) {
+                Inserted::New
+            } else {
+                Inserted::Known
+            }
+        })
+        .collect())
+}
+
+impl super::decode::Columns for PgRow {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
+    super::decode::job(row)
+}
