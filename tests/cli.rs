@@ -1111,6 +1111,8 @@ fn every_command_has_help() {
         (&["taskrouter", "connect", "--help"][..], "--replace"),
         (&["taskrouter", "disconnect", "--help"][..], "Put back"),
         (&["taskrouter", "status", "--help"][..], "reaches flexhook"),
+        (&["store", "--help"][..], "Copy the job store"),
+        (&["store", "copy", "--help"][..], "safe to re-run"),
     ] {
         let out = sandbox.run(args);
         assert!(out.status.success(), "{args:?}: {out:?}");

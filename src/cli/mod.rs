@@ -4,6 +4,7 @@
 mod jobs;
 mod sign;
 mod simulate;
+mod store;
 mod taskrouter;
 
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub enum Command {
     /// Connect the Flex workspace's event callback to flexhook, so that orphaned
     /// conversations are closed; disconnect it; or show its status.
     Taskrouter(taskrouter::TaskrouterArgs),
+    /// Copy the job store to another one (SQLite to PostgreSQL, say).
+    Store(store::StoreArgs),
 }
 
 /// Runs a parsed command line.
@@ -55,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(&load_settings(&load)?, &args).await,
         Command::Jobs(args) => jobs::run(&load_settings(&load)?, &args).await,
         Command::Taskrouter(args) => taskrouter::run(&load_settings(&load)?, &args).await,
+        Command::Store(args) => store::run(&args).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! (`postgres://…`, several instances sharing one database and one rate-limit budget).
 
 mod batch;
+mod copy;
 mod decode;
 mod job;
 mod postgres;
@@ -374,6 +375,22 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.purge_finished(before).await,
             Self::Postgres(p) => p.purge_finished((now_ms() - before).max(0)).await,
+        }
+    }
+
+    /// Every job, oldest first (for `flexhook store copy`).
+    pub async fn all_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = self.list(None, None, usize::MAX).await?;
+        jobs.reverse();
+        Ok(jobs)
+    }
+
+    /// Inserts copies of `jobs` from another store, each unless its kind and key exist here;
+    /// how many were new. States, SIDs, errors and times are kept; leases are not.
+    pub async fn copy_in(&self, jobs: &[Job]) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.copy_in(jobs).await,
+            Self::Postgres(p) => p.copy_in(jobs).await,
         }
     }
 

@@ -349,6 +349,14 @@ impl PostgresStore {
         Ok((false, row.try_get::<i64, _>(0)?.max(0)))
     }
 
+    /// Inserts copies of `jobs` (from another store) unless present; how many were new.
+    pub async fn copy_in(&self, jobs: &[Job]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let copied: Result<u64, StoreError> = super::copy::copy_jobs!(Postgres, tx, jobs);
+        tx.commit().await?;
+        copied
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM jobs LIMIT 1")
             .execute(&self.pool)

@@ -337,6 +337,14 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Inserts copies of `jobs` (from another store) unless present; how many were new.
+    pub async fn copy_in(&self, jobs: &[Job]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let copied: Result<u64, StoreError> = super::copy::copy_jobs!(Sqlite, tx, jobs);
+        tx.commit().await?;
+        copied
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         // Reads the jobs table itself: `SELECT 1` would answer without the database.
         sqlx::query("SELECT 1 FROM jobs LIMIT 1")
