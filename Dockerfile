@@ -18,8 +18,8 @@ WORKDIR /app
 COPY --from=build /src/target/release/flexhook /usr/local/bin/flexhook
 COPY deploy/entrypoint.sh /usr/local/bin/flexhook-entrypoint
 COPY config /app/config
+# The store is config/production.toml's (SQLite on /data) unless DATABASE_URL says otherwise.
 ENV FLEXHOOK_ENV=production \
-    FLEXHOOK_STORE__URL=sqlite:///data/flexhook.db \
     FLEXHOOK_RUN_AS=flexhook
 # No USER line: the container starts as root so that the entrypoint can hand a freshly
 # mounted, root-owned volume to `flexhook`; it then drops to that user before flexhook runs.

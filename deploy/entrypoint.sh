@@ -14,7 +14,8 @@ run_as="${FLEXHOOK_RUN_AS:-flexhook}"
 bin="${FLEXHOOK_BIN:-flexhook}"
 
 # The SQLite file named by the store's URL, as flexhook resolves it: FLEXHOOK_STORE__URL
-# wins over DATABASE_URL; the image sets sqlite:///data/flexhook.db. Empty for PostgreSQL.
+# wins over DATABASE_URL, and both over config/production.toml's sqlite:///data/flexhook.db.
+# Empty for PostgreSQL.
 store_file() {
     url="${FLEXHOOK_STORE__URL:-${DATABASE_URL:-sqlite:///data/flexhook.db}}"
     case "$url" in

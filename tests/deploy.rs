@@ -22,7 +22,11 @@ fn fly_toml_serves_the_default_port_checks_healthz_and_keeps_a_machine_warm() {
         .any(|c| c["path"].as_str() == Some("/healthz")));
     let env = &fly["env"];
     assert_eq!(env["FLEXHOOK_ENV"].as_str(), Some("production"));
-    let store = env["FLEXHOOK_STORE__URL"].as_str().unwrap();
+    // The store comes from production.toml, so that DATABASE_URL can replace it: a
+    // FLEXHOOK_STORE__URL in fly.toml or the image would win over `fly postgres attach`.
+    assert!(env.get("FLEXHOOK_STORE__URL").is_none());
+    let production: toml::Value = toml::from_str(&read("config/production.toml")).unwrap();
+    let store = production["store"]["url"].as_str().unwrap();
     let mount = fly["mounts"][0]["destination"].as_str().unwrap();
     assert!(
         store.starts_with(&format!("sqlite://{mount}/")),
@@ -74,12 +78,10 @@ fn the_dockerfile_builds_in_two_stages_and_starts_through_the_privilege_dropping
         )),
         "the image creates {run_as}"
     );
-    let store = dockerfile
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("FLEXHOOK_STORE__URL="))
-        .expect("the image sets the store");
-    let fly: toml::Value = toml::from_str(&read("fly.toml")).unwrap();
-    assert_eq!(fly["env"]["FLEXHOOK_STORE__URL"].as_str(), Some(store));
+    assert!(
+        !dockerfile.contains("FLEXHOOK_STORE__URL"),
+        "the image leaves the store to production.toml and DATABASE_URL"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode =
         std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/entrypoint.sh"))

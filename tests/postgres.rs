@@ -283,6 +283,7 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
     assert!(again.contains("copied 0 of 3 jobs"), "{again}");
     assert!(again.contains("3 already there"), "{again}");
 
+    let copied_url = target.clone();
     let copied = Store::open(&DatabaseUrl::new(target), &options)
         .await
         .unwrap();
@@ -315,6 +316,29 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
             .unwrap()
             .expose(),
         "+14155550100"
+    );
+    // `flexhook jobs` reads PostgreSQL like SQLite.
+    let listed = {
+        let target = copied_url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["jobs", "list", "--json", "--state", "dead"])
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("FLEXHOOK_STORE__URL", target)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(listed.status.success(), "{listed:?}");
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains(&dead) && stdout.contains("80102"),
+        "{stdout}"
     );
     // The copy takes part in the service like any job: the pending one is claimable.
     let claimed = copied
