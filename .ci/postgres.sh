@@ -19,7 +19,13 @@ else
   as_pg() { "$@"; }
 fi
 PG_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-as_pg "$PG_BIN/initdb" -D "$PG_TMP/data" -U flexhook --auth=trust -E UTF8 >/dev/null
+# Over TCP the password is checked (so a test can try a wrong one); the socket trusts.
+PG_PASSWORD="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+printf '%s\n' "$PG_PASSWORD" > "$PG_TMP/pwfile"
+chmod 644 "$PG_TMP/pwfile"
+as_pg "$PG_BIN/initdb" -D "$PG_TMP/data" -U flexhook --pwfile="$PG_TMP/pwfile" \
+  --auth-host=scram-sha-256 --auth-local=trust -E UTF8 >/dev/null
+rm -f "$PG_TMP/pwfile"
 as_pg "$PG_BIN/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w \
   -o "-h 127.0.0.1 -p $PG_PORT -k $PG_TMP -c synchronous_commit=on -c max_connections=300" start >/dev/null
 stop_postgres() {
@@ -27,6 +33,6 @@ stop_postgres() {
   rm -rf "$PG_TMP"
 }
 trap stop_postgres EXIT
-as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U flexhook flexhook_test
-export FLEXHOOK_TEST_POSTGRES_URL="postgres://flexhook@127.0.0.1:$PG_PORT/flexhook_test"
+as_pg "$PG_BIN/createdb" -h "$PG_TMP" -p "$PG_PORT" -U flexhook flexhook_test
+export FLEXHOOK_TEST_POSTGRES_URL="postgres://flexhook:$PG_PASSWORD@127.0.0.1:$PG_PORT/flexhook_test"
 echo "== PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
