@@ -31,6 +31,8 @@ pub struct Intake {
     known: Cache<ConversationSid, ()>,
     writer: JobWriter,
     ack_timeout: Duration,
+    /// `routing.allow_body`: keep first messages' bodies for `{body}` placeholders.
+    allow_body: bool,
 }
 
 impl std::fmt::Debug for Intake {
@@ -42,17 +44,28 @@ impl std::fmt::Debug for Intake {
 }
 
 impl Intake {
-    pub fn new(writer: JobWriter, capacity: usize, ack_timeout: Duration) -> Self {
+    pub fn new(
+        writer: JobWriter,
+        capacity: usize,
+        ack_timeout: Duration,
+        allow_body: bool,
+    ) -> Self {
         Self {
             known: Cache::new(capacity.max(1)),
             writer,
             ack_timeout,
+            allow_body,
         }
     }
 
     /// Known conversations answer from memory; the rest go through an insert-if-absent,
     /// which is also what makes concurrent first deliveries produce one job.
-    pub async fn accept(&self, message: &MessageAdded) -> Result<Decision, IntakeError> {
+    /// `address`: the webhook URL's `?address=`, the address the customer wrote to.
+    pub async fn accept(
+        &self,
+        message: &MessageAdded,
+        address: Option<&str>,
+    ) -> Result<Decision, IntakeError> {
         let conversation = &message.conversation_sid;
         if self.known.get(conversation).is_some() {
             return Ok(Decision::Known);
@@ -63,7 +76,12 @@ impl Intake {
             chat_service_sid: message.chat_service_sid.clone(),
             webhook_sid: message.webhook_sid.clone(),
             first_message_sid: message.message_sid.clone(),
-            action: Action::CreateInteraction(RoutingInput::from_event(message)),
+            action: Action::CreateInteraction(RoutingInput::from_event(
+                message,
+                address,
+                self.allow_body,
+                now_ms(),
+            )),
             received_at: now_ms(),
         };
         let inserted = tokio::time::timeout(self.ack_timeout, self.writer.insert(job))

@@ -49,7 +49,7 @@ impl Application {
         let worker = worker::spawn(
             store.clone(),
             client,
-            Router::new(&settings.flex),
+            Router::new(&settings.flex, &settings.routing),
             WorkerOptions::from_settings(&settings),
             wake.clone(),
         );
@@ -71,6 +71,7 @@ impl Application {
                 writer,
                 settings.store.known_cache_capacity,
                 server_settings.ack_timeout,
+                settings.routing.allow_body,
             ),
             lifecycle: Lifecycle::new(
                 store.clone(),

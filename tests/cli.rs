@@ -1092,6 +1092,163 @@ fn taskrouter_connect_without_a_public_url_names_the_setting() {
     assert!(workspace_updates(&runtime, &twilio).is_empty());
 }
 
+// ---------------------------------------------------------------------------------------
+// routes check / explain (no Twilio credentials)
+// ---------------------------------------------------------------------------------------
+
+const ROUTING_RULES: &str = r#"
+[[routing.schedules]]
+name = "support-hours"
+timezone = "Europe/Madrid"
+open = ["mon-fri 09:00-18:00"]
+
+[[routing.rules]]
+name = "closed"
+when = "closed:support-hours"
+reply = "We're closed."
+action = "ignore"
+
+[[routing.rules]]
+name = "whatsapp-es"
+match = { channel_type = ["whatsapp"], author = ["whatsapp:+34*"] }
+set = { workflow_sid = "WW22222222222222222222222222222222", priority = 10, attributes = { team = "es" } }
+"#;
+
+/// Production, with a workflow but without any Twilio credential, and `rules` as --config.
+fn routes_sandbox(rules: &str) -> (Sandbox, String) {
+    let sandbox = Sandbox::new()
+        .with("FLEXHOOK_ENV", "production")
+        .with(
+            "FLEXHOOK_FLEX__WORKSPACE_SID",
+            "WS11111111111111111111111111111111",
+        )
+        .with(
+            "FLEXHOOK_FLEX__WORKFLOW_SID",
+            "WW11111111111111111111111111111111",
+        );
+    let file = sandbox.path().join("rules.toml");
+    std::fs::write(&file, rules).unwrap();
+    let file = file.display().to_string();
+    (sandbox, file)
+}
+
+#[test]
+fn routes_check_prints_the_rules_and_refuses_bad_ones_by_name() {
+    let (sandbox, file) = routes_sandbox(ROUTING_RULES);
+    let out = sandbox.run(&["--config", &file, "routes", "check"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("routing rules: ok (2 rules)"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("closed:support-hours"), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("workflow=WW22222222222222222222222222222222"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("support-hours (Europe/Madrid): mon-fri 09:00-18:00"),
+        "{out:?}"
+    );
+
+    let broken = ROUTING_RULES.replace("{ team = \"es\" }", "{ team = \"{teem}\" }");
+    let (sandbox, file) = routes_sandbox(&broken);
+    let out = sandbox.run(&["--config", &file, "routes", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("rule `whatsapp-es`"), "{out:?}");
+    assert!(out.stderr.contains("{teem}"), "{out:?}");
+}
+
+#[test]
+fn routes_explain_shows_the_matching_rule_why_the_others_did_not_and_the_json() {
+    let (sandbox, file) = routes_sandbox(ROUTING_RULES);
+    // Monday 2026-11-23 10:00 in Madrid: open.
+    let open = sandbox.run(&[
+        "--config",
+        &file,
+        "routes",
+        "explain",
+        "--author",
+        "whatsapp:+34600111222",
+        "--at",
+        "2026-11-23T10:00:00+01:00",
+        "--conversation",
+        "CH0000000000000000000000000000e5e5",
+    ]);
+    assert!(open.status.success(), "{open:?}");
+    assert!(
+        open.stdout
+            .contains("skipped  closed: support-hours is open at the first message"),
+        "{open:?}"
+    );
+    assert!(open.stdout.contains("matched  whatsapp-es"), "{open:?}");
+    let routing: Value = serde_json::from_str(
+        open.stdout
+            .split("Routing  ")
+            .nth(1)
+            .expect("the Routing JSON"),
+    )
+    .unwrap();
+    assert_eq!(
+        routing["properties"]["workflow_sid"],
+        "WW22222222222222222222222222222222"
+    );
+    assert_eq!(routing["properties"]["priority"], 10);
+    assert_eq!(routing["properties"]["attributes"]["team"], "es");
+    assert_eq!(
+        routing["properties"]["attributes"]["conversationSid"],
+        "CH0000000000000000000000000000e5e5"
+    );
+
+    // The same sender at 20:00: closed, a reply and no task.
+    let closed = sandbox.run(&[
+        "--config",
+        &file,
+        "routes",
+        "explain",
+        "--author",
+        "whatsapp:+34600111222",
+        "--at",
+        "2026-11-23T20:00:00+01:00",
+    ]);
+    assert!(closed.status.success(), "{closed:?}");
+    assert!(closed.stdout.contains("matched  closed"), "{closed:?}");
+    assert!(
+        closed.stdout.contains("reply    We're closed."),
+        "{closed:?}"
+    );
+    assert!(closed.stdout.contains("task     none"), "{closed:?}");
+    assert!(!closed.stdout.contains("Routing"), "{closed:?}");
+
+    // An SMS in hours: no rule, the default route.
+    let sms = sandbox.run(&[
+        "--config",
+        &file,
+        "routes",
+        "explain",
+        "--author",
+        "+14155550100",
+        "--at",
+        "2026-11-23T10:00:00+01:00",
+    ]);
+    assert!(sms.status.success(), "{sms:?}");
+    assert!(
+        sms.stdout
+            .contains("skipped  whatsapp-es: channel type sms is not whatsapp"),
+        "{sms:?}"
+    );
+    assert!(
+        sms.stdout.contains("matched  no rule: the default route"),
+        "{sms:?}"
+    );
+    assert!(
+        sms.stdout.contains("WW11111111111111111111111111111111"),
+        "{sms:?}"
+    );
+}
+
 #[test]
 fn every_command_has_help() {
     let sandbox = Sandbox::new();
@@ -1113,6 +1270,12 @@ fn every_command_has_help() {
         (&["taskrouter", "status", "--help"][..], "reaches flexhook"),
         (&["store", "--help"][..], "Copy the job store"),
         (&["store", "copy", "--help"][..], "safe to re-run"),
+        (&["routes", "--help"][..], "routing rules"),
+        (&["routes", "check", "--help"][..], "Validate [routing]"),
+        (
+            &["routes", "explain", "--help"][..],
+            "Channel and Routing JSON",
+        ),
     ] {
         let out = sandbox.run(args);
         assert!(out.status.success(), "{args:?}: {out:?}");

@@ -264,6 +264,10 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
             channel_type: flexhook::domain::ChannelType::Sms,
             proxy_address: None,
             source: None,
+            address: None,
+            attributes: None,
+            at_ms: None,
+            body: None,
         }),
         received_at: flexhook::store::now_ms(),
     };

@@ -46,6 +46,10 @@ fn new_job(conversation: &str, at: i64) -> NewJob {
             channel_type: ChannelType::Sms,
             proxy_address: None,
             source: Some("SMS".into()),
+            address: None,
+            attributes: None,
+            at_ms: None,
+            body: None,
         }),
         received_at: at,
     }

@@ -21,10 +21,10 @@ pub struct JobsArgs {
 pub enum JobsCommand {
     /// List jobs, newest first.
     List {
-        /// Only jobs in this state: pending, created, set, closed, kept_open or dead.
+        /// Only jobs in this state: pending, created, ignored, set, closed, kept_open, sent or dead.
         #[arg(long, value_parser = parse_state)]
         state: Option<JobState>,
-        /// Only jobs of this kind: interaction, timers or close.
+        /// Only jobs of this kind: interaction, timers, close or reply.
         #[arg(long, value_parser = parse_kind)]
         kind: Option<JobKind>,
         /// At most this many.
@@ -41,7 +41,7 @@ pub enum JobsCommand {
         /// As JSON: the conversation's job of --kind (default: its interaction job).
         #[arg(long)]
         json: bool,
-        /// Only the job of this kind: interaction, timers or close.
+        /// Only the job of this kind: interaction, timers, close or reply.
         #[arg(long, value_parser = parse_kind)]
         kind: Option<JobKind>,
     },

@@ -2,6 +2,7 @@
 //! Every command goes through the library; none reimplements a request.
 
 mod jobs;
+mod routes;
 mod sign;
 mod simulate;
 mod store;
@@ -44,6 +45,8 @@ pub enum Command {
     Taskrouter(taskrouter::TaskrouterArgs),
     /// Copy the job store to another one (SQLite to PostgreSQL, say).
     Store(store::StoreArgs),
+    /// Check the routing rules, and explain what they decide for a message.
+    Routes(routes::RoutesArgs),
 }
 
 /// Runs a parsed command line.
@@ -59,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(args) => jobs::run(&load_settings(&load)?, &args).await,
         Command::Taskrouter(args) => taskrouter::run(&load_settings(&load)?, &args).await,
         Command::Store(args) => store::run(&args).await,
+        Command::Routes(args) => routes::run(&load_settings(&load)?, &args),
     }
 }
 

@@ -11,6 +11,7 @@ mod flex;
 mod lifecycle;
 mod log;
 mod problems;
+mod routing;
 mod server;
 mod store;
 mod twilio;
@@ -24,6 +25,10 @@ pub use flex::{FlexConfig, FlexSettings};
 pub use lifecycle::{iso8601, LifecycleConfig, LifecycleSettings};
 pub use log::LogSettings;
 pub use problems::{env_vars_for, Problem};
+pub use routing::{
+    RoutingConfig, RoutingSettings, RuleConfig, RuleSettings, ScheduleSettings, SetConfig, When,
+    PLACEHOLDERS,
+};
 pub use server::{ServerConfig, ServerSettings};
 pub use store::{StoreConfig, StoreSettings};
 pub use twilio::{ApiKey, TwilioConfig, TwilioSettings};
@@ -98,6 +103,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub log: LogSettings,
     pub lifecycle: LifecycleSettings,
+    #[serde(default)]
+    pub routing: RoutingSettings,
 }
 
 fn local() -> Environment {
@@ -123,6 +130,7 @@ pub struct ValidSettings {
     pub worker: WorkerConfig,
     pub log: LogSettings,
     pub lifecycle: LifecycleConfig,
+    pub routing: RoutingConfig,
 }
 
 impl ValidSettings {
@@ -217,6 +225,7 @@ impl Settings {
         let worker = self.worker.validate(&mut p);
         let log = self.log.validate(&mut p);
         let lifecycle = self.lifecycle.validate(&mut p);
+        let routing = self.routing.validate(&mut p);
         self.check_across_sections(&mut p);
         let sections = server
             .zip(twilio)
@@ -224,9 +233,10 @@ impl Settings {
             .zip(store)
             .zip(worker)
             .zip(log)
-            .zip(lifecycle);
+            .zip(lifecycle)
+            .zip(routing);
         match sections {
-            Some(((((((server, twilio), flex), store), worker), log), lifecycle))
+            Some((((((((server, twilio), flex), store), worker), log), lifecycle), routing))
                 if p.count() == 0 =>
             {
                 Ok(ValidSettings {
@@ -238,6 +248,7 @@ impl Settings {
                     worker,
                     log,
                     lifecycle,
+                    routing,
                 })
             }
             _ => Err(ConfigError::Invalid(p.0)),
@@ -267,6 +278,14 @@ impl Settings {
             }
         }
         Err(ConfigError::Invalid(p.0))
+    }
+
+    /// `[flex]` and `[routing]`, for commands that only decide routes (no credentials).
+    pub fn routes(&self) -> Result<(FlexConfig, RoutingConfig), ConfigError> {
+        let mut p = Problems::default();
+        let flex = self.flex.validate(&mut p);
+        let routing = self.routing.validate(&mut p);
+        flex.zip(routing).ok_or(ConfigError::Invalid(p.0))
     }
 
     /// `[store]` alone, for commands that only read and write jobs.

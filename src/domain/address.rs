@@ -18,6 +18,21 @@ pub enum ChannelType {
 }
 
 impl ChannelType {
+    pub const ALL: [ChannelType; 6] = [
+        Self::Sms,
+        Self::Whatsapp,
+        Self::Messenger,
+        Self::Gbm,
+        Self::Email,
+        Self::Web,
+    ];
+
+    /// `sms`, `whatsapp`, … as written in settings (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sms => "sms",

@@ -2,10 +2,12 @@
 
 mod address;
 mod database_url;
+mod schedule;
 mod sid;
 
 pub use address::{ChannelType, CustomerAddress};
 pub use database_url::DatabaseUrl;
+pub use schedule::Schedule;
 pub use sid::{
     AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
     ParticipantSid, SidError, TaskSid, WebhookSid, WorkflowSid, WorkspaceSid,

@@ -35,7 +35,7 @@ pub async fn conversations_webhook(
         idempotency_token = webhook.idempotency_token.as_deref(),
     );
     async move {
-        match state.intake.accept(&message).await {
+        match state.intake.accept(&message, webhook.address.as_deref()).await {
             Ok(Decision::NewJob) => {
                 tracing::info!(
                     author = message.customer_address().map(|a| a.masked()),

@@ -20,6 +20,9 @@ pub struct VerifiedWebhook {
     pub payload: Verified<Payload>,
     /// `I-Twilio-Idempotency-Token`: the same for every retry of one delivery.
     pub idempotency_token: Option<String>,
+    /// `?address=` on the URL (`flexhook address connect` sets it; the signature covers
+    /// it): the address the customer wrote to.
+    pub address: Option<String>,
     /// The account this service serves; `None` in dry-run.
     account_sid: Option<AccountSid>,
 }
@@ -131,6 +134,10 @@ fn verify(
     Ok(VerifiedWebhook {
         payload: verified,
         idempotency_token: header_str(req, "I-Twilio-Idempotency-Token").map(str::to_owned),
+        address: form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "address")
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.trim().is_empty()),
         account_sid: auth.account_sid.clone(),
     })
 }

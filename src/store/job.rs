@@ -27,16 +27,19 @@ pub enum JobKind {
     /// Close an orphaned conversation's interaction channel (after telling the customer),
     /// unless another task of the conversation is still live.
     Close,
+    /// Post a routing rule's reply to the customer, at most once.
+    Reply,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [Self::Interaction, Self::Timers, Self::Close];
+    pub const ALL: [JobKind; 4] = [Self::Interaction, Self::Timers, Self::Close, Self::Reply];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Interaction => "interaction",
             Self::Timers => "timers",
             Self::Close => "close",
+            Self::Reply => "reply",
         }
     }
 }
@@ -48,7 +51,7 @@ impl FromStr for JobKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("`{s}` is not a job kind this flexhook knows (interaction, timers, close)")
+                format!("`{s}` is not a job kind this flexhook knows (interaction, timers, close, reply)")
             })
     }
 }
@@ -78,12 +81,20 @@ pub struct CloseInput {
     pub channel_sid: InteractionChannelSid,
 }
 
+/// A routing rule's reply to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyInput {
+    pub rule: String,
+    pub text: String,
+}
+
 /// A job's action with what it needs (never a message body).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     CreateInteraction(RoutingInput),
     SetTimers(TimersInput),
     CloseOrphan(CloseInput),
+    Reply(ReplyInput),
 }
 
 impl Action {
@@ -92,6 +103,7 @@ impl Action {
             Self::CreateInteraction(_) => JobKind::Interaction,
             Self::SetTimers(_) => JobKind::Timers,
             Self::CloseOrphan(_) => JobKind::Close,
+            Self::Reply(_) => JobKind::Reply,
         }
     }
 
@@ -101,6 +113,7 @@ impl Action {
             Self::CreateInteraction(routing) => serde_json::to_string(routing),
             Self::SetTimers(timers) => serde_json::to_string(timers),
             Self::CloseOrphan(close) => serde_json::to_string(close),
+            Self::Reply(reply) => serde_json::to_string(reply),
         };
         json.unwrap_or_else(|_| "{}".into())
     }
@@ -110,6 +123,7 @@ impl Action {
             JobKind::Interaction => serde_json::from_str(input).map(Self::CreateInteraction),
             JobKind::Timers => serde_json::from_str(input).map(Self::SetTimers),
             JobKind::Close => serde_json::from_str(input).map(Self::CloseOrphan),
+            JobKind::Reply => serde_json::from_str(input).map(Self::Reply),
         };
         parsed.map_err(|e| format!("input of a {kind} job: {e}"))
     }
@@ -127,16 +141,22 @@ pub enum JobState {
     Closed,
     /// A close job that left the conversation open: another task still has the customer.
     KeptOpen,
+    /// A reply job that posted its message.
+    Sent,
+    /// An interaction job whose rule said to create no task.
+    Ignored,
     Dead,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 8] = [
         Self::Pending,
         Self::Created,
         Self::Set,
         Self::Closed,
         Self::KeptOpen,
+        Self::Sent,
+        Self::Ignored,
         Self::Dead,
     ];
 
@@ -147,6 +167,8 @@ impl JobState {
             Self::Set => "set",
             Self::Closed => "closed",
             Self::KeptOpen => "kept_open",
+            Self::Sent => "sent",
+            Self::Ignored => "ignored",
             Self::Dead => "dead",
         }
     }
@@ -158,7 +180,11 @@ impl FromStr for JobState {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("`{s}` is not pending, created, set, closed, kept_open or dead"))
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not pending, created, set, closed, kept_open, sent, ignored or dead"
+                )
+            })
     }
 }
 

@@ -19,7 +19,8 @@ use crate::domain::{
 
 pub use batch::JobWriter;
 pub use job::{
-    Action, CloseInput, Inserted, Job, JobError, JobKind, JobState, NewJob, TimersInput, Transition,
+    Action, CloseInput, Inserted, Job, JobError, JobKind, JobState, NewJob, ReplyInput,
+    TimersInput, Transition,
 };
 
 /// A send slot in the shared rate-limit budget.
@@ -295,6 +296,20 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.mark_attempt_started(job, owner).await,
             Self::Postgres(p) => p.mark_attempt_started(job, owner).await,
+        }
+    }
+
+    /// Replaces a leased job's input (facts looked up once, kept for every retry); `false`:
+    /// the lease is no longer `owner`'s.
+    pub async fn update_action(
+        &self,
+        job: i64,
+        owner: &str,
+        action: &Action,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.update_action(job, owner, action).await,
+            Self::Postgres(p) => p.update_action(job, owner, action).await,
         }
     }
 

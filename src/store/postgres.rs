@@ -160,6 +160,23 @@ impl PostgresStore {
         })
     }
 
+    pub async fn update_action(
+        &self,
+        job: i64,
+        owner: &str,
+        action: &super::Action,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET input = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
+        )
+        .bind(action.to_stored())
+        .bind(job)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET needs_lookup = TRUE \

@@ -88,3 +88,57 @@ impl TwilioClient {
         self.send(call).await.map(|_| ())
     }
 }
+
+#[derive(serde::Deserialize)]
+struct Participant {
+    messaging_binding: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct Conversation {
+    attributes: Option<String>,
+}
+
+impl TwilioClient {
+    /// The address the customer wrote to: the `messaging_binding.proxy_address` of the
+    /// participant whose binding address is `author` (`GET …/Participants`, every page).
+    pub async fn proxy_address_of(
+        &self,
+        service: Option<&ChatServiceSid>,
+        conversation: &ConversationSid,
+        author: &str,
+    ) -> Result<Option<String>, TwilioError> {
+        let path = format!("{}/Participants", conversation_path(service, conversation));
+        let participants: Vec<Participant> = self
+            .list_all(
+                Api::Conversations,
+                &path,
+                &[("PageSize", "50")],
+                "participants",
+            )
+            .await?;
+        Ok(participants
+            .into_iter()
+            .filter_map(|p| p.messaging_binding)
+            .find(|b| b["address"].as_str() == Some(author))
+            .and_then(|b| b["proxy_address"].as_str().map(str::to_owned)))
+    }
+
+    /// The conversation's `attributes`, parsed (`GET …/Conversations/{CH}`); `{}` when unset.
+    pub async fn conversation_attributes(
+        &self,
+        service: Option<&ChatServiceSid>,
+        conversation: &ConversationSid,
+    ) -> Result<serde_json::Value, TwilioError> {
+        let c: Conversation = self
+            .get_json(
+                Api::Conversations,
+                &conversation_path(service, conversation),
+                &[],
+            )
+            .await?;
+        Ok(c.attributes
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .unwrap_or_else(|| serde_json::json!({})))
+    }
+}

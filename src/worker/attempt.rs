@@ -6,8 +6,24 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::Worker;
-use crate::store::{ms, now_ms, Action, Job, JobError, Transition};
+use crate::store::{ms, now_ms, Action, Job, JobError, NewJob, Transition};
 use crate::twilio::TwilioError;
+
+/// What an attempt decided, and the jobs it asks for once that is recorded (in the same
+/// transaction: they exist if and only if the outcome does).
+pub(super) struct Outcome {
+    pub transition: Transition,
+    pub follow_ups: Vec<NewJob>,
+}
+
+impl From<Transition> for Outcome {
+    fn from(transition: Transition) -> Self {
+        Self {
+            transition,
+            follow_ups: Vec::new(),
+        }
+    }
+}
 
 impl Worker {
     pub(super) async fn attempt(self: Arc<Self>, job: Job, lease: String) {
@@ -23,15 +39,21 @@ impl Worker {
                 Action::CreateInteraction(routing) => {
                     self.create_interaction(&job, routing, &lease).await
                 }
-                Action::SetTimers(timers) => Some(self.set_timers(&job, timers).await),
-                Action::CloseOrphan(close) => self.close_orphan(&job, close, &lease).await,
+                Action::SetTimers(timers) => Some(self.set_timers(&job, timers).await.into()),
+                Action::CloseOrphan(close) => {
+                    self.close_orphan(&job, close, &lease).await.map(Into::into)
+                }
+                Action::Reply(reply) => self.send_reply(&job, reply, &lease).await.map(Into::into),
             };
-            let Some(transition) = decided else {
+            let Some(Outcome {
+                transition,
+                follow_ups,
+            }) = decided
+            else {
                 tracing::warn!("lease lost while waiting to send; another claim owns the job now");
                 return;
             };
             log_transition(&job, &transition);
-            let follow_ups = self.follow_ups(&job, &transition);
             match self
                 .store
                 .record_with(job.id, &lease, &transition, &follow_ups)

@@ -1,12 +1,15 @@
-//! The `interaction` job: adopt a task an earlier attempt may have made, else create the
-//! conversation's interaction at the rate limit's pace; once recorded, remove the
-//! conversation-scoped webhook.
+//! The `interaction` job: complete the routing facts once (the address the customer wrote
+//! to, the conversation's attributes, when a rule needs them), decide the route, then adopt
+//! a task an earlier attempt may have made, else create the conversation's interaction at
+//! the rate limit's pace; once recorded, remove the conversation-scoped webhook. A rule's
+//! reply and the conversation's timers are jobs of their own, recorded with the outcome.
 
-use super::Worker;
-use crate::routing::RoutingInput;
 use std::time::Duration;
 
-use crate::store::{ms, now_ms, Job, JobError, Slot, Transition};
+use super::attempt::Outcome;
+use super::Worker;
+use crate::routing::{Decision, RoutingInput};
+use crate::store::{ms, now_ms, Action, Job, JobError, JobState, NewJob, Slot, Transition};
 use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 
 impl Worker {
@@ -15,6 +18,111 @@ impl Worker {
         &self,
         job: &Job,
         routing: &RoutingInput,
+        lease: &str,
+    ) -> Option<Outcome> {
+        let routing = match self.complete_facts(job, routing, lease).await {
+            Ok(r) => r,
+            Err(stop) => return stop.map(Into::into),
+        };
+        let at = routing.at_ms.unwrap_or(job.created_at);
+        let decision = self.router.decide(&job.conversation_sid, &routing, at);
+        let mut follow_ups: Vec<NewJob> = Vec::new();
+        if let (Some(rule), Some(text)) = (&decision.rule, &decision.reply) {
+            follow_ups.push(self.reply_job(job, rule, text));
+        }
+        if decision.ignore {
+            return Some(Outcome {
+                transition: Transition::Finished {
+                    state: JobState::Ignored,
+                    outcome: format!(
+                        "no task: rule `{}` replies only",
+                        decision.rule.as_deref().unwrap_or_default()
+                    ),
+                },
+                follow_ups,
+            });
+        }
+        let transition = self.hand_off(job, &routing, &decision, lease).await?;
+        if matches!(transition, Transition::Created { .. }) {
+            follow_ups.extend(self.timers_job(job));
+        } else {
+            follow_ups.clear();
+        }
+        Some(Outcome {
+            transition,
+            follow_ups,
+        })
+    }
+
+    /// The facts routing needs that the webhook did not carry, looked up once and kept
+    /// with the job so that every retry decides alike. `Err(None)`: the lease was lost.
+    async fn complete_facts(
+        &self,
+        job: &Job,
+        routing: &RoutingInput,
+        lease: &str,
+    ) -> Result<RoutingInput, Option<Transition>> {
+        let mut completed = routing.clone();
+        if self.router.needs_address() && completed.address.is_none() {
+            if let Some(author) = &completed.customer_address {
+                match self
+                    .client
+                    .proxy_address_of(
+                        job.chat_service_sid.as_ref(),
+                        &job.conversation_sid,
+                        author.expose(),
+                    )
+                    .await
+                {
+                    Ok(address) => completed.address = address,
+                    Err(e) if e.is_retryable() => {
+                        return Err(Some(self.failed(job, &e, job.needs_lookup)))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not look up the address the customer wrote to; routing without it")
+                    }
+                }
+            }
+        }
+        if self.router.needs_attributes() && completed.attributes.is_none() {
+            match self
+                .client
+                .conversation_attributes(job.chat_service_sid.as_ref(), &job.conversation_sid)
+                .await
+            {
+                Ok(attributes) => completed.attributes = Some(attributes),
+                Err(e) if e.is_retryable() => {
+                    return Err(Some(self.failed(job, &e, job.needs_lookup)))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the conversation's attributes; routing without them");
+                    completed.attributes = Some(serde_json::json!({}));
+                }
+            }
+        }
+        if completed != *routing {
+            let action = Action::CreateInteraction(completed.clone());
+            match self.store.update_action(job.id, lease, &action).await {
+                Ok(true) => {}
+                Ok(false) => return Err(None),
+                Err(e) => {
+                    return Err(Some(self.store_failed(
+                        job,
+                        &e.to_string(),
+                        job.needs_lookup,
+                    )))
+                }
+            }
+        }
+        Ok(completed)
+    }
+
+    /// Adopts the task an earlier attempt may have made, else creates the interaction.
+    async fn hand_off(
+        &self,
+        job: &Job,
+        routing: &RoutingInput,
+        decision: &Decision,
         lease: &str,
     ) -> Option<Transition> {
         if job.needs_lookup {
@@ -46,12 +154,11 @@ impl Worker {
                 return Some(self.store_failed(job, &e.to_string(), job.needs_lookup));
             }
         }
-        let route = self.router.route(&job.conversation_sid, routing);
         let request = InteractionRequest::new(
             &job.conversation_sid,
             routing.channel_type,
             routing.customer_address.as_ref(),
-            &route,
+            &decision.route,
         );
         // The permit comes last, right before the send, so that nothing slow between the
         // two can bunch permitted requests together on the wire.

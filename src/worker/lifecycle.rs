@@ -1,35 +1,87 @@
 //! The lifecycle's jobs. `timers`: set the conversation's close timers after the hand-off.
 //! `close`: a task ended with nobody on it; unless another task of the conversation is
 //! still live, tell the customer (at most once) and close the interaction channel.
+//! `reply`: a routing rule's message to the customer, at most once.
 
 use super::Worker;
 use crate::config::iso8601;
-use crate::store::{now_ms, Action, CloseInput, Job, JobState, NewJob, TimersInput, Transition};
+use crate::store::{
+    now_ms, Action, CloseInput, Job, JobState, NewJob, ReplyInput, TimersInput, Transition,
+};
 use crate::twilio::TwilioError;
 
 impl Worker {
-    /// What the hand-off asks for once recorded: the conversation's timers, if configured.
-    pub(super) fn follow_ups(&self, job: &Job, transition: &Transition) -> Vec<NewJob> {
+    /// The conversation's timers job, when `lifecycle.*_after` are set: part of the hand-off.
+    pub(super) fn timers_job(&self, job: &Job) -> Option<NewJob> {
         let lifecycle = &self.config.lifecycle;
-        match (&job.action, transition) {
-            (Action::CreateInteraction(_), Transition::Created { .. })
-                if lifecycle.sets_timers() =>
-            {
-                vec![NewJob {
-                    conversation_sid: job.conversation_sid.clone(),
-                    account_sid: job.account_sid.clone(),
-                    chat_service_sid: job.chat_service_sid.clone(),
-                    webhook_sid: None,
-                    first_message_sid: None,
-                    action: Action::SetTimers(TimersInput {
-                        closed: lifecycle.close_after.map(iso8601),
-                        inactive: lifecycle.inactive_after.map(iso8601),
-                    }),
-                    received_at: now_ms(),
-                }]
-            }
-            _ => Vec::new(),
+        lifecycle.sets_timers().then(|| NewJob {
+            conversation_sid: job.conversation_sid.clone(),
+            account_sid: job.account_sid.clone(),
+            chat_service_sid: job.chat_service_sid.clone(),
+            webhook_sid: None,
+            first_message_sid: None,
+            action: Action::SetTimers(TimersInput {
+                closed: lifecycle.close_after.map(iso8601),
+                inactive: lifecycle.inactive_after.map(iso8601),
+            }),
+            received_at: now_ms(),
+        })
+    }
+
+    /// A routing rule's reply to this job's conversation, as a job of its own.
+    pub(super) fn reply_job(&self, job: &Job, rule: &str, text: &str) -> NewJob {
+        NewJob {
+            conversation_sid: job.conversation_sid.clone(),
+            account_sid: job.account_sid.clone(),
+            chat_service_sid: job.chat_service_sid.clone(),
+            webhook_sid: None,
+            first_message_sid: None,
+            action: Action::Reply(ReplyInput {
+                rule: rule.to_owned(),
+                text: text.to_owned(),
+            }),
+            received_at: now_ms(),
         }
+    }
+
+    /// Posts a rule's reply, at most once: the attempt is marked before it is sent, and a
+    /// job so marked is never sent again.
+    pub(super) async fn send_reply(
+        &self,
+        job: &Job,
+        reply: &ReplyInput,
+        lease: &str,
+    ) -> Option<Transition> {
+        if job.needs_lookup {
+            return Some(Transition::Finished {
+                state: JobState::Sent,
+                outcome: format!(
+                    "rule `{}`'s reply: an earlier attempt may have sent it, so it was not sent again",
+                    reply.rule
+                ),
+            });
+        }
+        match self.store.mark_attempt_started(job.id, lease).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(self.store_failed(job, &e.to_string(), false)),
+        }
+        let posted = self
+            .client
+            .post_conversation_message(
+                job.chat_service_sid.as_ref(),
+                &job.conversation_sid,
+                &self.config.lifecycle.message_author,
+                &reply.text,
+            )
+            .await;
+        Some(match posted {
+            Ok(()) => Transition::Finished {
+                state: JobState::Sent,
+                outcome: format!("rule `{}`'s reply sent", reply.rule),
+            },
+            Err(e) => keep_flag(self.failed(job, &e, false), e.may_have_been_processed()),
+        })
     }
 
     /// Setting timers twice sets the same values: a retry needs no lookup.

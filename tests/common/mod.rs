@@ -75,10 +75,24 @@ impl Env {
     }
 
     pub fn settings(&self, extra: &[(&str, &str)]) -> flexhook::config::ValidSettings {
+        self.settings_with_file(extra, None)
+    }
+
+    /// With `toml` as a `--config` file too (for arrays such as `[[routing.rules]]`).
+    pub fn settings_with_file(
+        &self,
+        extra: &[(&str, &str)],
+        toml: Option<&str>,
+    ) -> flexhook::config::ValidSettings {
+        let file = toml.map(|t| {
+            let path = self.dir.path().join("extra.toml");
+            std::fs::write(&path, t).unwrap();
+            path
+        });
         Settings::load(&LoadOptions {
             environment: Some("test".into()),
             config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
-            file: None,
+            file,
             read_env: false,
             overrides: self.overrides(extra),
         })
@@ -119,8 +133,15 @@ pub fn init_logs() {
 
 impl TestApp {
     pub async fn start(env: &Env, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_config(env, extra, None).await
+    }
+
+    /// Started with `toml` as an extra settings file.
+    pub async fn start_with_config(env: &Env, extra: &[(&str, &str)], toml: Option<&str>) -> Self {
         init_logs();
-        let app = Application::build(env.settings(extra)).await.unwrap();
+        let app = Application::build(env.settings_with_file(extra, toml))
+            .await
+            .unwrap();
         let port = app.port();
         let handle = app.server_handle();
         let join = tokio::spawn(app.run_until_stopped());

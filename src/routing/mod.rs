@@ -1,18 +1,25 @@
 //! Who the new task goes to: a decision, not wire JSON. From a conversation's stored inputs,
 //! routing decides a [`Route`] (workspace, workflow, task channel, priority, timeout,
-//! attributes); the Twilio client turns it into the Interactions API's fields. Today one
-//! route (the `flex.*` settings) applies to every conversation; the inputs it uses are kept
-//! with each job so that a retry decides the very same route again.
+//! attributes), an optional reply, or to create no task; the Twilio client turns a route
+//! into the Interactions API's fields. First-match `[[routing.rules]]` change the default
+//! route of the `flex.*` settings. The inputs are kept with each job, and schedules are
+//! judged at the first message's time, so a retry decides the very same route again.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::config::FlexConfig;
+use crate::config::{FlexConfig, RoutingConfig};
 use crate::domain::{ChannelType, ConversationSid, CustomerAddress, WorkflowSid, WorkspaceSid};
 use crate::event::MessageAdded;
 
-/// What routing needs from the first message (never its body). Stored as JSON with the
-/// job: fields may be added (with a default), never renamed.
+mod decide;
+#[cfg(test)]
+mod tests_rules;
+
+pub use decide::{Decision, Skipped};
+
+/// What routing needs from the first message. Stored as JSON with the job: fields may be
+/// added (with a default), never renamed. The body only with `routing.allow_body`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutingInput {
     pub customer_address: Option<CustomerAddress>,
@@ -21,19 +28,52 @@ pub struct RoutingInput {
     pub proxy_address: Option<String>,
     #[serde(default)]
     pub source: Option<String>,
+    /// The address the customer wrote to: `?address=` on the webhook URL, else the
+    /// binding's proxy address, else looked up by the worker.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The conversation's attributes, when a rule needs them (looked up by the worker).
+    #[serde(default)]
+    pub attributes: Option<Value>,
+    /// When the first message was sent (Twilio's `DateCreated`, else its arrival), Unix ms:
+    /// schedules are judged then, so a retry cannot flip the decision.
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 impl RoutingInput {
-    pub fn from_event(message: &MessageAdded) -> Self {
+    /// `address`: the webhook URL's `?address=`; `allow_body`: `routing.allow_body`.
+    pub fn from_event(
+        message: &MessageAdded,
+        address: Option<&str>,
+        allow_body: bool,
+        received_at_ms: i64,
+    ) -> Self {
         let customer_address = message.customer_address().cloned();
         let channel_type = customer_address
             .as_ref()
             .map_or(ChannelType::Web, CustomerAddress::channel_type);
+        let proxy_address = message.messaging_binding.proxy_address.clone();
+        let sent_at = message
+            .date_created
+            .as_deref()
+            .and_then(|d| humantime::parse_rfc3339_weak(d.trim()).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_millis()).ok());
         Self {
             customer_address,
             channel_type,
-            proxy_address: message.messaging_binding.proxy_address.clone(),
+            address: address
+                .map(str::to_owned)
+                .filter(|a| !a.trim().is_empty())
+                .or_else(|| proxy_address.clone()),
+            proxy_address,
             source: message.source.clone(),
+            attributes: None,
+            at_ms: Some(sent_at.unwrap_or(received_at_ms)),
+            body: message.body.clone().filter(|_| allow_body),
         }
     }
 }
@@ -50,16 +90,19 @@ pub struct Route {
     pub attributes: Map<String, Value>,
 }
 
-/// Decides routes. Today: the single route of the `flex.*` settings.
+/// Decides routes: the first `[[routing.rules]]` that matches changes the default route of
+/// the `flex.*` settings (see `decide.rs`).
 #[derive(Debug, Clone)]
 pub struct Router {
     default: FlexConfig,
+    rules: RoutingConfig,
 }
 
 impl Router {
-    pub fn new(flex: &FlexConfig) -> Self {
+    pub fn new(flex: &FlexConfig, rules: &RoutingConfig) -> Self {
         Self {
             default: flex.clone(),
+            rules: rules.clone(),
         }
     }
 
@@ -67,36 +110,20 @@ impl Router {
         &self.default.workspace_sid
     }
 
-    /// The route of this conversation's task.
+    /// Whether some rule needs the address the customer wrote to.
+    pub fn needs_address(&self) -> bool {
+        self.rules.rules.iter().any(|r| r.uses_address())
+    }
+
+    /// Whether some rule needs the conversation's attributes.
+    pub fn needs_attributes(&self) -> bool {
+        self.rules.rules.iter().any(|r| r.uses_attributes())
+    }
+
+    /// The route of this conversation's task, whatever the rules say.
     pub fn route(&self, conversation: &ConversationSid, input: &RoutingInput) -> Route {
-        let flex = &self.default;
-        let address = input
-            .customer_address
-            .as_ref()
-            .map_or("unknown", CustomerAddress::expose);
-        // Studio's Send to Flex names the task after the sender; Flex UI shows `name`, then
-        // `customerName`, then `from`. A team may label tasks otherwise in task_attributes.
-        let mut attributes = Map::new();
-        attributes.insert("name".into(), json!(address));
-        attributes.insert("customerName".into(), json!(address));
-        attributes.extend(flex.task_attributes.clone());
-        // flexhook's own attributes win: the task lookup relies on conversationSid.
-        for (k, v) in [
-            ("from", json!(address)),
-            ("customerAddress", json!(address)),
-            ("conversationSid", json!(conversation.as_str())),
-            ("channelType", json!(input.channel_type.as_str())),
-        ] {
-            attributes.insert(k.to_owned(), v);
-        }
-        Route {
-            workspace_sid: flex.workspace_sid.clone(),
-            workflow_sid: flex.workflow_sid.clone(),
-            task_channel: flex.task_channel.clone(),
-            priority: flex.priority,
-            timeout_secs: flex.task_timeout_secs,
-            attributes,
-        }
+        self.decide(conversation, input, input.at_ms.unwrap_or(0))
+            .route
     }
 }
 
@@ -119,7 +146,7 @@ mod tests {
         .unwrap()
         .validate()
         .unwrap();
-        Router::new(&settings.flex)
+        Router::new(&settings.flex, &settings.routing)
     }
 
     fn input(address: &str) -> RoutingInput {
@@ -129,6 +156,10 @@ mod tests {
             customer_address: Some(a),
             proxy_address: None,
             source: None,
+            address: None,
+            attributes: None,
+            at_ms: None,
+            body: None,
         }
     }
 

@@ -1,0 +1,247 @@
+//! Routing rules on the real app: the route a rule gives reaches Flex, a rule's reply is
+//! posted once however often Twilio delivers, an out-of-hours rule creates no task, and the
+//! address the customer wrote to comes from `?address=`, the binding, or a participant
+//! lookup. wiremock stands in for Twilio.
+
+mod common;
+
+use common::*;
+use flexhook::store::{JobKind, JobState};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, Request, ResponseTemplate};
+
+const ES_WORKFLOW: &str = "WW22222222222222222222222222222222";
+const CLOSED_REPLY: &str = "We're closed. We open Monday to Friday 9:00-18:00.";
+
+/// `common::message` is sent on Sunday 2026-11-22 10:00Z: closed by this schedule.
+const RULES: &str = r#"
+[[routing.schedules]]
+name = "weekdays"
+timezone = "Europe/Madrid"
+open = ["mon-fri 09:00-18:00"]
+
+[[routing.rules]]
+name = "vip"
+match = { attributes = { vip = true } }
+set = { priority = 50, attributes = { tier = "{attributes.tier}" } }
+
+[[routing.rules]]
+name = "spanish-line"
+match = { address = ["whatsapp:+15550003333"] }
+set = { workflow_sid = "WW22222222222222222222222222222222", attributes = { team = "es", line = "{address}" } }
+
+[[routing.rules]]
+name = "closed"
+when = "closed:weekdays"
+reply = "We're closed. We open Monday to Friday 9:00-18:00."
+action = "ignore"
+"#;
+
+/// The same rules, but out of hours the task is still created after the reply.
+fn route_when_closed() -> String {
+    RULES.replace("action = \"ignore\"", "action = \"route\"")
+}
+
+async fn messages_posted(env: &Env, ch: &str) -> Vec<Request> {
+    let messages = format!("/v1/Services/{SERVICE}/Conversations/{ch}/Messages");
+    env.conversations
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == messages)
+        .collect()
+}
+
+async fn creates(env: &Env) -> Vec<Request> {
+    env.flex
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/v1/Interactions")
+        .collect()
+}
+
+async fn replies_accepted(env: &Env) {
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": random_sid("IM")})),
+        )
+        .mount(&env.conversations)
+        .await;
+}
+
+#[tokio::test]
+async fn out_of_hours_the_reply_is_posted_once_and_no_task_is_created() {
+    let env = Env::new().await;
+    create_interaction()
+        .respond_with(created("CH0"))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    replies_accepted(&env).await;
+    let app = TestApp::start_with_config(&env, &[], Some(RULES)).await;
+    let ch = random_sid("CH");
+    let first = message(&ch, "+14155550100");
+    // Twilio's retries of the first delivery, and a later message.
+    for delivery in [
+        first.clone(),
+        with(first.clone(), "RetryCount", "1"),
+        with(first.clone(), "RetryCount", "2"),
+        with(message(&ch, "+14155550100"), "Index", "1"),
+    ] {
+        assert_eq!(app.post_form(&delivery).await.status(), 200);
+    }
+    let store = env.store().await;
+    let reply = wait_for_kind(&store, JobKind::Reply, &ch, |j| {
+        j.state != JobState::Pending
+    })
+    .await;
+    assert_eq!(reply.state, JobState::Sent, "{reply:?}");
+    let job = wait_for_state(&store, &ch, JobState::Ignored).await;
+    assert!(job.outcome.unwrap().contains("`closed`"));
+    app.stop().await;
+    let posted = messages_posted(&env, &ch).await;
+    assert_eq!(posted.len(), 1, "one reply, however often Twilio delivers");
+    let body: Vec<(String, String)> = form_urlencoded::parse(&posted[0].body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert!(
+        body.contains(&("Body".to_owned(), CLOSED_REPLY.to_owned())),
+        "{body:?}"
+    );
+    assert!(creates(&env).await.is_empty(), "no task out of hours");
+}
+
+#[tokio::test]
+async fn a_rule_may_reply_and_still_create_the_task() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    create_interaction()
+        .respond_with(created(&ch))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    replies_accepted(&env).await;
+    let app = TestApp::start_with_config(&env, &[], Some(&route_when_closed())).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    wait_for_state(&store, &ch, JobState::Created).await;
+    wait_for_kind(&store, JobKind::Reply, &ch, |j| j.state == JobState::Sent).await;
+    app.stop().await;
+    assert_eq!(messages_posted(&env, &ch).await.len(), 1);
+    assert_eq!(creates(&env).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_address_from_the_webhook_url_picks_the_rule_and_its_route_reaches_flex() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    create_interaction()
+        .respond_with(created(&ch))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    let app = TestApp::start_with_config(&env, &[], Some(&route_when_closed())).await;
+    replies_accepted(&env).await;
+    // The address configuration's URL carries the address (`flexhook address connect`).
+    let response = app
+        .post_signed(message(&ch, "whatsapp:+34600111222"))
+        .to("/webhooks/conversations?address=whatsapp%3A%2B15550003333")
+        .send()
+        .await;
+    assert_eq!(response.status(), 200);
+    let store = env.store().await;
+    wait_for_state(&store, &ch, JobState::Created).await;
+    app.stop().await;
+    let sent = creates(&env).await;
+    let routing = form_json(&sent[0].body, "Routing");
+    let p = &routing["properties"];
+    assert_eq!(p["workflow_sid"], ES_WORKFLOW);
+    assert_eq!(p["attributes"]["team"], "es");
+    assert_eq!(p["attributes"]["line"], "whatsapp:+15550003333");
+    assert!(
+        messages_posted(&env, &ch).await.is_empty(),
+        "the Spanish line matched first: no reply"
+    );
+}
+
+#[tokio::test]
+async fn without_the_address_in_the_payload_the_worker_looks_up_the_participant_once() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    create_interaction()
+        .respond_with(created(&ch))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    let participants = format!("/v1/Services/{SERVICE}/Conversations/{ch}/Participants");
+    Mock::given(method("GET"))
+        .and(path(participants.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "participants": [
+                {"sid": random_sid("MB"), "messaging_binding": null},
+                {"sid": random_sid("MB"), "messaging_binding": {
+                    "type": "whatsapp", "address": "whatsapp:+34600111222",
+                    "proxy_address": "whatsapp:+15550003333"}},
+            ],
+            "meta": {"page": 0, "page_size": 50, "key": "participants", "next_page_url": null},
+        })))
+        .expect(1)
+        .mount(&env.conversations)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"sid": ch, "attributes": "{}"})),
+        )
+        .mount(&env.conversations)
+        .await;
+    let app = TestApp::start_with_config(&env, &[], Some(&route_when_closed())).await;
+    replies_accepted(&env).await;
+    let bare = without(
+        message(&ch, "whatsapp:+34600111222"),
+        "MessagingBinding.ProxyAddress",
+    );
+    assert_eq!(app.post_form(&bare).await.status(), 200);
+    let store = env.store().await;
+    let job = wait_for_state(&store, &ch, JobState::Created).await;
+    app.stop().await;
+    assert_eq!(
+        job.routing().unwrap().address.as_deref(),
+        Some("whatsapp:+15550003333"),
+        "the looked-up address is kept with the job"
+    );
+    let routing = form_json(&creates(&env).await[0].body, "Routing");
+    assert_eq!(routing["properties"]["workflow_sid"], ES_WORKFLOW);
+}
+
+#[tokio::test]
+async fn the_conversations_attributes_are_read_for_rules_that_match_on_them() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    create_interaction()
+        .respond_with(created(&ch))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    let conversation = format!("/v1/Services/{SERVICE}/Conversations/{ch}");
+    Mock::given(method("GET"))
+        .and(path(conversation.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "sid": ch, "attributes": "{\"vip\": true, \"tier\": \"gold\"}",
+        })))
+        .expect(1)
+        .mount(&env.conversations)
+        .await;
+    let app = TestApp::start_with_config(&env, &[], Some(RULES)).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    wait_for_state(&store, &ch, JobState::Created).await;
+    app.stop().await;
+    let routing = form_json(&creates(&env).await[0].body, "Routing");
+    assert_eq!(routing["properties"]["priority"], 50);
+    assert_eq!(routing["properties"]["attributes"]["tier"], "gold");
+}
