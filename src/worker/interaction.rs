@@ -4,13 +4,16 @@
 //! the rate limit's pace; once recorded, remove the conversation-scoped webhook. A rule's
 //! reply and the conversation's timers are jobs of their own, recorded with the outcome.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::attempt::Outcome;
 use super::Worker;
 use crate::routing::{Decision, RoutingInput};
 use crate::store::{ms, now_ms, Action, Job, JobError, JobState, NewJob, Slot, Transition};
 use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
+
+/// Missed rate-limit slots an attempt takes another for before it tries again later.
+const MAX_LATE_SLOTS: usize = 5;
 
 impl Worker {
     /// What this attempt did; `None` when the lease was lost before anything was sent.
@@ -229,35 +232,53 @@ impl Worker {
     async fn pace(&self, job: &Job) -> Result<(), Transition> {
         let interval = Duration::from_secs(1) / self.config.max_creates_per_second.max(1);
         let max_wait = self.config.lease / 2;
-        match self
-            .store
-            .reserve_slot(job.account_sid.as_str(), interval, max_wait)
-            .await
-        {
-            Ok(None) => {
-                self.limiter.until_ready(&job.account_sid).await;
-                Ok(())
-            }
-            Ok(Some(Slot::Reserved(wait))) => {
-                tokio::time::sleep(wait).await;
-                Ok(())
-            }
-            Ok(Some(Slot::Full(wait))) => Err(Transition::Retry {
-                next_attempt_at: now_ms() + ms(wait.saturating_sub(max_wait)),
-                error: JobError {
-                    code: None,
-                    status: None,
-                    message: format!(
-                        "the shared rate limit's next slot is {} ms away, past half the lease",
-                        wait.as_millis()
-                    ),
-                },
-                needs_lookup: job.needs_lookup,
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not reserve a rate-limit slot; trying later");
-                Err(self.store_failed(job, &e.to_string(), job.needs_lookup))
+        // A slot woken up from late (a starved process) has passed: sending then would bunch
+        // with the slots after it. Take a new one, a few times at most.
+        for _ in 0..MAX_LATE_SLOTS {
+            match self
+                .store
+                .reserve_slot(job.account_sid.as_str(), interval, max_wait)
+                .await
+            {
+                Ok(None) => {
+                    self.limiter.until_ready(&job.account_sid).await;
+                    return Ok(());
+                }
+                Ok(Some(Slot::Reserved(wait))) => {
+                    let due = Instant::now() + wait;
+                    tokio::time::sleep(wait).await;
+                    let late = Instant::now().saturating_duration_since(due);
+                    if late <= interval / 2 {
+                        return Ok(());
+                    }
+                    tracing::debug!(late_ms = ms(late), "rate-limit slot missed; taking another");
+                }
+                Ok(Some(Slot::Full(wait))) => return Err(Transition::Retry {
+                    next_attempt_at: now_ms() + ms(wait.saturating_sub(max_wait)),
+                    error: JobError {
+                        code: None,
+                        status: None,
+                        message: format!(
+                            "the shared rate limit's next slot is {} ms away, past half the lease",
+                            wait.as_millis()
+                        ),
+                    },
+                    needs_lookup: job.needs_lookup,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not reserve a rate-limit slot; trying later");
+                    return Err(self.store_failed(job, &e.to_string(), job.needs_lookup));
+                }
             }
         }
+        Err(Transition::Retry {
+            next_attempt_at: now_ms() + ms(interval),
+            error: JobError {
+                code: None,
+                status: None,
+                message: "this process kept waking up too late for its rate-limit slots".into(),
+            },
+            needs_lookup: job.needs_lookup,
+        })
     }
 }
