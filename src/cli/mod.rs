@@ -1,6 +1,7 @@
 //! The command line: `serve`, and the tools around it (`sign`, `simulate`, `jobs`).
 //! Every command goes through the library; none reimplements a request.
 
+mod check;
 mod jobs;
 mod routes;
 mod sign;
@@ -47,6 +48,10 @@ pub enum Command {
     Store(store::StoreArgs),
     /// Check the routing rules, and explain what they decide for a message.
     Routes(routes::RoutesArgs),
+    /// Check the whole set-up against Twilio: credentials, workspace, workflow, task
+    /// channel, server.public_base_url's /healthz, the connected addresses and the
+    /// TaskRouter event callback. Each line says ok, or what to fix and how.
+    Check(check::CheckArgs),
 }
 
 /// Runs a parsed command line.
@@ -63,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Taskrouter(args) => taskrouter::run(&load_settings(&load)?, &args).await,
         Command::Store(args) => store::run(&args).await,
         Command::Routes(args) => routes::run(&load_settings(&load)?, &args),
+        Command::Check(args) => check::run(&load_settings(&load)?, &args).await,
     }
 }
 
