@@ -109,7 +109,22 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
         .public_base_url
         .as_deref()
         .map(|b| b.trim().trim_end_matches('/').to_owned());
-    let healthz = healthz(base.as_deref()).await;
+    let (base, healthz) = match base {
+        Some(b) if b == crate::ngrok::NGROK => {
+            let server = &settings.server;
+            match crate::ngrok::public_url(&server.ngrok_api_url, server.port).await {
+                Ok(url) => {
+                    let line = healthz(Some(&url)).await;
+                    (Some(url), line)
+                }
+                Err(e) => (None, Line::fail(HEALTHZ, format!("{e:#}"))),
+            }
+        }
+        b => {
+            let line = healthz(b.as_deref()).await;
+            (b, line)
+        }
+    };
     let client = match settings
         .twilio()
         .map_err(|e| e.to_string())

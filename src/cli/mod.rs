@@ -63,9 +63,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve(&load).await,
         Command::Sign(args) => sign::run(&load_settings(&load)?, &args),
-        Command::Simulate(args) => simulate::run(&load_settings(&load)?, &args).await,
+        Command::Simulate(args) => {
+            simulate::run(&with_ngrok_url(load_settings(&load)?).await?, &args).await
+        }
         Command::Jobs(args) => jobs::run(&load_settings(&load)?, &args).await,
-        Command::Taskrouter(args) => taskrouter::run(&load_settings(&load)?, &args).await,
+        Command::Taskrouter(args) => {
+            taskrouter::run(&with_ngrok_url(load_settings(&load)?).await?, &args).await
+        }
         Command::Store(args) => store::run(&args).await,
         Command::Routes(args) => routes::run(&load_settings(&load)?, &args),
         Command::Check(args) => check::run(&load_settings(&load)?, &args).await,
@@ -74,6 +78,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn load_settings(load: &LoadOptions) -> anyhow::Result<Settings> {
     Ok(Settings::load(load)?)
+}
+
+/// `server.public_base_url = "ngrok"` replaced by the tunnel the local agent has to
+/// `server.port`, as `serve` finds it.
+async fn with_ngrok_url(mut settings: Settings) -> anyhow::Result<Settings> {
+    if settings.server.public_base_url.as_deref().map(str::trim) == Some(crate::ngrok::NGROK) {
+        let url =
+            crate::ngrok::public_url(&settings.server.ngrok_api_url, settings.server.port).await?;
+        settings.server.public_base_url = Some(url);
+    }
+    Ok(settings)
 }
 
 async fn serve(load: &LoadOptions) -> anyhow::Result<ExitCode> {
