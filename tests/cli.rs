@@ -1490,3 +1490,27 @@ fn check_tries_a_rate_limited_call_again() {
         .count();
     assert_eq!(calls, 3, "two 429s, then the answer");
 }
+
+#[test]
+fn a_command_refused_by_twilio_for_its_credentials_says_which_variables_to_check() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, ResponseTemplate};
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    runtime.block_on(async {
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+                "code": 20003, "message": "Authenticate", "status": 401,
+            })))
+            .mount(&twilio)
+            .await;
+    });
+    let out = workspace_sandbox(&twilio.uri()).run(&["taskrouter", "status"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("Twilio error 20003"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("check TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN"),
+        "{out:?}"
+    );
+}

@@ -76,6 +76,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A command's error as shown to its user: the cause chain, then what to do when Twilio's
+/// code says (wrong credentials, rate limited).
+pub fn describe(e: &anyhow::Error) -> String {
+    let hint = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<crate::twilio::TwilioError>())
+        .filter(|t| t.status() != Some(404))
+        .and_then(crate::twilio::TwilioError::hint);
+    match hint {
+        Some(hint) => format!("{e:#}: {hint}"),
+        None => format!("{e:#}"),
+    }
+}
+
 fn load_settings(load: &LoadOptions) -> anyhow::Result<Settings> {
     Ok(Settings::load(load)?)
 }
