@@ -1514,3 +1514,45 @@ fn a_command_refused_by_twilio_for_its_credentials_says_which_variables_to_check
         "{out:?}"
     );
 }
+
+#[test]
+fn check_with_public_base_url_ngrok_uses_the_agents_tunnel() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    // The mock stands in for the ngrok agent too, and its tunnel leads back to it.
+    runtime.block_on(async {
+        Mock::given(method("GET"))
+            .and(path("/api/tunnels"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "tunnels": [{"public_url": twilio.uri(), "proto": "https",
+                             "config": {"addr": "http://localhost:8080"}}]
+            })))
+            .mount(&twilio)
+            .await;
+    });
+    mock_healthy_twilio(&runtime, &twilio);
+    let sandbox = Sandbox::live(&twilio.uri(), CHECK_SUFFIX)
+        .with("FLEXHOOK_SERVER__PUBLIC_BASE_URL", "ngrok")
+        .with("FLEXHOOK_SERVER__NGROK_API_URL", &twilio.uri())
+        .with("FLEXHOOK_SERVER__PORT", "8080");
+
+    let out = sandbox.run(&["check"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "ok   server.public_base_url answers /healthz: {}/healthz",
+            twilio.uri()
+        )),
+        "{out:?}"
+    );
+
+    let no_agent = Sandbox::live(&twilio.uri(), CHECK_SUFFIX)
+        .with("FLEXHOOK_SERVER__PUBLIC_BASE_URL", "ngrok")
+        .with("FLEXHOOK_SERVER__NGROK_API_URL", "http://127.0.0.1:9")
+        .with("FLEXHOOK_SERVER__PORT", "8080");
+    let out = no_agent.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.contains("ngrok http 8080"), "{out:?}");
+}
