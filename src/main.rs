@@ -8,7 +8,7 @@ async fn main() -> ExitCode {
     match flexhook::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", flexhook::cli::describe(&e));
             ExitCode::FAILURE
         }
     }

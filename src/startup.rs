@@ -34,6 +34,23 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: ValidSettings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (server.host, server.port)",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        // "ngrok": the tunnel to the port just bound (known only now when it is 0).
+        let public_base_url = match &settings.server.ngrok_api_url {
+            Some(api) => {
+                let url = crate::ngrok::public_url(api, port).await?;
+                tracing::info!(public_base_url = %url, "public_base_url found from ngrok");
+                Some(url)
+            }
+            None => settings.server.public_base_url.clone(),
+        };
         let store = Store::open(
             &settings.store.url,
             &StoreOptions {
@@ -63,7 +80,7 @@ impl Application {
                     twilio.secondary_auth_token.clone(),
                     twilio.webhook_shared_keys.clone(),
                 ),
-                public_base_url: server_settings.public_base_url.clone(),
+                public_base_url: public_base_url.clone(),
                 trust_forwarded_headers: server_settings.trust_forwarded_headers,
                 account_sid: twilio.account_sid.clone(),
             },
@@ -84,14 +101,6 @@ impl Application {
             worker_running: worker.running(),
         });
 
-        let listener = TcpListener::bind((server_settings.host.as_str(), server_settings.port))
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}:{} (server.host, server.port)",
-                    server_settings.host, server_settings.port
-                )
-            })?;
-        let port = listener.local_addr()?.port();
         let max_body = server_settings.max_body_bytes;
         let shutdown_budget = server_settings.shutdown_timeout;
         let server = HttpServer::new(move || {
@@ -115,7 +124,7 @@ impl Application {
         tracing::info!(
             port,
             store = %settings.store.url,
-            public_base_url = server_settings.public_base_url.as_deref().unwrap_or("(rebuilt from each request)"),
+            public_base_url = public_base_url.as_deref().unwrap_or("(rebuilt from each request)"),
             "flexhook listening on POST /webhooks/conversations and /webhooks/taskrouter"
         );
         Ok(Self {

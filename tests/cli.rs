@@ -1276,6 +1276,10 @@ fn every_command_has_help() {
             &["routes", "explain", "--help"][..],
             "Channel and Routing JSON",
         ),
+        (
+            &["check", "--help"][..],
+            "Check the whole set-up against Twilio",
+        ),
     ] {
         let out = sandbox.run(args);
         assert!(out.status.success(), "{args:?}: {out:?}");
@@ -1285,4 +1289,270 @@ fn every_command_has_help() {
         );
         assert!(out.stdout.contains("Usage: flexhook"), "{args:?}: {out:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// check (live mode against a mock Twilio)
+// ---------------------------------------------------------------------------------------
+
+const CHECK_SUFFIX: &str = "0000000000000000000000000000c0de";
+
+/// A Twilio that answers every check well; `public_base_url` is the mock itself, so that
+/// its `/healthz` answers too.
+fn mock_healthy_twilio(runtime: &tokio::runtime::Runtime, server: &wiremock::MockServer) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let ws = format!("WS{CHECK_SUFFIX}");
+    let base = server.uri();
+    runtime.block_on(async {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/Workspaces/{ws}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "sid": ws,
+                "event_callback_url": format!("{base}/webhooks/taskrouter"),
+                "events_filter": OUR_EVENTS,
+            })))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/Workspaces/{ws}/Workflows/WW{CHECK_SUFFIX}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"sid": format!("WW{CHECK_SUFFIX}"), "friendly_name": "Assign to Anyone"}),
+            ))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/Workspaces/{ws}/TaskChannels")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "channels": [{"unique_name": "default"}, {"unique_name": "chat"}, {"unique_name": "email"}],
+                "meta": {"next_page_url": null},
+            })))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/Configuration/Addresses"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "address_configurations": [
+                    {"address": "+15550001111", "auto_creation": {"enabled": true,
+                        "webhook_url": format!("{base}/webhooks/conversations")}},
+                    {"address": "+15550002222", "auto_creation": {"enabled": true,
+                        "webhook_url": "https://old.example.com/webhooks/conversations"}},
+                ],
+                "meta": {"next_page_url": null},
+            })))
+            .mount(server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/healthz"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(server)
+            .await;
+    });
+}
+
+fn check_sandbox(base: &str) -> Sandbox {
+    Sandbox::live(base, CHECK_SUFFIX).with("FLEXHOOK_SERVER__PUBLIC_BASE_URL", base)
+}
+
+#[test]
+fn check_says_ok_for_each_line_of_a_working_set_up() {
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    mock_healthy_twilio(&runtime, &twilio);
+    let sandbox = check_sandbox(&twilio.uri());
+
+    let out = sandbox.run(&["check"]);
+    assert!(out.status.success(), "{out:?}");
+    for line in [
+        "ok   the credentials work",
+        "ok   the workspace",
+        "ok   the workflow: WW",
+        "ok   the task channel",
+        "ok   server.public_base_url answers /healthz",
+        "ok   the connected addresses: +15550001111",
+        "ok   the TaskRouter event callback",
+    ] {
+        assert!(out.stdout.contains(line), "{line:?} in {out:?}");
+    }
+    assert!(
+        out.stdout
+            .contains("note: +15550002222 points at another service"),
+        "{out:?}"
+    );
+
+    let json = sandbox.run(&["check", "--json"]);
+    assert!(json.status.success(), "{json:?}");
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    let lines = doc.as_array().unwrap();
+    assert_eq!(lines.len(), 7, "{doc:#}");
+    assert!(lines.iter().all(|l| l["ok"] == true), "{doc:#}");
+    assert_eq!(lines[0]["check"], "the credentials work");
+}
+
+#[test]
+fn check_names_a_wrong_workflow_sid_and_the_setting_that_fixes_it() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    runtime.block_on(async {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/v1/Workspaces/WS{CHECK_SUFFIX}/Workflows/WW{CHECK_SUFFIX}"
+            )))
+            .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({
+                "code": 20404, "message": "The requested resource was not found", "status": 404,
+            })))
+            .mount(&twilio)
+            .await;
+    });
+    mock_healthy_twilio(&runtime, &twilio);
+    let sandbox = check_sandbox(&twilio.uri());
+
+    let out = sandbox.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.contains("ok   the credentials work"), "{out:?}");
+    let expected = format!(
+        "FAIL the workflow: 20404: no workflow WW{CHECK_SUFFIX} in workspace WS{CHECK_SUFFIX}: \
+         fix flex.workflow_sid (FLEXHOOK_FLEX__WORKFLOW_SID"
+    );
+    assert!(out.stdout.contains(&expected), "{expected:?} in {out:?}");
+    assert!(out.stdout.contains("ok   the task channel"), "{out:?}");
+}
+
+#[test]
+fn check_with_wrong_credentials_says_which_variables_to_check() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, ResponseTemplate};
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    runtime.block_on(async {
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+                "code": 20003, "message": "Authenticate", "status": 401,
+            })))
+            .mount(&twilio)
+            .await;
+    });
+    let sandbox = check_sandbox(&twilio.uri());
+
+    let out = sandbox.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stdout.contains(
+            "FAIL the credentials work: 20003: check TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN"
+        ),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("FAIL the workflow: not checked: the credentials do not work"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stdout.contains("live-test-auth-token")
+            && !out.stderr.contains("live-test-auth-token"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn check_tries_a_rate_limited_call_again() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    let workflow = format!("/v1/Workspaces/WS{CHECK_SUFFIX}/Workflows/WW{CHECK_SUFFIX}");
+    runtime.block_on(async {
+        Mock::given(method("GET"))
+            .and(path(workflow.as_str()))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("Retry-After", "0")
+                    .set_body_json(
+                        serde_json::json!({"code": 20429, "message": "Too Many Requests"}),
+                    ),
+            )
+            .up_to_n_times(2)
+            .mount(&twilio)
+            .await;
+    });
+    mock_healthy_twilio(&runtime, &twilio);
+    let sandbox = check_sandbox(&twilio.uri());
+
+    let out = sandbox.run(&["check"]);
+    assert!(out.status.success(), "{out:?}");
+    let calls = runtime
+        .block_on(twilio.received_requests())
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == workflow)
+        .count();
+    assert_eq!(calls, 3, "two 429s, then the answer");
+}
+
+#[test]
+fn a_command_refused_by_twilio_for_its_credentials_says_which_variables_to_check() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, ResponseTemplate};
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    runtime.block_on(async {
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+                "code": 20003, "message": "Authenticate", "status": 401,
+            })))
+            .mount(&twilio)
+            .await;
+    });
+    let out = workspace_sandbox(&twilio.uri()).run(&["taskrouter", "status"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("Twilio error 20003"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("check TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn check_with_public_base_url_ngrok_uses_the_agents_tunnel() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(wiremock::MockServer::start());
+    // The mock stands in for the ngrok agent too, and its tunnel leads back to it.
+    runtime.block_on(async {
+        Mock::given(method("GET"))
+            .and(path("/api/tunnels"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "tunnels": [{"public_url": twilio.uri(), "proto": "https",
+                             "config": {"addr": "http://localhost:8080"}}]
+            })))
+            .mount(&twilio)
+            .await;
+    });
+    mock_healthy_twilio(&runtime, &twilio);
+    let sandbox = Sandbox::live(&twilio.uri(), CHECK_SUFFIX)
+        .with("FLEXHOOK_SERVER__PUBLIC_BASE_URL", "ngrok")
+        .with("FLEXHOOK_SERVER__NGROK_API_URL", &twilio.uri())
+        .with("FLEXHOOK_SERVER__PORT", "8080");
+
+    let out = sandbox.run(&["check"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "ok   server.public_base_url answers /healthz: {}/healthz",
+            twilio.uri()
+        )),
+        "{out:?}"
+    );
+
+    let no_agent = Sandbox::live(&twilio.uri(), CHECK_SUFFIX)
+        .with("FLEXHOOK_SERVER__PUBLIC_BASE_URL", "ngrok")
+        .with("FLEXHOOK_SERVER__NGROK_API_URL", "http://127.0.0.1:9")
+        .with("FLEXHOOK_SERVER__PORT", "8080");
+    let out = no_agent.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.contains("ngrok http 8080"), "{out:?}");
 }

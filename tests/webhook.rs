@@ -443,3 +443,75 @@ async fn the_webhook_is_kept_when_removal_is_off_and_unscoped_without_a_service(
     wait_for_job(&store, &ch, Duration::from_secs(10), |j| j.webhook_removed).await;
     app.stop().await;
 }
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn with_public_base_url_ngrok_the_agents_tunnel_is_the_url_signatures_are_checked_against() {
+    let env = Env::new().await;
+    let port = free_port();
+    let agent = wiremock::MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/tunnels"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "tunnels": [
+                {"public_url": "https://other.ngrok.app", "proto": "https",
+                 "config": {"addr": "http://localhost:3000"}},
+                {"public_url": "http://abc.ngrok.app", "proto": "http",
+                 "config": {"addr": format!("localhost:{port}")}},
+                {"public_url": "https://abc.ngrok.app", "proto": "https",
+                 "config": {"addr": format!("http://localhost:{port}")}},
+            ]
+        })))
+        .mount(&agent)
+        .await;
+    let port_text = port.to_string();
+    let app = TestApp::start(
+        &env,
+        &[
+            ("server.port", port_text.as_str()),
+            ("server.public_base_url", "ngrok"),
+            ("server.ngrok_api_url", agent.uri().as_str()),
+        ],
+    )
+    .await;
+    let ch = random_sid("CH");
+    mount_happy_path(&env, &ch).await;
+    let response = app
+        .post_signed(message(&ch, "+14155550100"))
+        .called_at("https://abc.ngrok.app")
+        .send()
+        .await;
+    assert_eq!(response.status(), 200);
+    let elsewhere = app
+        .post_signed(message(&random_sid("CH"), "+14155550100"))
+        .called_at("https://other.ngrok.app")
+        .send()
+        .await;
+    assert_eq!(elsewhere.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_public_base_url_ngrok_and_no_agent_start_up_says_to_run_ngrok_http() {
+    let env = Env::new().await;
+    let port = free_port().to_string();
+    let no_agent = format!("http://127.0.0.1:{}", free_port());
+    let err = flexhook::startup::Application::build(env.settings(&[
+        ("server.port", port.as_str()),
+        ("server.public_base_url", "ngrok"),
+        ("server.ngrok_api_url", no_agent.as_str()),
+    ]))
+    .await
+    .err()
+    .expect("no agent, no start");
+    let text = format!("{err:#}");
+    assert!(text.contains(&format!("ngrok http {port}")), "{text}");
+}

@@ -1,6 +1,7 @@
 //! The command line: `serve`, and the tools around it (`sign`, `simulate`, `jobs`).
 //! Every command goes through the library; none reimplements a request.
 
+mod check;
 mod jobs;
 mod routes;
 mod sign;
@@ -47,6 +48,10 @@ pub enum Command {
     Store(store::StoreArgs),
     /// Check the routing rules, and explain what they decide for a message.
     Routes(routes::RoutesArgs),
+    /// Check the whole set-up against Twilio: credentials, workspace, workflow, task
+    /// channel, server.public_base_url's /healthz, the connected addresses and the
+    /// TaskRouter event callback. Each line says ok, or what to fix and how.
+    Check(check::CheckArgs),
 }
 
 /// Runs a parsed command line.
@@ -58,16 +63,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve(&load).await,
         Command::Sign(args) => sign::run(&load_settings(&load)?, &args),
-        Command::Simulate(args) => simulate::run(&load_settings(&load)?, &args).await,
+        Command::Simulate(args) => {
+            simulate::run(&with_ngrok_url(load_settings(&load)?).await?, &args).await
+        }
         Command::Jobs(args) => jobs::run(&load_settings(&load)?, &args).await,
-        Command::Taskrouter(args) => taskrouter::run(&load_settings(&load)?, &args).await,
+        Command::Taskrouter(args) => {
+            taskrouter::run(&with_ngrok_url(load_settings(&load)?).await?, &args).await
+        }
         Command::Store(args) => store::run(&args).await,
         Command::Routes(args) => routes::run(&load_settings(&load)?, &args),
+        Command::Check(args) => check::run(&load_settings(&load)?, &args).await,
+    }
+}
+
+/// A command's error as shown to its user: the cause chain, then what to do when Twilio's
+/// code says (wrong credentials, rate limited).
+pub fn describe(e: &anyhow::Error) -> String {
+    let hint = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<crate::twilio::TwilioError>())
+        .filter(|t| t.status() != Some(404))
+        .and_then(crate::twilio::TwilioError::hint);
+    match hint {
+        Some(hint) => format!("{e:#}: {hint}"),
+        None => format!("{e:#}"),
     }
 }
 
 fn load_settings(load: &LoadOptions) -> anyhow::Result<Settings> {
     Ok(Settings::load(load)?)
+}
+
+/// `server.public_base_url = "ngrok"` replaced by the tunnel the local agent has to
+/// `server.port`, as `serve` finds it.
+async fn with_ngrok_url(mut settings: Settings) -> anyhow::Result<Settings> {
+    if settings.server.public_base_url.as_deref().map(str::trim) == Some(crate::ngrok::NGROK) {
+        let url =
+            crate::ngrok::public_url(&settings.server.ngrok_api_url, settings.server.port).await?;
+        settings.server.public_base_url = Some(url);
+    }
+    Ok(settings)
 }
 
 async fn serve(load: &LoadOptions) -> anyhow::Result<ExitCode> {

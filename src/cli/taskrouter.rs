@@ -66,7 +66,7 @@ async fn context(settings: &Settings) -> anyhow::Result<Context> {
     )
     .await?;
     Ok(Context {
-        client: TwilioClient::new(&twilio)?,
+        client: TwilioClient::new(&twilio)?.with_cli_retries(),
         store,
         workspace,
     })

@@ -501,6 +501,32 @@ mod tests {
     }
 
     #[test]
+    fn public_base_url_ngrok_is_left_to_start_up_and_needs_a_valid_agent_url() {
+        let ok = load("local", &[("server.public_base_url", "ngrok")])
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(ok.server.public_base_url, None);
+        assert_eq!(
+            ok.server.ngrok_api_url.as_deref(),
+            Some("http://127.0.0.1:4040")
+        );
+        let err = load(
+            "local",
+            &[
+                ("server.public_base_url", "ngrok"),
+                ("server.ngrok_api_url", "localhost"),
+            ],
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert_eq!(problems(err)[0].key, "server.ngrok_api_url");
+        let plain = load("local", &[]).unwrap().validate().unwrap();
+        assert_eq!(plain.server.ngrok_api_url, None);
+    }
+
+    #[test]
     fn a_twilio_only_command_needs_no_workflow_but_still_its_credentials() {
         let no_flex = [
             ("twilio.account_sid", "AC00000000000000000000000000000001"),

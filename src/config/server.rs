@@ -13,6 +13,8 @@ pub struct ServerSettings {
     pub port: u16,
     #[serde(deserialize_with = "empty_as_none")]
     pub public_base_url: Option<String>,
+    /// The local ngrok agent's API, asked when `public_base_url` is `"ngrok"`.
+    pub ngrok_api_url: String,
     pub trust_forwarded_headers: bool,
     pub max_body_bytes: usize,
     pub ack_timeout_ms: u64,
@@ -24,8 +26,11 @@ pub struct ServerSettings {
 pub struct ServerConfig {
     pub host: String,
     pub port: u16,
-    /// `scheme://host[:port]`, without a trailing `/`.
+    /// `scheme://host[:port]`, without a trailing `/`. `None` with `ngrok_api_url` set
+    /// until start-up asks the agent.
     pub public_base_url: Option<String>,
+    /// Set when `server.public_base_url = "ngrok"`: the agent to ask at start-up.
+    pub ngrok_api_url: Option<String>,
     pub trust_forwarded_headers: bool,
     pub max_body_bytes: usize,
     /// How long a webhook may wait for its job to be committed.
@@ -37,9 +42,16 @@ pub struct ServerConfig {
 impl ServerSettings {
     pub(super) fn validate(&self, p: &mut Problems) -> Option<ServerConfig> {
         let before = p.count();
+        let ngrok = self.public_base_url.as_deref().map(str::trim) == Some(crate::ngrok::NGROK);
         let public_base_url = match &self.public_base_url {
+            Some(_) if ngrok => None,
             Some(u) => p.check("server.public_base_url", check_base_url(u)),
             None => None,
+        };
+        let ngrok_api_url = if ngrok {
+            p.check("server.ngrok_api_url", check_base_url(&self.ngrok_api_url))
+        } else {
+            None
         };
         if self.max_body_bytes < 1024 {
             p.add("server.max_body_bytes", "must be at least 1024");
@@ -54,6 +66,7 @@ impl ServerSettings {
             host: self.host.clone(),
             port: self.port,
             public_base_url,
+            ngrok_api_url,
             trust_forwarded_headers: self.trust_forwarded_headers,
             max_body_bytes: self.max_body_bytes,
             ack_timeout: Duration::from_millis(self.ack_timeout_ms),

@@ -142,3 +142,43 @@ impl TwilioClient {
             .unwrap_or_else(|| serde_json::json!({})))
     }
 }
+
+#[derive(serde::Deserialize)]
+struct AddressConfiguration {
+    address: Option<String>,
+    auto_creation: Option<AutoCreation>,
+}
+
+#[derive(serde::Deserialize)]
+struct AutoCreation {
+    enabled: Option<bool>,
+    webhook_url: Option<String>,
+}
+
+impl TwilioClient {
+    /// `GET /v1/Configuration/Addresses`, every page: each address, the webhook URL its
+    /// auto-created conversations call, and whether auto-creation is enabled.
+    pub async fn address_webhook_urls(
+        &self,
+    ) -> Result<Vec<(String, Option<String>, bool)>, TwilioError> {
+        let addresses: Vec<AddressConfiguration> = self
+            .list_all(
+                Api::Conversations,
+                "/v1/Configuration/Addresses",
+                &[("PageSize", "50")],
+                "address_configurations",
+            )
+            .await?;
+        Ok(addresses
+            .into_iter()
+            .map(|a| {
+                let auto = a.auto_creation;
+                let enabled = auto.as_ref().and_then(|c| c.enabled).unwrap_or(false);
+                let url = auto
+                    .and_then(|c| c.webhook_url)
+                    .filter(|u| !u.trim().is_empty());
+                (a.address.unwrap_or_default(), url, enabled)
+            })
+            .collect())
+    }
+}

@@ -54,6 +54,23 @@ impl ApiError {
     }
 }
 
+/// What a person should do about Twilio's credentials error (20003 / 401).
+pub const CREDENTIALS_HINT: &str =
+    "check TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN (or TWILIO_API_KEY / TWILIO_API_SECRET)";
+
+impl ApiError {
+    /// What to do about the error, for the codes whose own message does not say: 20003
+    /// (credentials), 20404 (the caller names what was not found) and 20429 (rate limit).
+    pub fn hint(&self) -> Option<&'static str> {
+        match (self.code, self.status) {
+            (Some(20003), _) | (None, 401) => Some(CREDENTIALS_HINT),
+            (Some(20404), _) | (None, 404) => Some("not found"),
+            (Some(20429), _) | (_, 429) => Some("rate limited: wait a moment and try again"),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "HTTP {}", self.status)?;
@@ -141,6 +158,19 @@ impl TwilioError {
         }
     }
 
+    /// What to do about it, when Twilio's code says (see [`ApiError::hint`]).
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Api(a) => a.hint(),
+            _ => None,
+        }
+    }
+
+    /// Whether Twilio refused the credentials (401, 20003).
+    pub fn is_bad_credentials(&self) -> bool {
+        matches!(self, Self::Api(a) if a.status == 401 || a.code == Some(20003))
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Api(a) => a.retry_after,
@@ -184,6 +214,30 @@ mod tests {
         assert!(!e.may_have_been_processed());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(e.code(), Some(20429));
+    }
+
+    #[test]
+    fn credentials_not_found_and_rate_limit_errors_say_what_to_do() {
+        let api = |status: StatusCode, body: &[u8]| {
+            TwilioError::Api(ApiError::from_response(status, &HeaderMap::new(), body))
+        };
+        let auth = api(
+            StatusCode::UNAUTHORIZED,
+            br#"{"code":20003,"message":"Authenticate","status":401}"#,
+        );
+        assert!(auth.is_bad_credentials());
+        assert!(auth.hint().unwrap().contains("TWILIO_AUTH_TOKEN"));
+        // Display is unchanged: the hint is added by those who show it.
+        assert_eq!(
+            auth.to_string(),
+            "HTTP 401, Twilio error 20003: Authenticate"
+        );
+        let missing = api(StatusCode::NOT_FOUND, br#"{"code":20404,"message":"x"}"#);
+        assert_eq!(missing.hint(), Some("not found"));
+        assert!(!missing.is_bad_credentials());
+        let limited = api(StatusCode::TOO_MANY_REQUESTS, b"");
+        assert!(limited.hint().unwrap().starts_with("rate limited"));
+        assert_eq!(api(StatusCode::BAD_REQUEST, b"").hint(), None);
     }
 
     #[test]

@@ -16,12 +16,16 @@ use serde::de::DeserializeOwned;
 
 use crate::config::TwilioConfig;
 
-pub use error::{ApiError, TwilioError};
+pub use error::{ApiError, TwilioError, CREDENTIALS_HINT};
 pub use interactions::{parse_created_interaction, CreatedInteraction, InteractionRequest};
 pub use taskrouter::{parse_task_list, ListedTask};
 
 /// Pages followed at most by one listing: a guard against a server that never ends.
 const MAX_PAGES: usize = 1000;
+
+/// How often a CLI call answered 429 is tried again, and the longest wait before each.
+const CLI_RETRIES: u32 = 3;
+const CLI_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How REST calls authenticate: as the account (auth token) or with an API key.
 #[derive(Clone)]
@@ -91,6 +95,9 @@ pub struct TwilioClient {
     flex_base: String,
     conversations_base: String,
     taskrouter_base: String,
+    /// 429s retried by [`TwilioClient::send`]: only for the CLI (the worker has its own
+    /// retry policy, with the store's leases and the shared rate-limit budget).
+    retries_on_429: u32,
 }
 
 impl std::fmt::Debug for TwilioClient {
@@ -132,7 +139,15 @@ impl TwilioClient {
             flex_base: config.flex_api_base_url.clone(),
             conversations_base: config.conversations_api_base_url.clone(),
             taskrouter_base: config.taskrouter_api_base_url.clone(),
+            retries_on_429: 0,
         })
+    }
+
+    /// For a CLI command: a 429 is tried again up to 3 times, waiting what `Retry-After`
+    /// asks (at most 5 s), else a growing backoff. A 429 was never processed, so it is safe.
+    pub fn with_cli_retries(mut self) -> Self {
+        self.retries_on_429 = CLI_RETRIES;
+        self
     }
 
     pub fn is_dry_run(&self) -> bool {
@@ -148,8 +163,26 @@ impl TwilioClient {
     }
 
     /// The one place a request is sent. In dry-run it is logged and answered `200 {}`;
-    /// otherwise anything but a 2xx becomes a typed error.
+    /// otherwise anything but a 2xx becomes a typed error. A CLI client tries a 429 again.
     async fn send(&self, request: Request<'_>) -> Result<Success, TwilioError> {
+        let mut attempt = 0;
+        loop {
+            match self.send_once(&request).await {
+                Err(TwilioError::Api(a)) if a.status == 429 && attempt < self.retries_on_429 => {
+                    let backoff = a
+                        .retry_after
+                        .unwrap_or(Duration::from_millis(250) * 2u32.pow(attempt))
+                        .min(CLI_MAX_BACKOFF);
+                    tracing::info!(?backoff, "Twilio answered 429: trying again");
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(&self, request: &Request<'_>) -> Result<Success, TwilioError> {
         let base = self.base(request.api);
         let url = if request.path.starts_with(base) {
             request.path.clone()
@@ -173,7 +206,7 @@ impl TwilioClient {
         };
         let mut builder = self
             .http
-            .request(request.method, &url)
+            .request(request.method.clone(), &url)
             .basic_auth(user, Some(password.expose_secret()));
         if !request.query.is_empty() {
             builder = builder.query(request.query);
@@ -376,6 +409,59 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("not followed"), "{err}");
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    }
+
+    fn rate_limited() -> ResponseTemplate {
+        ResponseTemplate::new(429)
+            .insert_header("Retry-After", "0")
+            .set_body_json(serde_json::json!({"code": 20429, "message": "Too Many Requests"}))
+    }
+
+    #[tokio::test]
+    async fn a_cli_client_tries_a_429_again_until_it_succeeds() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(rate_limited())
+            .up_to_n_times(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"tasks": []})),
+            )
+            .mount(&server)
+            .await;
+        let client =
+            client(&server.uri(), Some("AC00000000000000000000000000000001")).with_cli_retries();
+        let tasks: Vec<serde_json::Value> = client
+            .list_all(Api::TaskRouter, "/v1/Workspaces/WS1/Tasks", &[], "tasks")
+            .await
+            .unwrap();
+        assert!(tasks.is_empty());
+        assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_cli_client_gives_up_after_three_retries_and_the_worker_never_retries() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(rate_limited())
+            .mount(&server)
+            .await;
+        let plain = client(&server.uri(), Some("AC00000000000000000000000000000001"));
+        let err = plain
+            .get_json::<serde_json::Value>(Api::TaskRouter, "/v1/Workspaces/WS1", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(429));
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        let err = plain
+            .with_cli_retries()
+            .get_json::<serde_json::Value>(Api::TaskRouter, "/v1/Workspaces/WS1", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(20429));
+        assert_eq!(server.received_requests().await.unwrap().len(), 1 + 4);
     }
 
     #[tokio::test]

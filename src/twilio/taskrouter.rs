@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{Api, TwilioClient, TwilioError};
 use crate::domain::{
-    ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid,
+    ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WorkflowSid, WorkspaceSid,
 };
 
 /// A task whose attributes name the conversation.
@@ -200,5 +200,40 @@ impl TwilioClient {
         let mut call = super::Request::new(Api::TaskRouter, reqwest::Method::POST, path);
         call.form = &form;
         self.send(call).await.map(|_| ())
+    }
+}
+
+#[derive(Deserialize)]
+struct Named {
+    friendly_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TaskChannel {
+    unique_name: Option<String>,
+}
+
+impl TwilioClient {
+    /// `GET /v1/Workspaces/{WS}/Workflows/{WW}`: the workflow's friendly name.
+    pub async fn workflow_name(
+        &self,
+        workspace: &WorkspaceSid,
+        workflow: &WorkflowSid,
+    ) -> Result<String, TwilioError> {
+        let path = format!("/v1/Workspaces/{workspace}/Workflows/{workflow}");
+        let w: Named = self.get_json(Api::TaskRouter, &path, &[]).await?;
+        Ok(w.friendly_name.unwrap_or_default())
+    }
+
+    /// `GET /v1/Workspaces/{WS}/TaskChannels`, every page: the channels' unique names.
+    pub async fn task_channel_names(
+        &self,
+        workspace: &WorkspaceSid,
+    ) -> Result<Vec<String>, TwilioError> {
+        let path = format!("/v1/Workspaces/{workspace}/TaskChannels");
+        let channels: Vec<TaskChannel> = self
+            .list_all(Api::TaskRouter, &path, &[("PageSize", "50")], "channels")
+            .await?;
+        Ok(channels.into_iter().filter_map(|c| c.unique_name).collect())
     }
 }
