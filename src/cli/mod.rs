@@ -1,6 +1,9 @@
-//! The command line: `serve`, and the tools around it (`sign`, `simulate`, `jobs`).
+//! The command line: `serve`, and the tools around it (`sign`, `simulate`, `jobs`,
+//! `address`, `migrate`, …).
 //! Every command goes through the library; none reimplements a request.
 
+mod address;
+mod flexflow;
 mod jobs;
 mod routes;
 mod sign;
@@ -47,6 +50,13 @@ pub enum Command {
     Store(store::StoreArgs),
     /// Check the routing rules, and explain what they decide for a message.
     Routes(routes::RoutesArgs),
+    /// Manage the Conversations address configurations, and connect an address's
+    /// auto-creation to flexhook.
+    Address(address::AddressArgs),
+    /// Show the legacy Flex Flows (Flex UI 1.x) that route numbers.
+    Flexflow(flexflow::FlexflowArgs),
+    /// Move an address from its Flex Flow to flexhook: print the plan, act only with --yes.
+    Migrate(flexflow::MigrateArgs),
 }
 
 /// Runs a parsed command line.
@@ -63,6 +73,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Taskrouter(args) => taskrouter::run(&load_settings(&load)?, &args).await,
         Command::Store(args) => store::run(&args).await,
         Command::Routes(args) => routes::run(&load_settings(&load)?, &args),
+        Command::Address(args) => address::run(&load_settings(&load)?, &args).await,
+        Command::Flexflow(args) => flexflow::run(&load_settings(&load)?, &args).await,
+        Command::Migrate(args) => flexflow::migrate(&load_settings(&load)?, &args).await,
     }
 }
 
