@@ -562,3 +562,59 @@ async fn flexflow_list_shows_every_flow() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["flex_flows"][0]["sid"], FO);
 }
+
+#[tokio::test]
+async fn undoing_a_connect_that_replaced_a_studio_flow_puts_the_flow_back() {
+    let server = MockServer::start().await;
+    flex_flow_holding_the_address(&server).await;
+    let studio = configuration(json!({
+        "enabled": true, "type": "studio", "studio_flow_sid": "FW0123456789abcdef0123456789abcdef",
+    }));
+    Mock::given(method("GET"))
+        .and(path(ADDRESS_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(studio))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/Configuration/Addresses/{IG}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(connected()))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/FlexFlows/{FO}")))
+        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
+        .mount(&server)
+        .await;
+    let out = flexhook(
+        &server,
+        &["migrate", ADDRESS, "--type", "whatsapp", "--yes"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "flexhook address update {ADDRESS} --auto-creation-type 'studio' \
+             --studio-flow-sid 'FW0123456789abcdef0123456789abcdef'"
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn without_an_account_connect_is_a_dry_run_that_sends_nothing() {
+    let server = MockServer::start().await;
+    let out = flexhook(
+        &server,
+        &["address", "connect", ADDRESS, "--type", "whatsapp"],
+        &[("TWILIO_ACCOUNT_SID", ""), ("TWILIO_AUTH_TOKEN", "")],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("dry run: nothing was changed"),
+        "{out:?}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}

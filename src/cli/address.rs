@@ -573,18 +573,37 @@ impl ConnectPlan {
         }
     }
 
-    /// What would put the address back as it was before `apply`.
+    /// The command that puts the address back as it was before `apply`.
     pub fn undo_hint(&self) -> String {
-        match &self.existing {
-            None => format!("flexhook address delete {} --yes", self.address),
-            Some(_) => {
-                let mut hint = format!("flexhook address update {}", self.address);
-                for (field, before, _) in &self.changes {
-                    hint.push_str(&format!(" [{field} back to {before}]"));
-                }
-                hint
-            }
+        let address = &self.address;
+        let Some(existing) = &self.existing else {
+            return format!("flexhook address delete {address} --yes");
+        };
+        let before = existing.auto_creation.clone().unwrap_or_default();
+        if before.enabled != Some(true) {
+            return format!("flexhook address disconnect {address}");
         }
+        let mut hint = format!("flexhook address update {address}");
+        let mut put = |option: &str, value: Option<String>| {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                hint.push_str(&format!(" --{option} '{v}'"));
+            }
+        };
+        put("auto-creation-type", before.kind);
+        put("webhook-url", before.webhook_url);
+        put(
+            "webhook-method",
+            before.webhook_method.map(|m| m.to_lowercase()),
+        );
+        for filter in before.webhook_filters.unwrap_or_default() {
+            put("webhook-filter", Some(filter));
+        }
+        put("studio-flow-sid", before.studio_flow_sid);
+        put(
+            "studio-retry-count",
+            before.studio_retry_count.map(|n| n.to_string()),
+        );
+        hint
     }
 }
 
