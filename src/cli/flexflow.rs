@@ -87,12 +87,15 @@ pub async fn run(settings: &Settings, args: &FlexflowArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether the flow holds the address (`whatsapp:+1…` and `+1…` name the same number).
-fn holds(flow: &FlexFlow, address: &str) -> bool {
+/// Whether the flow holds the address: the same contact identity, or the same number on
+/// the same channel (`whatsapp:+1…` and `+1…` of a whatsapp flow).
+fn holds(flow: &FlexFlow, address: &str, kind: AddressType) -> bool {
     let bare = |a: &str| a.split_once(':').map_or(a, |(_, n)| n).trim().to_owned();
-    flow.contact_identity
-        .as_deref()
-        .is_some_and(|c| c == address || bare(c) == bare(address))
+    let Some(identity) = flow.contact_identity.as_deref() else {
+        return false;
+    };
+    identity == address
+        || (bare(identity) == bare(address) && flow.channel_type.as_deref() == Some(kind.as_str()))
 }
 
 pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
@@ -130,7 +133,7 @@ async fn migrate_with(
         .list_flex_flows()
         .await?
         .into_iter()
-        .filter(|f| holds(f, address) && f.enabled == Some(true))
+        .filter(|f| holds(f, address, args.kind) && f.enabled == Some(true) && f.sid.is_some())
         .collect();
     println!("1. connect {address} to flexhook");
     plan.print();
@@ -145,7 +148,11 @@ async fn migrate_with(
             shown(f.friendly_name.as_deref())
         );
     }
-    if !args.yes || client.is_dry_run() {
+    if client.is_dry_run() {
+        println!("dry run (no Twilio account): nothing was changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes {
         println!("nothing was changed: run again with --yes to do it");
         return Ok(ExitCode::SUCCESS);
     }
@@ -160,6 +167,7 @@ async fn migrate_with(
     }
     for f in &flows {
         let sid = f.sid.as_deref().unwrap_or_default();
+        // Enabled=false only: a Flex Flow is never deleted.
         if let Err(e) = client.disable_flex_flow(sid).await {
             eprintln!(
                 "step 2 failed: Flex Flow {sid} is still enabled: {}",
@@ -177,4 +185,42 @@ async fn migrate_with(
     }
     println!("migrated: messages to {address} now reach {target}");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(identity: &str, channel: &str) -> FlexFlow {
+        FlexFlow {
+            contact_identity: Some(identity.to_owned()),
+            channel_type: Some(channel.to_owned()),
+            ..FlexFlow::default()
+        }
+    }
+
+    #[test]
+    fn a_flow_holds_the_number_only_on_its_own_channel() {
+        let address = "whatsapp:+15550001111";
+        assert!(holds(
+            &flow(address, "whatsapp"),
+            address,
+            AddressType::Whatsapp
+        ));
+        assert!(holds(
+            &flow("+15550001111", "whatsapp"),
+            address,
+            AddressType::Whatsapp
+        ));
+        assert!(!holds(
+            &flow("+15550001111", "sms"),
+            address,
+            AddressType::Whatsapp
+        ));
+        assert!(!holds(
+            &flow("+15550002222", "whatsapp"),
+            address,
+            AddressType::Whatsapp
+        ));
+    }
 }
