@@ -1130,3 +1130,171 @@ async fn taskrouter_connect_and_disconnect_send_workspace_updates_the_spec_decla
         "disconnect puts back the spec example's URL"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// `flexhook address`, `flexflow list` and `migrate`
+// ---------------------------------------------------------------------------------------
+
+const LIST_ADDRESSES: &str = "ListConfigurationAddress";
+const CREATE_ADDRESS: &str = "CreateConfigurationAddress";
+const FETCH_ADDRESS: &str = "FetchConfigurationAddress";
+const UPDATE_ADDRESS: &str = "UpdateConfigurationAddress";
+const DELETE_ADDRESS: &str = "DeleteConfigurationAddress";
+const LIST_FLEX_FLOWS: &str = "ListFlexFlow";
+const UPDATE_FLEX_FLOW: &str = "UpdateFlexFlow";
+
+#[tokio::test]
+async fn every_address_and_flex_flow_request_of_the_cli_is_an_operation_of_the_spec() {
+    use clap::Parser;
+    let spec = spec();
+    let env = Env::new().await;
+    let address = "whatsapp:+15550001111";
+    let encoded = "/v1/Configuration/Addresses/whatsapp%3A%2B15550001111";
+    let example = |id: &str, name: &str| {
+        let op = operation(&spec, id);
+        ResponseTemplate::new(success_status(op)).set_body_json(response_example(op, Some(name)))
+    };
+    let conversations = &env.conversations;
+    Mock::given(method("GET"))
+        .and(path("/v1/Configuration/Addresses"))
+        .respond_with(example(LIST_ADDRESSES, "readAll"))
+        .mount(conversations)
+        .await;
+    for (verb, id, name) in [
+        ("GET", FETCH_ADDRESS, "fetch"),
+        ("POST", UPDATE_ADDRESS, "update"),
+    ] {
+        Mock::given(method(verb))
+            .and(path(encoded))
+            .respond_with(example(id, name))
+            .mount(conversations)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/v1/Configuration/Addresses"))
+        .respond_with(example(CREATE_ADDRESS, "create"))
+        .mount(conversations)
+        .await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path_regex(
+            "^/v1/Configuration/Addresses/IG",
+        ))
+        .respond_with(example(UPDATE_ADDRESS, "update"))
+        .mount(conversations)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(success_status(operation(
+            &spec,
+            DELETE_ADDRESS,
+        ))))
+        .mount(conversations)
+        .await;
+    let flows = response_example(operation(&spec, LIST_FLEX_FLOWS), Some("readFull")).clone();
+    let flow = flows["flex_flows"][0].clone();
+    let mut holding = flows.clone();
+    holding["flex_flows"][0]["contact_identity"] = json!(address);
+    holding["flex_flows"][0]["enabled"] = json!(true);
+    Mock::given(method("GET"))
+        .and(path("/v1/FlexFlows"))
+        .respond_with(
+            ResponseTemplate::new(success_status(operation(&spec, LIST_FLEX_FLOWS)))
+                .set_body_json(holding),
+        )
+        .mount(&env.flex)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1/FlexFlows/{}",
+            flow["sid"].as_str().unwrap()
+        )))
+        .respond_with(
+            ResponseTemplate::new(success_status(operation(&spec, UPDATE_FLEX_FLOW)))
+                .set_body_json(&flow),
+        )
+        .mount(&env.flex)
+        .await;
+    let config = env.dir.path().join("address.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_base_url = \"https://flexhook.example.com\"\n\
+             [twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\n\
+             conversations_api_base_url = \"{}\"\nflex_api_base_url = \"{}\"\n",
+            conversations.uri(),
+            env.flex.uri()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut argv = vec!["flexhook", "--config", config.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        flexhook::cli::run(flexhook::cli::Cli::parse_from(argv))
+    };
+    let ig = "IG0123456789abcdef0123456789abcdef";
+    for args in [
+        &["address", "list", "--type", "whatsapp"][..],
+        &["address", "get", address],
+        &[
+            "address",
+            "create",
+            "--type",
+            "whatsapp",
+            "--address",
+            address,
+            "--friendly-name",
+            "Support",
+            "--auto-creation-type",
+            "webhook",
+            "--webhook-url",
+            "https://x.example/h",
+            "--webhook-method",
+            "POST",
+            "--webhook-filter",
+            "onMessageAdded",
+            "--webhook-filter",
+            "onParticipantAdded",
+            "--conversation-service-sid",
+            SERVICE,
+            "--address-country",
+            "US",
+        ],
+        &[
+            "address",
+            "update",
+            ig,
+            "--auto-creation-type",
+            "studio",
+            "--studio-flow-sid",
+            "FW0123456789abcdef0123456789abcdef",
+            "--studio-retry-count",
+            "2",
+        ],
+        &["address", "update", ig, "--disabled"],
+        &["address", "delete", address, "--yes"],
+        // The spec's example configuration is an sms one.
+        &["address", "connect", address, "--type", "sms"],
+        &["address", "disconnect", address],
+        &["flexflow", "list"],
+        &["migrate", address, "--type", "sms", "--yes"],
+    ] {
+        let code = run(args).await.unwrap();
+        assert_eq!(code, std::process::ExitCode::SUCCESS, "{args:?}");
+    }
+    let mut seen = BTreeSet::new();
+    for server in [conversations, &env.flex] {
+        for request in server.received_requests().await.unwrap() {
+            seen.insert(assert_request_fits(&spec, &request));
+        }
+    }
+    for id in [
+        LIST_ADDRESSES,
+        CREATE_ADDRESS,
+        FETCH_ADDRESS,
+        UPDATE_ADDRESS,
+        DELETE_ADDRESS,
+        LIST_FLEX_FLOWS,
+        UPDATE_FLEX_FLOW,
+    ] {
+        assert!(seen.contains(id), "{id} was exercised: {seen:?}");
+    }
+}

@@ -1,7 +1,10 @@
-//! The command line: `serve`, and the tools around it (`sign`, `simulate`, `jobs`).
+//! The command line: `serve`, and the tools around it (`sign`, `simulate`, `jobs`,
+//! `address`, `migrate`, …).
 //! Every command goes through the library; none reimplements a request.
 
+mod address;
 mod check;
+mod flexflow;
 mod jobs;
 mod routes;
 mod sign;
@@ -52,6 +55,13 @@ pub enum Command {
     /// channel, server.public_base_url's /healthz, the connected addresses and the
     /// TaskRouter event callback. Each line says ok, or what to fix and how.
     Check(check::CheckArgs),
+    /// Manage the Conversations address configurations, and connect an address's
+    /// auto-creation to flexhook.
+    Address(address::AddressArgs),
+    /// Show the legacy Flex Flows (Flex UI 1.x) that route numbers.
+    Flexflow(flexflow::FlexflowArgs),
+    /// Move an address from its Flex Flow to flexhook: print the plan, act only with --yes.
+    Migrate(flexflow::MigrateArgs),
 }
 
 /// Runs a parsed command line.
@@ -73,6 +83,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(args) => store::run(&args).await,
         Command::Routes(args) => routes::run(&load_settings(&load)?, &args),
         Command::Check(args) => check::run(&load_settings(&load)?, &args).await,
+        Command::Address(args) => {
+            address::run(&with_ngrok_url(load_settings(&load)?).await?, &args).await
+        }
+        Command::Flexflow(args) => flexflow::run(&load_settings(&load)?, &args).await,
+        Command::Migrate(args) => {
+            flexflow::migrate(&with_ngrok_url(load_settings(&load)?).await?, &args).await
+        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! The one Twilio REST client, used by the worker and the CLI alike. It owns authentication
 //! (auth token or API key), base URLs, timeouts, dry-run, paging and Twilio's error JSON.
 //! Every request goes through [`TwilioClient::send`], so an endpoint is one small function
-//! (in `conversations.rs`, `interactions.rs`, `taskrouter.rs`) and dry-run is decided once.
+//! (in `conversations.rs`, `interactions.rs`, `taskrouter.rs`, `addresses.rs`,
+//! `flexflows.rs`) and dry-run is decided once.
 
+mod addresses;
 mod conversations;
 mod error;
+mod flexflows;
 mod interactions;
 mod taskrouter;
 
@@ -16,7 +19,9 @@ use serde::de::DeserializeOwned;
 
 use crate::config::TwilioConfig;
 
+pub use addresses::{address_path, AddressChanges, AddressConfiguration, AutoCreation};
 pub use error::{ApiError, TwilioError, CREDENTIALS_HINT};
+pub use flexflows::FlexFlow;
 pub use interactions::{parse_created_interaction, CreatedInteraction, InteractionRequest};
 pub use taskrouter::{parse_task_list, ListedTask};
 

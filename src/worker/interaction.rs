@@ -253,18 +253,20 @@ impl Worker {
                     }
                     tracing::debug!(late_ms = ms(late), "rate-limit slot missed; taking another");
                 }
-                Ok(Some(Slot::Full(wait))) => return Err(Transition::Retry {
-                    next_attempt_at: now_ms() + ms(wait.saturating_sub(max_wait)),
-                    error: JobError {
-                        code: None,
-                        status: None,
-                        message: format!(
+                Ok(Some(Slot::Full(wait))) => {
+                    return Err(Transition::Retry {
+                        next_attempt_at: now_ms() + ms(wait.saturating_sub(max_wait)),
+                        error: JobError {
+                            code: None,
+                            status: None,
+                            message: format!(
                             "the shared rate limit's next slot is {} ms away, past half the lease",
                             wait.as_millis()
                         ),
-                    },
-                    needs_lookup: job.needs_lookup,
-                }),
+                        },
+                        needs_lookup: job.needs_lookup,
+                    })
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not reserve a rate-limit slot; trying later");
                     return Err(self.store_failed(job, &e.to_string(), job.needs_lookup));
