@@ -1298,3 +1298,87 @@ async fn every_address_and_flex_flow_request_of_the_cli_is_an_operation_of_the_s
         assert!(seen.contains(id), "{id} was exercised: {seen:?}");
     }
 }
+
+#[tokio::test]
+async fn every_request_of_flexhook_check_is_an_operation_of_the_spec() {
+    use clap::Parser;
+    let spec = spec();
+    let env = Env::new().await;
+    let workspace = format!("/v1/Workspaces/{WORKSPACE}");
+    answer_with_example(
+        &env.taskrouter,
+        &spec,
+        FETCH_WORKSPACE,
+        "fetch",
+        "GET",
+        &workspace,
+    )
+    .await;
+    answer_with_example(
+        &env.taskrouter,
+        &spec,
+        "FetchWorkflow",
+        "fetch",
+        "GET",
+        &format!("{workspace}/Workflows/{WORKFLOW}"),
+    )
+    .await;
+    answer_with_example(
+        &env.taskrouter,
+        &spec,
+        "ListTaskChannel",
+        "readFull",
+        "GET",
+        &format!("{workspace}/TaskChannels"),
+    )
+    .await;
+    answer_with_example(
+        &env.conversations,
+        &spec,
+        "ListConfigurationAddress",
+        "readAll",
+        "GET",
+        "/v1/Configuration/Addresses",
+    )
+    .await;
+    // server.public_base_url answers /healthz (not Twilio: not checked against the spec).
+    Mock::given(method("GET"))
+        .and(path("/healthz"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&env.flex)
+        .await;
+    let config = env.dir.path().join("check.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_base_url = \"{}\"\n\
+             [twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{TOKEN}\"\n\
+             taskrouter_api_base_url = \"{}\"\nconversations_api_base_url = \"{}\"\n\
+             [flex]\nworkspace_sid = \"{WORKSPACE}\"\nworkflow_sid = \"{WORKFLOW}\"\n",
+            env.flex.uri(),
+            env.taskrouter.uri(),
+            env.conversations.uri()
+        ),
+    )
+    .unwrap();
+    let argv = ["flexhook", "--config", config.to_str().unwrap(), "check"];
+    // The spec's examples are another workspace's: some lines fail, every request counts.
+    flexhook::cli::run(flexhook::cli::Cli::parse_from(argv))
+        .await
+        .unwrap();
+
+    let mut seen = BTreeSet::new();
+    for server in [&env.taskrouter, &env.conversations] {
+        for request in server.received_requests().await.unwrap() {
+            seen.insert(assert_request_fits(&spec, &request));
+        }
+    }
+    for id in [
+        FETCH_WORKSPACE,
+        "FetchWorkflow",
+        "ListTaskChannel",
+        "ListConfigurationAddress",
+    ] {
+        assert!(seen.contains(id), "{id} was never sent: {seen:?}");
+    }
+}
