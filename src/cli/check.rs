@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::config::{env_vars_for, Settings};
 use crate::domain::{WorkflowSid, WorkspaceSid};
-use crate::event::task::TASK_ENDED_EVENTS;
 use crate::twilio::{TwilioClient, TwilioError, CREDENTIALS_HINT};
 
 /// The routes Twilio calls.
@@ -363,17 +362,7 @@ fn event_callback(base: Option<&str>, url: Option<String>, filter: Option<String
             ),
         );
     }
-    // An empty filter means every event.
-    let listed: Vec<&str> = filter
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let missing: Vec<&str> = TASK_ENDED_EVENTS
-        .into_iter()
-        .filter(|e| filter.is_some() && !listed.contains(e))
-        .collect();
+    let missing = super::taskrouter::missing_events(filter.as_deref());
     if missing.is_empty() {
         Line::ok(CALLBACK, ours)
     } else {

@@ -100,6 +100,18 @@ pub(crate) fn merged_filter(existing: Option<&str>) -> String {
     events.join(",")
 }
 
+/// The lifecycle's events an `EventsFilter` leaves out (none when unset: every event).
+pub(crate) fn missing_events(filter: Option<&str>) -> Vec<&'static str> {
+    let Some(filter) = filter else {
+        return Vec::new();
+    };
+    let listed: Vec<&str> = filter.split(',').map(str::trim).collect();
+    TASK_ENDED_EVENTS
+        .into_iter()
+        .filter(|e| !listed.contains(e))
+        .collect()
+}
+
 fn shown(value: Option<&str>) -> &str {
     value.unwrap_or("(none)")
 }
@@ -234,17 +246,7 @@ async fn disconnect(
 async fn status(ctx: &Context, target: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
     let (url, filter) = ctx.client.workspace_callback(&ctx.workspace).await?;
     let reaches_flexhook = target.is_some() && url == target;
-    let listed: Vec<&str> = filter
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .collect();
-    // An empty filter means every event.
-    let missing: Vec<&str> = TASK_ENDED_EVENTS
-        .into_iter()
-        .filter(|e| filter.is_some() && !listed.contains(e))
-        .collect();
+    let missing = missing_events(filter.as_deref());
     let previous = ctx.store.remembered_callback(&ctx.workspace).await?;
     if as_json {
         let doc = json!({

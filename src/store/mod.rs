@@ -4,6 +4,7 @@
 //! (`postgres://…`, several instances sharing one database and one rate-limit budget).
 
 mod batch;
+mod columns;
 mod copy;
 mod decode;
 mod job;

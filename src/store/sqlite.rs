@@ -493,25 +493,9 @@ async fn insert_batch_in(
 ) -> Result<Vec<Inserted>, StoreError> {
     let mut inserted: HashSet<(String, String)> = HashSet::new();
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
-             webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
-             created_at, updated_at) ",
-        );
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(super::columns::NEW_JOB_INSERT);
         q.push_values(chunk, |mut row, job| {
-            row.push_bind(job.action.kind().as_str())
-                .push_bind(job.key())
-                .push_bind(job.conversation_sid.as_str().to_owned())
-                .push_bind(job.account_sid.as_str().to_owned())
-                .push_bind(job.chat_service_sid.as_ref().map(|s| s.as_str().to_owned()))
-                .push_bind(job.webhook_sid.as_ref().map(|s| s.as_str().to_owned()))
-                .push_bind(
-                    job.first_message_sid
-                        .as_ref()
-                        .map(|s| s.as_str().to_owned()),
-                )
-                .push_bind(job.action.to_stored())
-                .push_bind("pending")
+            super::columns::bind_new_job!(row, job)
                 .push_bind(job.received_at)
                 .push_bind(job.received_at)
                 .push_bind(job.received_at)
@@ -523,17 +507,7 @@ async fn insert_batch_in(
             inserted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
         }
     }
-    // The same key twice in one batch: only its first occurrence made the job.
-    Ok(jobs
-        .iter()
-        .map(|j| {
-            if inserted.remove(&(j.action.kind().as_str().to_owned(), j.key())) {
-                Inserted::New
-            } else {
-                Inserted::Known
-            }
-        })
-        .collect())
+    Ok(super::columns::outcomes(jobs, inserted))
 }
 
 impl super::decode::Columns for SqliteRow {
