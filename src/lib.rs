@@ -10,6 +10,7 @@ pub mod domain;
 pub(crate) mod event;
 pub(crate) mod intake;
 pub(crate) mod lifecycle;
+pub mod metrics;
 pub(crate) mod ngrok;
 pub(crate) mod routes;
 pub mod routing;

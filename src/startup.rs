@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::ValidSettings;
 use crate::intake::Intake;
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 use crate::routes::{AppState, WebhookAuth};
 use crate::routing::Router;
 use crate::signature::Verifier;
@@ -25,6 +26,8 @@ use crate::worker::{self, WorkerHandle, WorkerOptions};
 pub struct Application {
     port: u16,
     server: Server,
+    /// `server.metrics_port`'s server and its port, when set.
+    metrics_server: Option<(u16, Server)>,
     worker: WorkerHandle,
     writer: JoinHandle<()>,
     store: Store,
@@ -59,7 +62,8 @@ impl Application {
         )
         .await?;
 
-        let client = TwilioClient::new(&settings.twilio)?;
+        let metrics = Metrics::new(store.backend());
+        let client = TwilioClient::new(&settings.twilio)?.with_metrics(metrics.clone());
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) =
             JobWriter::spawn(store.clone(), settings.store.batch_max, wake.clone());
@@ -69,6 +73,7 @@ impl Application {
             Router::new(&settings.flex, &settings.routing),
             WorkerOptions::from_settings(&settings),
             wake.clone(),
+            metrics.clone(),
         );
 
         let twilio = &settings.twilio;
@@ -99,10 +104,41 @@ impl Application {
             ack_timeout: server_settings.ack_timeout,
             store: store.clone(),
             worker_running: worker.running(),
+            metrics,
+            metrics_token: server_settings.metrics_token.clone(),
         });
 
         let max_body = server_settings.max_body_bytes;
         let shutdown_budget = server_settings.shutdown_timeout;
+        let metrics_server = match server_settings.metrics_port {
+            Some(metrics_port) => {
+                let listener = TcpListener::bind((server_settings.host.as_str(), metrics_port))
+                    .with_context(|| {
+                        format!(
+                            "cannot listen on {}:{metrics_port} (server.host, server.metrics_port)",
+                            server_settings.host
+                        )
+                    })?;
+                let bound = listener.local_addr()?.port();
+                let state = state.clone();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .configure(crate::routes::configure_metrics_port)
+                })
+                .workers(1)
+                .listen(listener)?
+                .shutdown_timeout(1)
+                .disable_signals()
+                .run();
+                tracing::info!(
+                    port = bound,
+                    "metrics on GET /metrics (server.metrics_port)"
+                );
+                Some((bound, server))
+            }
+            None => None,
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -130,6 +166,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            metrics_server,
             worker,
             writer: writer_task,
             store,
@@ -139,6 +176,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of `server.metrics_port`'s server (the bound one when it was 0).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(port, _)| *port)
     }
 
     /// Stops the HTTP server (gracefully) from elsewhere, e.g. a test.
@@ -153,6 +195,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = self.server;
+        // The metrics port serves until the webhooks have stopped, so a scrape sees the end.
+        let metrics_server = self.metrics_server.map(|(_, s)| {
+            let handle = s.handle();
+            (handle, tokio::spawn(s))
+        });
         let (served, stopping) = tokio::select! {
             served = &mut server => (served, Instant::now()),
             signal = shutdown_signal() => {
@@ -167,6 +214,10 @@ impl Application {
             }
         };
         tracing::info!("HTTP server stopped; stopping the worker");
+        if let Some((handle, served)) = metrics_server {
+            handle.stop(true).await;
+            let _ = served.await;
+        }
         self.worker
             .stop(self.shutdown_budget.saturating_sub(stopping.elapsed()))
             .await;

@@ -440,6 +440,18 @@ fn dry_run_round_trip(conversation: &str, json: bool) {
         server.logs()
     );
     assert!(out.stdout.contains("200"), "{out:?}");
+    // The answer's X-Request-Id is the one the webhook's log lines carry.
+    let request_id = out
+        .stdout
+        .split("request id ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("simulate prints the request id: {out:?}"));
+    let queued = server.wait_for_log("new conversation: job queued");
+    assert!(
+        queued.contains(&format!("request_id={request_id}")),
+        "the webhook's span carries {request_id}: {queued}"
+    );
 
     let would = server.wait_for_log("would POST /v1/Interactions");
     assert!(would.contains(conversation), "{would}");

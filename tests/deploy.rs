@@ -151,3 +151,25 @@ fn every_setting_in_default_toml_has_a_comment() {
         }
     }
 }
+
+#[test]
+fn fly_scrapes_the_metrics_port_flexhook_serves_and_never_exposes_it() {
+    let fly: toml::Value = toml::from_str(&read("fly.toml")).unwrap();
+    let scraped = fly["metrics"]["port"].as_integer().expect("[metrics] port");
+    assert_eq!(fly["metrics"]["path"].as_str(), Some("/metrics"));
+    let served: i64 = fly["env"]["FLEXHOOK_SERVER__METRICS_PORT"]
+        .as_str()
+        .expect("fly.toml's [env] sets server.metrics_port")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        scraped, served,
+        "[metrics] scrapes the port flexhook serves"
+    );
+    let internal = fly["http_service"]["internal_port"].as_integer().unwrap();
+    assert_ne!(served, internal, "metrics stay off the public webhook port");
+    assert!(
+        fly.get("services").is_none(),
+        "no [[services]] could publish the metrics port"
+    );
+}

@@ -240,6 +240,45 @@ async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first(store: Store) {
         .is_empty());
 }
 
+async fn stats_count_pending_and_dead_jobs_by_kind_and_age_the_oldest_pending(store: Store) {
+    let empty = store.stats().await.unwrap();
+    assert_eq!(empty.counts(JobKind::Interaction).pending, 0);
+    assert_eq!(empty.oldest_pending_age, None);
+
+    let (a, b, c) = (sid("CH"), sid("CH"), sid("CH"));
+    store
+        .insert_batch(&[new_job(&a, now_ms()), new_job(&b, now_ms())])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.insert_batch(&[new_job(&c, now_ms())]).await.unwrap();
+    // One of the older two dies.
+    let claimed = store
+        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .await
+        .unwrap();
+    let a_job = claimed
+        .iter()
+        .find(|j| j.conversation_sid.as_str() == a)
+        .unwrap();
+    let dead = Transition::Dead {
+        error: error(20001),
+    };
+    assert!(store.record(a_job.id, "w", &dead).await.unwrap());
+
+    let stats = store.stats().await.unwrap();
+    let interaction = stats.counts(JobKind::Interaction);
+    assert_eq!((interaction.pending, interaction.dead), (2, 1));
+    assert_eq!(interaction.dead_last_hour, 1);
+    assert_eq!(stats.counts(JobKind::Close).pending, 0);
+    // b is the oldest pending job: inserted at least 300 ms ago.
+    let age = stats.oldest_pending_age.unwrap();
+    assert!(
+        (Duration::from_millis(250)..Duration::from_secs(30)).contains(&age),
+        "{age:?}"
+    );
+}
+
 async fn purging_removes_only_finished_jobs_older_than_the_cutoff(store: Store) {
     let (done, pending) = (sid("CH"), sid("CH"));
     let now = now_ms();
@@ -701,6 +740,7 @@ on_both_backends!(
     a_claimed_job_is_not_claimed_again_until_its_lease_expires,
     a_retry_is_not_due_before_its_time_and_keeps_the_error,
     retrying_dead_jobs_makes_them_due_with_a_lookup_first,
+    stats_count_pending_and_dead_jobs_by_kind_and_age_the_oldest_pending,
     purging_removes_only_finished_jobs_older_than_the_cutoff,
     jobs_are_found_by_task_sid,
     lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_outcomes,

@@ -143,8 +143,18 @@ pub async fn run(settings: &Settings, args: &SimulateArgs) -> anyhow::Result<Exi
         }
     };
     let status = response.status();
+    // The id the service logged this webhook under (its span's `request_id`).
+    let request_id = response
+        .headers()
+        .get("X-Request-Id")
+        .and_then(|v| v.to_str().ok())
+        .map(|id| format!(", request id {id}"))
+        .unwrap_or_default();
     let text = response.text().await.unwrap_or_default();
-    println!("  answer: {status} in {} ms", started.elapsed().as_millis());
+    println!(
+        "  answer: {status} in {} ms{request_id}",
+        started.elapsed().as_millis()
+    );
     if !text.is_empty() {
         println!("  body: {text}");
     }

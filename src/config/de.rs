@@ -17,6 +17,24 @@ pub(super) fn empty_secret_as_none<'de, D: Deserializer<'de>>(
     Ok(empty_as_none(d)?.map(SecretString::from))
 }
 
+/// A port, or an empty string for "not set" (environment variables arrive as strings).
+pub(super) fn optional_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u16),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Number(port)) => Ok(Some(port)),
+        Some(Raw::Text(t)) if t.trim().is_empty() => Ok(None),
+        Some(Raw::Text(t)) => t.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("`{t}` is not a port number (0 to 65535)"))
+        }),
+    }
+}
+
 /// `task_attributes`: a JSON object, written as a string (keeps key case exactly).
 pub(super) fn json_object<'de, D: Deserializer<'de>>(
     d: D,

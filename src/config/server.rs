@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::de::empty_as_none;
+use super::de::{empty_as_none, empty_secret_as_none, optional_port};
 use super::problems::Problems;
 
 #[derive(Deserialize, Debug, Clone)]
@@ -19,7 +20,14 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub ack_timeout_ms: u64,
     pub shutdown_timeout_secs: u64,
+    #[serde(deserialize_with = "empty_secret_as_none")]
+    pub metrics_token: Option<SecretString>,
+    #[serde(deserialize_with = "optional_port")]
+    pub metrics_port: Option<u16>,
 }
+
+/// Shortest `server.metrics_token` accepted: a guessable token is no protection.
+const MIN_METRICS_TOKEN_CHARS: usize = 16;
 
 /// `[server]`, checked.
 #[derive(Debug, Clone)]
@@ -37,6 +45,10 @@ pub struct ServerConfig {
     pub ack_timeout: Duration,
     /// In-flight webhooks and jobs share it on shutdown.
     pub shutdown_timeout: Duration,
+    /// `GET /metrics` on the webhook port needs `Authorization: Bearer <this>`.
+    pub metrics_token: Option<SecretString>,
+    /// `GET /metrics` is also served on this port of its own (0: any free port).
+    pub metrics_port: Option<u16>,
 }
 
 impl ServerSettings {
@@ -62,6 +74,29 @@ impl ServerSettings {
                 "must be between 1 and 4999: Twilio gives up on a webhook after 5 seconds",
             );
         }
+        if let Some(token) = &self.metrics_token {
+            let token = token.expose_secret();
+            if token.chars().count() < MIN_METRICS_TOKEN_CHARS
+                || token.chars().any(char::is_whitespace)
+            {
+                p.add(
+                    "server.metrics_token",
+                    format!(
+                        "must be at least {MIN_METRICS_TOKEN_CHARS} characters without spaces, \
+                         e.g. the output of `openssl rand -hex 24`"
+                    ),
+                );
+            }
+        }
+        if self.metrics_port.is_some_and(|m| m != 0 && m == self.port) {
+            p.add(
+                "server.metrics_port",
+                format!(
+                    "must differ from server.port ({}): metrics are kept off the webhook port",
+                    self.port
+                ),
+            );
+        }
         (p.count() == before).then(|| ServerConfig {
             host: self.host.clone(),
             port: self.port,
@@ -71,6 +106,8 @@ impl ServerSettings {
             max_body_bytes: self.max_body_bytes,
             ack_timeout: Duration::from_millis(self.ack_timeout_ms),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            metrics_token: self.metrics_token.clone(),
+            metrics_port: self.metrics_port,
         })
     }
 }

@@ -28,6 +28,14 @@ pub enum Event {
 }
 
 impl Event {
+    /// The webhook's `EventType`.
+    pub fn event_type(&self) -> &str {
+        match self {
+            Self::MessageAdded(_) => "onMessageAdded",
+            Self::Other { event_type, .. } => event_type,
+        }
+    }
+
     pub fn account_sid(&self) -> &AccountSid {
         match self {
             Self::MessageAdded(m) => &m.account_sid,

@@ -5,9 +5,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use crate::domain::{AccountSid, WorkspaceSid};
 use crate::intake::Intake;
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 use crate::signature::Verifier;
 use crate::store::Store;
 
@@ -33,4 +36,7 @@ pub(crate) struct AppState {
     pub ack_timeout: Duration,
     pub store: Store,
     pub worker_running: Arc<AtomicBool>,
+    pub metrics: Metrics,
+    /// `server.metrics_token`: `/metrics` on the webhook port needs it.
+    pub metrics_token: Option<SecretString>,
 }

@@ -2,16 +2,18 @@
 //! task flexhook created (or, with adoption, any Flex interaction's task) queues the
 //! conversation's close job; every other event is acknowledged and ignored.
 
-use actix_web::{web, HttpResponse};
-use tracing::Instrument;
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::WebhookError;
+use super::observed::seen;
 use super::state::AppState;
 use super::verified::VerifiedWebhook;
 use crate::event::task;
 use crate::lifecycle::Outcome;
+use crate::metrics::{event_label, WebhookOutcome};
 
 pub async fn taskrouter_webhook(
+    req: HttpRequest,
     webhook: VerifiedWebhook,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebhookError> {
@@ -19,6 +21,8 @@ pub async fn taskrouter_webhook(
         tracing::warn!(error = %e, "TaskRouter event refused: malformed payload");
         WebhookError::from(e)
     })?;
+    let label = event_label(&event.event_type);
+    seen(&req, label, None);
     webhook.check_account(&event.account_sid)?;
     if event.workspace_sid != state.workspace_sid {
         tracing::warn!(workspace = %event.workspace_sid, "TaskRouter event refused: WorkspaceSid is not flex.workspace_sid");
@@ -26,40 +30,42 @@ pub async fn taskrouter_webhook(
     }
     if !event.ends_task() {
         tracing::debug!(event_type = %event.event_type, "TaskRouter event acknowledged, nothing to do");
+        seen(&req, label, Some(WebhookOutcome::Ignored));
         return Ok(HttpResponse::Ok().finish());
     }
-    let span = tracing::info_span!(
-        "task_event",
-        event_type = %event.event_type,
-        task = event.task_sid.as_ref().map(|t| t.as_str()),
-    );
-    async move {
-        let handled =
-            tokio::time::timeout(state.ack_timeout, state.lifecycle.task_ended(&event)).await;
-        match handled {
-            Ok(Ok(Outcome::Queued(conversation))) => {
-                tracing::info!(%conversation, "task ended with nobody on it: close job queued");
-            }
-            Ok(Ok(Outcome::AlreadyQueued(conversation))) => {
-                tracing::debug!(%conversation, "the conversation's close job exists already");
-            }
-            Ok(Ok(Outcome::UnknownTask)) => {
-                tracing::debug!("not a task of flexhook's: ignored");
-            }
-            Ok(Ok(Outcome::Unusable(why))) => {
-                tracing::warn!(%why, "TaskRouter event acknowledged, but nothing can be done with it");
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "TaskRouter event answered 503: the close job could not be stored");
-                return Err(WebhookError::Unavailable);
-            }
-            Err(_) => {
-                tracing::error!("TaskRouter event answered 503: the store is too slow");
-                return Err(WebhookError::Unavailable);
-            }
-        }
-        Ok(HttpResponse::Ok().finish())
+    // The `webhook` span (routes::observed) carries the request id; these join it.
+    let span = tracing::Span::current();
+    span.record("event_type", event.event_type.as_str());
+    if let Some(task) = &event.task_sid {
+        span.record("task", task.as_str());
     }
-    .instrument(span)
-    .await
+    let handled = tokio::time::timeout(state.ack_timeout, state.lifecycle.task_ended(&event)).await;
+    let outcome = match handled {
+        Ok(Ok(Outcome::Queued(conversation))) => {
+            tracing::info!(%conversation, "task ended with nobody on it: close job queued");
+            WebhookOutcome::Accepted
+        }
+        Ok(Ok(Outcome::AlreadyQueued(conversation))) => {
+            tracing::debug!(%conversation, "the conversation's close job exists already");
+            WebhookOutcome::Known
+        }
+        Ok(Ok(Outcome::UnknownTask)) => {
+            tracing::debug!("not a task of flexhook's: ignored");
+            WebhookOutcome::Ignored
+        }
+        Ok(Ok(Outcome::Unusable(why))) => {
+            tracing::warn!(%why, "TaskRouter event acknowledged, but nothing can be done with it");
+            WebhookOutcome::Ignored
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "TaskRouter event answered 503: the close job could not be stored");
+            return Err(WebhookError::Unavailable);
+        }
+        Err(_) => {
+            tracing::error!("TaskRouter event answered 503: the store is too slow");
+            return Err(WebhookError::Unavailable);
+        }
+    };
+    seen(&req, label, Some(outcome));
+    Ok(HttpResponse::Ok().finish())
 }

@@ -18,8 +18,6 @@ use crate::signature::{self, Payload, SignatureError, SignedRequest, Verified};
 /// A webhook whose signature checked out.
 pub struct VerifiedWebhook {
     pub payload: Verified<Payload>,
-    /// `I-Twilio-Idempotency-Token`: the same for every retry of one delivery.
-    pub idempotency_token: Option<String>,
     /// `?address=` on the URL (`flexhook address connect` sets it; the signature covers
     /// it): the address the customer wrote to.
     pub address: Option<String>,
@@ -133,7 +131,6 @@ fn verify(
     })?;
     Ok(VerifiedWebhook {
         payload: verified,
-        idempotency_token: header_str(req, "I-Twilio-Idempotency-Token").map(str::to_owned),
         address: form_urlencoded::parse(req.query_string().as_bytes())
             .find(|(k, _)| k == "address")
             .map(|(_, v)| v.into_owned())

@@ -10,6 +10,7 @@ mod decode;
 mod job;
 mod postgres;
 mod sqlite;
+mod stats;
 mod writable;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +42,7 @@ pub struct WorkspaceCallback {
 }
 pub use postgres::{PostgresStore, PostgresWriter};
 pub use sqlite::{SqliteStore, SqliteWriter};
+pub use stats::{Counts, StoreStats};
 
 /// Milliseconds since the Unix epoch: the store's clock.
 pub fn now_ms() -> i64 {
@@ -407,6 +409,14 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.copy_in(jobs).await,
             Self::Postgres(p) => p.copy_in(jobs).await,
+        }
+    }
+
+    /// Pending and dead jobs by kind, and the oldest pending job's age (for the metrics).
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.stats(now_ms()).await,
+            Self::Postgres(p) => p.stats().await,
         }
     }
 

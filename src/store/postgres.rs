@@ -11,8 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Acquire, Postgres, QueryBuilder, Row};
 
 use super::{
-    Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, Transition,
-    WorkspaceCallback,
+    stats, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
+    Transition, WorkspaceCallback,
 };
 use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
 
@@ -372,6 +372,13 @@ impl PostgresStore {
         let copied: Result<u64, StoreError> = super::copy::copy_jobs!(Postgres, tx, jobs);
         tx.commit().await?;
         copied
+    }
+
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let rows = sqlx::query_as::<_, stats::Row>(&stats::query(NOW_MS))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(StoreStats::from_rows(rows))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

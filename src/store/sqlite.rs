@@ -10,7 +10,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::{Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, Transition};
+use super::{
+    stats, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
+    Transition,
+};
 use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
 
 /// Rows per INSERT statement: 13 parameters each stays under SQLite's 999-variable floor.
@@ -360,6 +363,14 @@ impl SqliteStore {
         let copied: Result<u64, StoreError> = super::copy::copy_jobs!(Sqlite, tx, jobs);
         tx.commit().await?;
         copied
+    }
+
+    pub async fn stats(&self, now: i64) -> Result<StoreStats, StoreError> {
+        let rows = sqlx::query_as::<_, stats::Row>(&stats::query("?1"))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(StoreStats::from_rows(rows))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -11,13 +11,14 @@ mod flexflows;
 mod interactions;
 mod taskrouter;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
 use crate::config::TwilioConfig;
+use crate::metrics::Metrics;
 
 pub use addresses::{address_path, AddressChanges, AddressConfiguration, AutoCreation};
 pub use error::{ApiError, TwilioError, CREDENTIALS_HINT};
@@ -67,6 +68,17 @@ pub enum Api {
     TaskRouter,
 }
 
+impl Api {
+    /// The `api` label of `flexhook_twilio_requests_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Conversations => "conversations",
+            Self::TaskRouter => "taskrouter",
+        }
+    }
+}
+
 /// One request, before it is sent.
 struct Request<'a> {
     api: Api,
@@ -103,6 +115,7 @@ pub struct TwilioClient {
     /// 429s retried by [`TwilioClient::send`]: only for the CLI (the worker has its own
     /// retry policy, with the store's leases and the shared rate-limit budget).
     retries_on_429: u32,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for TwilioClient {
@@ -145,7 +158,14 @@ impl TwilioClient {
             conversations_base: config.conversations_api_base_url.clone(),
             taskrouter_base: config.taskrouter_api_base_url.clone(),
             retries_on_429: 0,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// Counts every request (by API, status and Twilio error code) and its latency here.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// For a CLI command: a 429 is tried again up to 3 times, waiting what `Retry-After`
@@ -219,20 +239,15 @@ impl TwilioClient {
         if !request.form.is_empty() {
             builder = builder.form(request.form);
         }
-        let response = builder.send().await.map_err(TwilioError::from_transport)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(TwilioError::from_transport)?;
-        if status.is_success() {
-            Ok(Success { status, body })
-        } else {
-            Err(TwilioError::Api(ApiError::from_response(
-                status, &headers, &body,
-            )))
-        }
+        let started = Instant::now();
+        let answered = exchange(builder).await;
+        let (status, code) = match &answered {
+            Ok(success) => (Some(success.status.as_u16()), None),
+            Err(e) => (e.status(), e.code()),
+        };
+        self.metrics
+            .twilio_request(request.api.label(), status, code, started.elapsed());
+        answered
     }
 
     /// `GET`, decoded as `T`.
@@ -279,6 +294,24 @@ impl TwilioClient {
             status: 200,
             message: format!("more than {MAX_PAGES} pages of `{key}`"),
         })
+    }
+}
+
+/// Sends a built request and reads its whole answer: a 2xx, or a typed error.
+async fn exchange(builder: reqwest::RequestBuilder) -> Result<Success, TwilioError> {
+    let response = builder.send().await.map_err(TwilioError::from_transport)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(TwilioError::from_transport)?;
+    if status.is_success() {
+        Ok(Success { status, body })
+    } else {
+        Err(TwilioError::Api(ApiError::from_response(
+            status, &headers, &body,
+        )))
     }
 }
 

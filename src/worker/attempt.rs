@@ -14,6 +14,8 @@ use crate::twilio::TwilioError;
 pub(super) struct Outcome {
     pub transition: Transition,
     pub follow_ups: Vec<NewJob>,
+    /// The interaction was not created but found: an earlier attempt's, adopted.
+    pub adopted: bool,
 }
 
 impl From<Transition> for Outcome {
@@ -21,6 +23,27 @@ impl From<Transition> for Outcome {
         Self {
             transition,
             follow_ups: Vec::new(),
+            adopted: false,
+        }
+    }
+}
+
+impl Outcome {
+    /// The `outcome` label of `flexhook_jobs_total`.
+    fn label(&self) -> &'static str {
+        match &self.transition {
+            Transition::Created { .. } if self.adopted => "adopted",
+            Transition::Created { .. } => "created",
+            Transition::Retry { .. } => "retried",
+            Transition::Finished { state, .. } => state.as_str(),
+            Transition::Dead { .. } => "dead",
+        }
+    }
+
+    fn error(&self) -> Option<&JobError> {
+        match &self.transition {
+            Transition::Retry { error, .. } | Transition::Dead { error } => Some(error),
+            _ => None,
         }
     }
 }
@@ -45,21 +68,20 @@ impl Worker {
                 }
                 Action::Reply(reply) => self.send_reply(&job, reply, &lease).await.map(Into::into),
             };
-            let Some(Outcome {
-                transition,
-                follow_ups,
-            }) = decided
-            else {
+            let Some(outcome) = decided else {
                 tracing::warn!("lease lost while waiting to send; another claim owns the job now");
                 return;
             };
-            log_transition(&job, &transition);
+            let transition = &outcome.transition;
+            log_transition(&job, transition);
             match self
                 .store
-                .record_with(job.id, &lease, &transition, &follow_ups)
+                .record_with(job.id, &lease, transition, &outcome.follow_ups)
                 .await
             {
-                Ok(true) => {}
+                Ok(true) => {
+                    self.metrics.job(job.kind, outcome.label(), outcome.error());
+                }
                 Ok(false) => {
                     tracing::warn!(
                         "lease lost before the outcome was recorded; another worker owns the job"
@@ -74,7 +96,7 @@ impl Worker {
             }
             // The kind's follow-up, once its outcome is durable.
             if let (Action::CreateInteraction(_), Transition::Created { .. }) =
-                (&job.action, &transition)
+                (&job.action, transition)
             {
                 self.remove_webhook(&job).await;
             }

@@ -43,9 +43,10 @@ impl Worker {
                     ),
                 },
                 follow_ups,
+                adopted: false,
             });
         }
-        let transition = self.hand_off(job, &routing, &decision, lease).await?;
+        let (transition, adopted) = self.hand_off(job, &routing, &decision, lease).await?;
         if matches!(transition, Transition::Created { .. }) {
             follow_ups.extend(self.timers_job(job));
         } else {
@@ -54,6 +55,7 @@ impl Worker {
         Some(Outcome {
             transition,
             follow_ups,
+            adopted,
         })
     }
 
@@ -120,14 +122,15 @@ impl Worker {
         Ok(completed)
     }
 
-    /// Adopts the task an earlier attempt may have made, else creates the interaction.
+    /// Adopts the task an earlier attempt may have made (`true`), else creates the
+    /// interaction (`false`).
     async fn hand_off(
         &self,
         job: &Job,
         routing: &RoutingInput,
         decision: &Decision,
         lease: &str,
-    ) -> Option<Transition> {
+    ) -> Option<(Transition, bool)> {
         if job.needs_lookup {
             match self
                 .client
@@ -136,14 +139,15 @@ impl Worker {
             {
                 Ok(Some(found)) => {
                     tracing::info!(task = %found.task_sid, "found the task an earlier attempt created; adopting it");
-                    return Some(Transition::Created {
+                    let adopted = Transition::Created {
                         interaction_sid: found.interaction_sid,
                         interaction_channel_sid: found.channel_sid,
                         task_sid: Some(found.task_sid),
-                    });
+                    };
+                    return Some((adopted, true));
                 }
                 Ok(None) => tracing::info!("no task for the conversation yet; creating it"),
-                Err(e) => return Some(self.failed(job, &e, true)),
+                Err(e) => return Some((self.failed(job, &e, true), false)),
             }
         }
 
@@ -154,7 +158,10 @@ impl Worker {
             Ok(false) => return None,
             Err(e) => {
                 tracing::warn!(error = %e, "could not mark the attempt; trying later");
-                return Some(self.store_failed(job, &e.to_string(), job.needs_lookup));
+                return Some((
+                    self.store_failed(job, &e.to_string(), job.needs_lookup),
+                    false,
+                ));
             }
         }
         let request = InteractionRequest::new(
@@ -165,10 +172,13 @@ impl Worker {
         );
         // The permit comes last, right before the send, so that nothing slow between the
         // two can bunch permitted requests together on the wire.
-        if let Err(wait) = self.pace(job).await {
-            return Some(wait);
+        let waiting = self.metrics.waiting_for_rate_limit();
+        let paced = self.pace(job).await;
+        drop(waiting);
+        if let Err(wait) = paced {
+            return Some((wait, false));
         }
-        Some(match self.client.create_interaction(&request).await {
+        let created = match self.client.create_interaction(&request).await {
             Ok(CreatedInteraction {
                 interaction_sid,
                 channel_sid,
@@ -191,7 +201,8 @@ impl Worker {
                 let ambiguous = e.may_have_been_processed();
                 self.failed(job, &e, ambiguous)
             }
-        })
+        };
+        Some((created, false))
     }
 
     pub(super) async fn remove_webhook(&self, job: &Job) {

@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{LifecycleConfig, ValidSettings};
+use crate::metrics::Metrics;
 use crate::routing::Router;
 use crate::store::{ms, now_ms, Store};
 use crate::twilio::TwilioClient;
@@ -65,6 +66,7 @@ pub(crate) struct Worker {
     router: Router,
     limiter: CreateRateLimit,
     config: WorkerOptions,
+    metrics: Metrics,
     /// Distinguishes this process's leases from another instance's.
     owner: String,
     claims: AtomicU64,
@@ -126,6 +128,7 @@ pub fn spawn(
     router: Router,
     config: WorkerOptions,
     wake: Arc<Notify>,
+    metrics: Metrics,
 ) -> WorkerHandle {
     let worker = Arc::new(Worker {
         limiter: CreateRateLimit::per_second(config.max_creates_per_second),
@@ -135,6 +138,7 @@ pub fn spawn(
         client,
         router,
         config,
+        metrics,
     });
     let cancel = CancellationToken::new();
     let running = Arc::new(AtomicBool::new(true));

@@ -116,6 +116,8 @@ impl Env {
 /// A running app.
 pub struct TestApp {
     pub port: u16,
+    /// `server.metrics_port`'s bound port, when the test set one.
+    pub metrics_port: Option<u16>,
     pub address: String,
     pub client: reqwest::Client,
     handle: ServerHandle,
@@ -143,10 +145,12 @@ impl TestApp {
             .await
             .unwrap();
         let port = app.port();
+        let metrics_port = app.metrics_port();
         let handle = app.server_handle();
         let join = tokio::spawn(app.run_until_stopped());
         Self {
             port,
+            metrics_port,
             address: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
             handle,

@@ -1,0 +1,524 @@
+//! What flexhook counts, for `GET /metrics` (Prometheus / OpenMetrics text, encoded by
+//! `prometheus-client`). One [`Metrics`] per running app, shared by the routes, the worker
+//! and the Twilio client; a CLI command gets one nobody reads.
+//!
+//! Label values are bounded by construction: every label is a `&'static str` chosen from a
+//! fixed list (routes, event types, outcomes, job kinds, APIs), an HTTP status, or a
+//! Twilio error code. No SID, address or body ever becomes a label.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::store::{JobError, JobKind, StoreStats};
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `route`, `event`, `outcome` of one webhook answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    route: &'static str,
+    event: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: &'static str,
+    outcome: &'static str,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiCallLabels {
+    api: &'static str,
+    status: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabel {
+    api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    store: &'static str,
+}
+
+/// How one webhook was answered: the `outcome` label of `flexhook_webhooks_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// New work was queued (a new conversation's job, a close job).
+    Accepted,
+    /// Nothing new: the conversation (or its close job) is known already.
+    Known,
+    /// Verified and understood, but not for flexhook to act on.
+    Ignored,
+    BadSignature,
+    WrongAccount,
+    BadRequest,
+    TooLarge,
+    StoreUnavailable,
+}
+
+impl WebhookOutcome {
+    pub const ALL: [Self; 8] = [
+        Self::Accepted,
+        Self::Known,
+        Self::Ignored,
+        Self::BadSignature,
+        Self::WrongAccount,
+        Self::BadRequest,
+        Self::TooLarge,
+        Self::StoreUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Known => "known",
+            Self::Ignored => "ignored",
+            Self::BadSignature => "bad_signature",
+            Self::WrongAccount => "wrong_account",
+            Self::BadRequest => "bad_request",
+            Self::TooLarge => "too_large",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// The `event` label of a webhook refused before its event was read.
+pub const UNKNOWN_EVENT: &str = "unknown";
+/// The `event` label of an event type not in [`EVENT_TYPES`].
+pub const OTHER_EVENT: &str = "other";
+
+/// Every event type a label may name: Conversations' webhook events, then TaskRouter's.
+const EVENT_TYPES: &[&str] = &[
+    "onMessageAdded",
+    "onMessageUpdated",
+    "onMessageRemoved",
+    "onMessageAdd",
+    "onMessageUpdate",
+    "onMessageRemove",
+    "onConversationAdded",
+    "onConversationUpdated",
+    "onConversationRemoved",
+    "onConversationStateUpdated",
+    "onConversationAdd",
+    "onConversationUpdate",
+    "onConversationRemove",
+    "onParticipantAdded",
+    "onParticipantUpdated",
+    "onParticipantRemoved",
+    "onParticipantAdd",
+    "onParticipantUpdate",
+    "onParticipantRemove",
+    "onDeliveryUpdated",
+    "onUserAdded",
+    "onUserUpdated",
+    "onUserUpdate",
+    "task.created",
+    "task.updated",
+    "task.canceled",
+    "task.completed",
+    "task.wrapup",
+    "task.deleted",
+    "task.system-deleted",
+    "task.transfer-initiated",
+    "task.transfer-attempt-failed",
+    "task.transfer-failed",
+    "task.transfer-canceled",
+    "task.transfer-completed",
+    "task-queue.entered",
+    "task-queue.timeout",
+    "task-queue.moved",
+    "reservation.created",
+    "reservation.accepted",
+    "reservation.rejected",
+    "reservation.timeout",
+    "reservation.canceled",
+    "reservation.rescinded",
+    "reservation.completed",
+    "reservation.failed",
+    "reservation.wrapup",
+    "workflow.target-matched",
+    "workflow.entered",
+    "workflow.timeout",
+    "workflow.skipped",
+    "worker.activity.update",
+    "worker.attributes.update",
+    "worker.capacity.update",
+    "worker.channel.availability.update",
+];
+
+/// `raw` as a bounded label value: itself when it is a known event type, else `other`.
+pub fn event_label(raw: &str) -> &'static str {
+    EVENT_TYPES
+        .iter()
+        .find(|known| **known == raw)
+        .copied()
+        .unwrap_or(OTHER_EVENT)
+}
+
+/// The webhook routes, as their `route` label.
+pub const ROUTES: [&str; 2] = ["conversations", "taskrouter"];
+
+/// The Twilio APIs, as their `api` label.
+pub const APIS: [&str; 3] = ["flex", "conversations", "taskrouter"];
+
+/// Every metric family, registered once.
+struct Families {
+    webhooks: Family<WebhookLabels, Counter>,
+    webhook_duration: Family<RouteLabel, Histogram>,
+    jobs: Family<JobLabels, Counter>,
+    twilio_requests: Family<ApiCallLabels, Counter>,
+    twilio_duration: Family<ApiLabel, Histogram>,
+    jobs_pending: Family<KindLabel, Gauge>,
+    jobs_dead: Family<KindLabel, Gauge>,
+    jobs_dead_last_hour: Family<KindLabel, Gauge>,
+    oldest_pending_age: Gauge<f64, AtomicU64>,
+    rate_limit_waiting: Gauge,
+    ready: Gauge,
+}
+
+/// The registry and its families. Cheap to clone: every clone counts into the same ones.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    families: Arc<Families>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new("none")
+    }
+}
+
+/// Latency buckets in seconds: 0.5 ms to about 16 s, doubling.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.0005, 2.0, 16)
+}
+
+impl Metrics {
+    /// A fresh registry; `store` (`sqlite` or `postgres`) goes into `flexhook_build_info`.
+    pub fn new(store: &'static str) -> Self {
+        let mut registry = Registry::with_prefix("flexhook");
+        let families = Families {
+            webhooks: Family::default(),
+            webhook_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            jobs: Family::default(),
+            twilio_requests: Family::default(),
+            twilio_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            jobs_pending: Family::default(),
+            jobs_dead: Family::default(),
+            jobs_dead_last_hour: Family::default(),
+            oldest_pending_age: Gauge::default(),
+            rate_limit_waiting: Gauge::default(),
+            ready: Gauge::default(),
+        };
+        registry.register(
+            "webhooks",
+            "Webhooks answered, by route, event type and outcome",
+            families.webhooks.clone(),
+        );
+        registry.register_with_unit(
+            "webhook_duration",
+            "Time to answer a webhook, from its first byte read to its answer",
+            Unit::Seconds,
+            families.webhook_duration.clone(),
+        );
+        registry.register(
+            "jobs",
+            "Job attempts recorded, by kind, outcome (created, adopted, closed, kept_open, \
+             sent, set, ignored, retried, dead) and error code",
+            families.jobs.clone(),
+        );
+        registry.register(
+            "twilio_requests",
+            "Requests sent to Twilio, by API, HTTP status and Twilio error code",
+            families.twilio_requests.clone(),
+        );
+        registry.register_with_unit(
+            "twilio_request_duration",
+            "Time from sending a request to Twilio to its whole answer, by API",
+            Unit::Seconds,
+            families.twilio_duration.clone(),
+        );
+        registry.register(
+            "jobs_pending",
+            "Jobs waiting to be done (including those being attempted), by kind, read from the store at scrape time",
+            families.jobs_pending.clone(),
+        );
+        registry.register(
+            "jobs_dead",
+            "Dead jobs kept in the store (store.retention_days), by kind, read at scrape time",
+            families.jobs_dead.clone(),
+        );
+        registry.register(
+            "jobs_dead_last_hour",
+            "Jobs that went dead in the last hour (their last attempt was then), by kind, read at scrape time",
+            families.jobs_dead_last_hour.clone(),
+        );
+        registry.register_with_unit(
+            "oldest_pending_job_age",
+            "Age of the oldest pending job (0 when none), read from the store at scrape time",
+            Unit::Seconds,
+            families.oldest_pending_age.clone(),
+        );
+        registry.register(
+            "rate_limit_queue_depth",
+            "Interaction creates of this process waiting for the rate limit (flex.max_creates_per_second)",
+            families.rate_limit_waiting.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when /readyz would answer 200 (the store answers and the worker runs), else 0",
+            families.ready.clone(),
+        );
+        registry.register(
+            "build",
+            "The running version and its store backend",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                store,
+            }),
+        );
+        let metrics = Self {
+            registry: Arc::new(registry),
+            families: Arc::new(families),
+        };
+        metrics.zero_alerting_series();
+        metrics
+    }
+
+    /// Series the alerts and dashboard read exist from the start, at 0, so that `rate()`
+    /// and `increase()` see their first increment.
+    fn zero_alerting_series(&self) {
+        let f = &self.families;
+        for route in ROUTES {
+            f.webhooks
+                .get_or_create(&WebhookLabels {
+                    route,
+                    event: UNKNOWN_EVENT,
+                    outcome: WebhookOutcome::BadSignature.as_str(),
+                })
+                .inc_by(0);
+            let _ = f
+                .webhook_duration
+                .get_or_create_owned(&RouteLabel { route });
+        }
+        for kind in JobKind::ALL {
+            let kind = kind.as_str();
+            f.jobs_pending.get_or_create(&KindLabel { kind }).set(0);
+            f.jobs_dead.get_or_create(&KindLabel { kind }).set(0);
+            f.jobs_dead_last_hour
+                .get_or_create(&KindLabel { kind })
+                .set(0);
+        }
+    }
+
+    /// One webhook answered after `elapsed`.
+    pub fn webhook(
+        &self,
+        route: &'static str,
+        event: &'static str,
+        outcome: WebhookOutcome,
+        elapsed: Duration,
+    ) {
+        let f = &self.families;
+        f.webhooks
+            .get_or_create(&WebhookLabels {
+                route,
+                event,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        f.webhook_duration
+            .get_or_create(&RouteLabel { route })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One job attempt's outcome, once recorded. `error` for `retried` and `dead`.
+    pub fn job(&self, kind: JobKind, outcome: &'static str, error: Option<&JobError>) {
+        self.families
+            .jobs
+            .get_or_create(&JobLabels {
+                kind: kind.as_str(),
+                outcome,
+                code: error.map_or_else(String::new, error_code_label),
+            })
+            .inc();
+    }
+
+    /// One request to Twilio: its HTTP status (`None`: no answer) and Twilio's error code.
+    pub fn twilio_request(
+        &self,
+        api: &'static str,
+        status: Option<u16>,
+        code: Option<i64>,
+        elapsed: Duration,
+    ) {
+        let f = &self.families;
+        f.twilio_requests
+            .get_or_create(&ApiCallLabels {
+                api,
+                status: status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                code: code.map(|c| c.to_string()).unwrap_or_default(),
+            })
+            .inc();
+        f.twilio_duration
+            .get_or_create(&ApiLabel { api })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one create waiting for the rate limit until the guard is dropped.
+    pub fn waiting_for_rate_limit(&self) -> RateLimitWait {
+        self.families.rate_limit_waiting.inc();
+        RateLimitWait(self.families.rate_limit_waiting.clone())
+    }
+
+    /// The store's gauges, as of now. When the store cannot be read they keep their last
+    /// values (and `flexhook_ready` says why): zeros would look like a healthy queue.
+    pub fn set_store(&self, stats: &StoreStats) {
+        let f = &self.families;
+        for kind in JobKind::ALL {
+            let label = KindLabel {
+                kind: kind.as_str(),
+            };
+            let counts = stats.counts(kind);
+            f.jobs_pending.get_or_create(&label).set(counts.pending);
+            f.jobs_dead.get_or_create(&label).set(counts.dead);
+            f.jobs_dead_last_hour
+                .get_or_create(&label)
+                .set(counts.dead_last_hour);
+        }
+        let age = stats.oldest_pending_age.unwrap_or_default();
+        f.oldest_pending_age.set(age.as_secs_f64());
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.families.ready.set(i64::from(ready));
+    }
+
+    /// Every family, in OpenMetrics text ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(16 * 1024);
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Decrements `flexhook_rate_limit_queue_depth` when dropped.
+#[must_use]
+pub struct RateLimitWait(Gauge);
+
+impl Drop for RateLimitWait {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A failure's `code` label: Twilio's error code, else `http_<status>`, else where it
+/// failed (`store`, `network`).
+fn error_code_label(error: &JobError) -> String {
+    match (error.code, error.status) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(status)) => format!("http_{status}"),
+        (None, None) if error.message.starts_with("store:") => "store".to_owned(),
+        (None, None) => "network".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_event_types_share_one_label() {
+        assert_eq!(event_label("onMessageAdded"), "onMessageAdded");
+        assert_eq!(event_label("task.canceled"), "task.canceled");
+        assert_eq!(event_label("CH0123456789abcdef"), OTHER_EVENT);
+        assert_eq!(event_label(""), OTHER_EVENT);
+    }
+
+    #[test]
+    fn a_failure_is_labelled_by_its_twilio_code_else_by_where_it_failed() {
+        let error = |code, status, message: &str| JobError {
+            code,
+            status,
+            message: message.to_owned(),
+        };
+        assert_eq!(
+            error_code_label(&error(Some(20429), Some(429), "")),
+            "20429"
+        );
+        assert_eq!(error_code_label(&error(None, Some(503), "")), "http_503");
+        assert_eq!(
+            error_code_label(&error(None, None, "store: locked")),
+            "store"
+        );
+        assert_eq!(error_code_label(&error(None, None, "timed out")), "network");
+    }
+
+    #[test]
+    fn the_text_has_every_family_and_counts_what_happened() {
+        let metrics = Metrics::new("sqlite");
+        metrics.webhook(
+            "conversations",
+            "onMessageAdded",
+            WebhookOutcome::Known,
+            Duration::from_millis(2),
+        );
+        metrics.twilio_request("flex", Some(201), None, Duration::from_millis(80));
+        let wait = metrics.waiting_for_rate_limit();
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"flexhook_webhooks_total{route="conversations",event="onMessageAdded",outcome="known"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"flexhook_twilio_requests_total{api="flex",status="201",code=""} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("flexhook_rate_limit_queue_depth 1"), "{text}");
+        assert!(
+            text.contains(r#"flexhook_build_info{version=""#)
+                && text.contains(r#"store="sqlite"}"#),
+            "{text}"
+        );
+        drop(wait);
+        assert!(metrics
+            .encode()
+            .contains("flexhook_rate_limit_queue_depth 0"));
+    }
+}

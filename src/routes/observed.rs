@@ -1,0 +1,170 @@
+//! What every webhook answer gets, whatever the route and however it ends: a request id
+//! (`X-Request-Id`: Twilio's `I-Twilio-Idempotency-Token` when present, so one id follows
+//! a delivery across Twilio's retries and flexhook's logs), a `webhook` span carrying it,
+//! and one count and latency in the metrics. The handlers say which event it was and how
+//! it ended with [`seen`]; refusals are read from the [`WebhookError`] they return.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpMessage, HttpRequest};
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use super::error::WebhookError;
+use super::state::AppState;
+use crate::metrics::{WebhookOutcome, UNKNOWN_EVENT};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const IDEMPOTENCY_TOKEN: &str = "i-twilio-idempotency-token";
+/// A longer (or unprintable) token is not echoed: a fresh id replaces it.
+const MAX_ID_LEN: usize = 128;
+
+/// What the handler learnt: the event's type (a bounded label) and, for a 2xx, how it ended.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    event: &'static str,
+    outcome: Option<WebhookOutcome>,
+}
+
+/// Tells the middleware the event's type (`crate::metrics::event_label`) and, once
+/// answered 2xx, its outcome; call it again to add the outcome.
+pub fn seen(req: &HttpRequest, event: &'static str, outcome: Option<WebhookOutcome>) {
+    req.extensions_mut().insert(Seen { event, outcome });
+}
+
+/// The webhook middleware (`actix_web::middleware::from_fn`).
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let route = route_label(req.path());
+    let id = request_id(req.headers());
+    let span = tracing::info_span!(
+        "webhook",
+        route,
+        request_id = %id,
+        event_type = Empty,
+        conversation = Empty,
+        message_sid = Empty,
+        retry_count = Empty,
+        task = Empty,
+    );
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let answered = span.in_scope(|| next.call(req)).instrument(span).await;
+    let mut res = match answered {
+        Ok(res) => res,
+        Err(e) => {
+            if let Some(metrics) = metrics {
+                let outcome = refusal(&e).unwrap_or(WebhookOutcome::BadRequest);
+                metrics.webhook(route, UNKNOWN_EVENT, outcome, started.elapsed());
+            }
+            return Err(e);
+        }
+    };
+    let seen = res.request().extensions().get::<Seen>().copied();
+    let outcome = res
+        .response()
+        .error()
+        .and_then(refusal)
+        .or(seen.and_then(|s| s.outcome))
+        .unwrap_or_else(|| by_status(res.status().as_u16()));
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    if let Some(metrics) = metrics {
+        let event = seen.map_or(UNKNOWN_EVENT, |s| s.event);
+        metrics.webhook(route, event, outcome, started.elapsed());
+    }
+    Ok(res)
+}
+
+/// `conversations` or `taskrouter`: the last segment of the webhook's path.
+fn route_label(path: &str) -> &'static str {
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some("taskrouter") => "taskrouter",
+        _ => "conversations",
+    }
+}
+
+/// Twilio's idempotency token when it is a sane header value, else a fresh random id.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(IDEMPOTENCY_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty() && t.len() <= MAX_ID_LEN && t.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned)
+}
+
+/// A refused request's outcome, from the error its handler or extractor returned.
+fn refusal(error: &Error) -> Option<WebhookOutcome> {
+    let outcome = match error.as_error::<WebhookError>()? {
+        WebhookError::Signature(_) => WebhookOutcome::BadSignature,
+        WebhookError::WrongAccount | WebhookError::WrongWorkspace => WebhookOutcome::WrongAccount,
+        WebhookError::TooLarge => WebhookOutcome::TooLarge,
+        WebhookError::UnsupportedMediaType
+        | WebhookError::UnreadableBody
+        | WebhookError::Malformed(_) => WebhookOutcome::BadRequest,
+        WebhookError::Unavailable => WebhookOutcome::StoreUnavailable,
+    };
+    Some(outcome)
+}
+
+/// An answer nobody labelled (e.g. actix's own 405 for a GET): by its status.
+fn by_status(status: u16) -> WebhookOutcome {
+    match status {
+        200..=299 => WebhookOutcome::Ignored,
+        413 => WebhookOutcome::TooLarge,
+        500..=599 => WebhookOutcome::StoreUnavailable,
+        _ => WebhookOutcome::BadRequest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderValue;
+
+    use super::*;
+
+    fn headers(token: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(t) = token {
+            h.insert(
+                HeaderName::from_static(IDEMPOTENCY_TOKEN),
+                HeaderValue::from_str(t).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_request_id_is_twilios_idempotency_token_when_usable() {
+        let token = "AC0123456789abcdef0123456789abcdef-1f2e3d4c5b6a";
+        assert_eq!(request_id(&headers(Some(token))), token);
+        let fresh = request_id(&headers(None));
+        assert_eq!(fresh.len(), 32);
+        assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()), "{fresh}");
+        assert_ne!(fresh, request_id(&headers(None)), "ids are random");
+        // Too long, or with spaces: not echoed.
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        assert_ne!(request_id(&headers(Some(&long))), long);
+        assert_ne!(request_id(&headers(Some("a b"))), "a b");
+    }
+
+    #[test]
+    fn routes_and_unlabelled_answers_get_bounded_labels() {
+        assert_eq!(route_label("/webhooks/taskrouter"), "taskrouter");
+        assert_eq!(route_label("/webhooks/conversations"), "conversations");
+        assert_eq!(by_status(405), WebhookOutcome::BadRequest);
+        assert_eq!(by_status(503), WebhookOutcome::StoreUnavailable);
+    }
+}
