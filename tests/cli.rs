@@ -97,6 +97,20 @@ impl Sandbox {
         Server::start(self.command(&["serve"]))
     }
 
+    /// `flexhook simulate`: a first message of `conversation`, sent to `server`, with
+    /// `extra` arguments.
+    fn simulate_command(&self, server: &Server, conversation: &str, extra: &[&str]) -> Command {
+        let url = server.webhook_url();
+        let mut args = vec!["simulate", "--url", &url, "--conversation", conversation];
+        args.extend_from_slice(extra);
+        self.command(&args)
+    }
+
+    /// Runs [`Sandbox::simulate_command`] to completion.
+    fn simulate(&self, server: &Server, conversation: &str, extra: &[&str]) -> Run {
+        run(self.simulate_command(server, conversation, extra))
+    }
+
     /// `jobs list --json [extra…]`, one parsed object per line.
     fn jobs_json(&self, extra: &[&str]) -> Vec<Value> {
         let mut args = vec!["jobs", "list", "--json"];
@@ -420,20 +434,11 @@ fn dry_run_round_trip(conversation: &str, json: bool) {
     let server = sandbox.serve();
     assert!(server.logs().contains("DRY-RUN"), "{}", server.logs());
 
-    let url = server.webhook_url();
-    let mut args = vec![
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--author",
-        CUSTOMER,
-        "--conversation",
-        conversation,
-    ];
+    let mut args = vec!["--author", CUSTOMER];
     if json {
         args.push("--json");
     }
-    let out = sandbox.run(&args);
+    let out = sandbox.simulate(&server, conversation, &args);
     assert!(
         out.status.success(),
         "{out:?}\nserve logs:\n{}",
@@ -490,18 +495,61 @@ fn simulate_with_json_body_is_accepted() {
     dry_run_round_trip("CH0000000000000000000000000000a002", true);
 }
 
+/// What the logs and the CLI show of [`CUSTOMER`] when it is masked.
+const CUSTOMER_MASKED: &str = "whatsapp:+34*******22";
+
+/// `log.show_addresses`, off by default: the logs mask the customer's address. Turned on by
+/// its variable, they show it in full, and start-up warns that personal data is logged.
+/// The CLI's output stays masked either way.
+#[test]
+fn customer_addresses_are_logged_in_full_only_with_log_show_addresses_which_warns() {
+    for (shown, conversation) in [
+        (false, "CH0000000000000000000000000000b001"),
+        (true, "CH0000000000000000000000000000b002"),
+    ] {
+        let mut sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
+        if shown {
+            sandbox = sandbox.with("FLEXHOOK_LOG__SHOW_ADDRESSES", "true");
+        }
+        let server = sandbox.serve();
+        let out = sandbox.simulate(&server, conversation, &["--author", CUSTOMER]);
+        assert!(out.status.success(), "{out:?}\n{}", server.logs());
+        let queued = server.wait_for_log("new conversation: job queued");
+        let would = server.wait_for_log("would POST /v1/Interactions");
+        let logs = server.logs();
+        let warning = logs
+            .lines()
+            .find(|l| l.contains("WARN") && l.contains("log.show_addresses"));
+        let expected = if shown { CUSTOMER } else { CUSTOMER_MASKED };
+        for line in [&queued, &would] {
+            assert!(
+                line.contains(expected),
+                "show_addresses={shown}: {expected} in {line}\n{logs}"
+            );
+        }
+        if shown {
+            let warning = warning.unwrap_or_else(|| panic!("no start-up warning:\n{logs}"));
+            assert!(warning.contains("unmasked"), "{warning}");
+            assert!(warning.contains("personal data"), "{warning}");
+        } else {
+            assert!(warning.is_none(), "{logs}");
+            assert!(!logs.contains(CUSTOMER_NUMBER), "{logs}");
+        }
+        drop(server);
+
+        let show = sandbox.run(&["jobs", "show", conversation]);
+        assert!(show.status.success(), "{show:?}");
+        assert!(show.stdout.contains(CUSTOMER_MASKED), "{show:?}");
+        assert!(!show.stdout.contains(CUSTOMER_NUMBER), "{show:?}");
+    }
+}
+
 #[test]
 fn a_request_signed_with_another_token_is_refused_and_the_log_names_the_urls_tried() {
     let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
     let server = sandbox.serve();
     let url = server.webhook_url();
-    let mut cmd = sandbox.command(&[
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--conversation",
-        "CH0000000000000000000000000000a003",
-    ]);
+    let mut cmd = sandbox.simulate_command(&server, "CH0000000000000000000000000000a003", &[]);
     cmd.env("FLEXHOOK_TWILIO__AUTH_TOKEN", "wrong-token");
     let out = run(cmd);
     assert!(!out.status.success(), "{out:?}");
@@ -604,16 +652,7 @@ fn jobs_retry_moves_a_dead_job_back_to_pending() {
         "live mode: {}",
         server.logs()
     );
-    let url = server.webhook_url();
-    let out = sandbox.run(&[
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--author",
-        CUSTOMER,
-        "--conversation",
-        conversation,
-    ]);
+    let out = sandbox.simulate(&server, conversation, &["--author", CUSTOMER]);
     assert!(
         out.status.success(),
         "{out:?}\nserve logs:\n{}",
@@ -700,14 +739,7 @@ fn flex_answering_500_is_logged_with_twilios_error_code_while_twilio_gets_its_20
     let conversation = "CH0000000000000000000000000000c500";
     let sandbox = Sandbox::live(&base, "0000000000000000000000000000c500");
     let server = sandbox.serve();
-    let url = server.webhook_url();
-    let out = sandbox.run(&[
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--conversation",
-        conversation,
-    ]);
+    let out = sandbox.simulate(&server, conversation, &[]);
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("200 OK"), "{out:?}");
     server.wait_for_log("code=20500");
@@ -785,14 +817,7 @@ fn a_crash_mid_create_is_recovered_by_adopting_the_task_not_creating_another() {
     };
 
     let server = sandbox.serve();
-    let url = server.webhook_url();
-    let out = sandbox.run(&[
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--conversation",
-        conversation,
-    ]);
+    let out = sandbox.simulate(&server, conversation, &[]);
     assert!(out.status.success(), "{out:?}");
     let until = Instant::now() + DEADLINE;
     while posts() == 0 {
@@ -839,15 +864,8 @@ fn sigint_lets_a_webhook_in_flight_get_its_answer_before_the_process_exits() {
             .unwrap();
         c
     });
-    let url = server.webhook_url();
     let simulate = sandbox
-        .command(&[
-            "simulate",
-            "--url",
-            url.as_str(),
-            "--conversation",
-            conversation,
-        ])
+        .simulate_command(&server, conversation, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -7,6 +7,7 @@ use tracing::Instrument;
 use super::error::WebhookError;
 use super::state::AppState;
 use super::verified::VerifiedWebhook;
+use crate::domain::CustomerAddress;
 use crate::event::{self, Event};
 use crate::intake::{Decision, IntakeError};
 
@@ -38,7 +39,7 @@ pub async fn conversations_webhook(
         match state.intake.accept(&message, webhook.address.as_deref()).await {
             Ok(Decision::NewJob) => {
                 tracing::info!(
-                    author = message.customer_address().map(|a| a.masked()),
+                    author = message.customer_address().map(CustomerAddress::for_logs),
                     "new conversation: job queued"
                 );
                 Ok(HttpResponse::Ok().finish())
