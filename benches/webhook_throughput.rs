@@ -102,6 +102,7 @@ fn main() -> Result<()> {
         flexhook::telemetry::init(&LogSettings {
             format: "pretty".into(),
             filter,
+            show_addresses: false,
         });
     }
     // The service's runtime, as `flexhook serve` builds it (#[tokio::main]: one worker per core).

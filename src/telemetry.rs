@@ -1,14 +1,19 @@
-//! Logs: `tracing` with a filter from `log.filter` (or `RUST_LOG`), as text or JSON.
-//! Nothing here ever sees a body or a secret: the callers log SIDs and masked addresses.
+//! Logs: `tracing` with a filter from `log.filter` (or `RUST_LOG`), as text or JSON, and
+//! how they show customer addresses (`log.show_addresses`).
+//! Nothing here ever sees a body or a secret: the callers log SIDs, and addresses through
+//! `CustomerAddress::for_logs`, which masks them unless `log.show_addresses` is on.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::LogSettings;
+use crate::domain::CustomerAddress;
 
-/// Installs the global subscriber once; later calls (tests) are ignored.
+/// Installs the global subscriber once; later calls (tests) are ignored. Applies
+/// `log.show_addresses` to the whole process, and warns when it is on.
 pub fn init(settings: &LogSettings) {
+    CustomerAddress::show_in_logs(settings.show_addresses);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -25,4 +30,9 @@ pub fn init(settings: &LogSettings) {
     } else {
         builder.try_init()
     };
+    if settings.show_addresses {
+        tracing::warn!(
+            "log.show_addresses is on: customer addresses (personal data) are logged unmasked; turn it off once done debugging"
+        );
+    }
 }

@@ -9,10 +9,12 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use flexhook::signature::{compute_signature, Algorithm};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flexhook");
@@ -28,6 +30,8 @@ const DEV_TOKEN: &str = "local-development-token-not-secret";
 const CUSTOMER: &str = "whatsapp:+34600111222";
 const CUSTOMER_NUMBER: &str = "+34600111222";
 const SIMULATE_DEFAULT_BODY: &str = "Hello from flexhook simulate";
+/// The auth token of [`Sandbox::live`].
+const LIVE_TOKEN: &str = "live-test-auth-token";
 
 /// A temporary working directory and store, and the variables every command gets.
 struct Sandbox {
@@ -48,7 +52,7 @@ impl Sandbox {
     fn live(base: &str, suffix: &str) -> Self {
         Self::new()
             .with("TWILIO_ACCOUNT_SID", &account_sid())
-            .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
+            .with("TWILIO_AUTH_TOKEN", LIVE_TOKEN)
             .with("FLEXHOOK_FLEX__WORKSPACE_SID", &format!("WS{suffix}"))
             .with("FLEXHOOK_FLEX__WORKFLOW_SID", &format!("WW{suffix}"))
             .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", base)
@@ -95,6 +99,20 @@ impl Sandbox {
     /// Starts `flexhook serve` and waits until it listens.
     fn serve(&self) -> Server {
         Server::start(self.command(&["serve"]))
+    }
+
+    /// `flexhook simulate`: a first message of `conversation`, sent to `server`, with
+    /// `extra` arguments.
+    fn simulate_command(&self, server: &Server, conversation: &str, extra: &[&str]) -> Command {
+        let url = server.webhook_url();
+        let mut args = vec!["simulate", "--url", &url, "--conversation", conversation];
+        args.extend_from_slice(extra);
+        self.command(&args)
+    }
+
+    /// Runs [`Sandbox::simulate_command`] to completion.
+    fn simulate(&self, server: &Server, conversation: &str, extra: &[&str]) -> Run {
+        run(self.simulate_command(server, conversation, extra))
     }
 
     /// `jobs list --json [extra…]`, one parsed object per line.
@@ -263,6 +281,24 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Waits (within the deadline) until the process has exited, after `signal`.
+    fn wait_for_exit(&mut self, signal: &str) -> ExitStatus {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for flexhook serve") {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "serve did not exit after {signal}; logs:\n{}",
+                self.logs()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -284,6 +320,20 @@ fn mock_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// How many requests to `path` the stand-in has received so far.
+fn requests_to(
+    runtime: &tokio::runtime::Runtime,
+    server: &wiremock::MockServer,
+    path: &str,
+) -> usize {
+    runtime
+        .block_on(server.received_requests())
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == path)
+        .count()
 }
 
 fn account_sid() -> String {
@@ -420,20 +470,11 @@ fn dry_run_round_trip(conversation: &str, json: bool) {
     let server = sandbox.serve();
     assert!(server.logs().contains("DRY-RUN"), "{}", server.logs());
 
-    let url = server.webhook_url();
-    let mut args = vec![
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--author",
-        CUSTOMER,
-        "--conversation",
-        conversation,
-    ];
+    let mut args = vec!["--author", CUSTOMER];
     if json {
         args.push("--json");
     }
-    let out = sandbox.run(&args);
+    let out = sandbox.simulate(&server, conversation, &args);
     assert!(
         out.status.success(),
         "{out:?}\nserve logs:\n{}",
@@ -502,18 +543,61 @@ fn simulate_with_json_body_is_accepted() {
     dry_run_round_trip("CH0000000000000000000000000000a002", true);
 }
 
+/// What the logs and the CLI show of [`CUSTOMER`] when it is masked.
+const CUSTOMER_MASKED: &str = "whatsapp:+34*******22";
+
+/// `log.show_addresses`, off by default: the logs mask the customer's address. Turned on by
+/// its variable, they show it in full, and start-up warns that personal data is logged.
+/// The CLI's output stays masked either way.
+#[test]
+fn customer_addresses_are_logged_in_full_only_with_log_show_addresses_which_warns() {
+    for (shown, conversation) in [
+        (false, "CH0000000000000000000000000000b001"),
+        (true, "CH0000000000000000000000000000b002"),
+    ] {
+        let mut sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
+        if shown {
+            sandbox = sandbox.with("FLEXHOOK_LOG__SHOW_ADDRESSES", "true");
+        }
+        let server = sandbox.serve();
+        let out = sandbox.simulate(&server, conversation, &["--author", CUSTOMER]);
+        assert!(out.status.success(), "{out:?}\n{}", server.logs());
+        let queued = server.wait_for_log("new conversation: job queued");
+        let would = server.wait_for_log("would POST /v1/Interactions");
+        let logs = server.logs();
+        let warning = logs
+            .lines()
+            .find(|l| l.contains("WARN") && l.contains("log.show_addresses"));
+        let expected = if shown { CUSTOMER } else { CUSTOMER_MASKED };
+        for line in [&queued, &would] {
+            assert!(
+                line.contains(expected),
+                "show_addresses={shown}: {expected} in {line}\n{logs}"
+            );
+        }
+        if shown {
+            let warning = warning.unwrap_or_else(|| panic!("no start-up warning:\n{logs}"));
+            assert!(warning.contains("unmasked"), "{warning}");
+            assert!(warning.contains("personal data"), "{warning}");
+        } else {
+            assert!(warning.is_none(), "{logs}");
+            assert!(!logs.contains(CUSTOMER_NUMBER), "{logs}");
+        }
+        drop(server);
+
+        let show = sandbox.run(&["jobs", "show", conversation]);
+        assert!(show.status.success(), "{show:?}");
+        assert!(show.stdout.contains(CUSTOMER_MASKED), "{show:?}");
+        assert!(!show.stdout.contains(CUSTOMER_NUMBER), "{show:?}");
+    }
+}
+
 #[test]
 fn a_request_signed_with_another_token_is_refused_and_the_log_names_the_urls_tried() {
     let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
     let server = sandbox.serve();
     let url = server.webhook_url();
-    let mut cmd = sandbox.command(&[
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--conversation",
-        "CH0000000000000000000000000000a003",
-    ]);
+    let mut cmd = sandbox.simulate_command(&server, "CH0000000000000000000000000000a003", &[]);
     cmd.env("FLEXHOOK_TWILIO__AUTH_TOKEN", "wrong-token");
     let out = run(cmd);
     assert!(!out.status.success(), "{out:?}");
@@ -616,16 +700,7 @@ fn jobs_retry_moves_a_dead_job_back_to_pending() {
         "live mode: {}",
         server.logs()
     );
-    let url = server.webhook_url();
-    let out = sandbox.run(&[
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--author",
-        CUSTOMER,
-        "--conversation",
-        conversation,
-    ]);
+    let out = sandbox.simulate(&server, conversation, &["--author", CUSTOMER]);
     assert!(
         out.status.success(),
         "{out:?}\nserve logs:\n{}",
@@ -712,23 +787,13 @@ fn flex_answering_500_is_logged_with_twilios_error_code_while_twilio_gets_its_20
     let conversation = "CH0000000000000000000000000000c500";
     let sandbox = Sandbox::live(&base, "0000000000000000000000000000c500");
     let server = sandbox.serve();
-    let url = server.webhook_url();
-    let out = sandbox.run(&[
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--conversation",
-        conversation,
-    ]);
+    let out = sandbox.simulate(&server, conversation, &[]);
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("200 OK"), "{out:?}");
     server.wait_for_log("code=20500");
     let logs = server.logs();
     assert!(logs.contains("will retry"), "{logs}");
-    assert!(
-        !logs.contains("live-test-auth-token"),
-        "no token in logs: {logs}"
-    );
+    assert!(!logs.contains(LIVE_TOKEN), "no token in logs: {logs}");
     let pending = sandbox.wait_for_job(conversation, &["--state", "pending"], |_| true);
     assert_eq!(pending["last_error"]["code"], 20500, "{pending:#}");
 }
@@ -787,24 +852,10 @@ fn a_crash_mid_create_is_recovered_by_adopting_the_task_not_creating_another() {
         .with("FLEXHOOK_TWILIO__REQUEST_TIMEOUT_MS", "2000")
         .with("FLEXHOOK_WORKER__LEASE_SECS", "5")
         .with("FLEXHOOK_WORKER__POLL_INTERVAL_MS", "100");
-    let posts = || {
-        runtime
-            .block_on(twilio.received_requests())
-            .unwrap_or_default()
-            .iter()
-            .filter(|r| r.url.path() == "/v1/Interactions")
-            .count()
-    };
+    let posts = || requests_to(&runtime, &twilio, "/v1/Interactions");
 
     let server = sandbox.serve();
-    let url = server.webhook_url();
-    let out = sandbox.run(&[
-        "simulate",
-        "--url",
-        url.as_str(),
-        "--conversation",
-        conversation,
-    ]);
+    let out = sandbox.simulate(&server, conversation, &[]);
     assert!(out.status.success(), "{out:?}");
     let until = Instant::now() + DEADLINE;
     while posts() == 0 {
@@ -851,15 +902,8 @@ fn sigint_lets_a_webhook_in_flight_get_its_answer_before_the_process_exits() {
             .unwrap();
         c
     });
-    let url = server.webhook_url();
     let simulate = sandbox
-        .command(&[
-            "simulate",
-            "--url",
-            url.as_str(),
-            "--conversation",
-            conversation,
-        ])
+        .simulate_command(&server, conversation, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -889,19 +933,225 @@ fn sigint_lets_a_webhook_in_flight_get_its_answer_before_the_process_exits() {
         "the webhook got its answer: {answer:?}\nserve logs:\n{}",
         server.logs()
     );
-    let until = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < until, "serve did not exit after SIGINT");
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = server.wait_for_exit("SIGINT");
     assert!(status.success(), "{status:?}\n{}", server.logs());
     let logs = server.logs();
     assert!(logs.contains("SIGINT"), "{logs}");
     assert!(logs.contains("worker stopped"), "{logs}");
     sandbox.wait_for_job(conversation, &[], |_| true);
+}
+
+/// What became of one webhook of a burst.
+struct Delivery {
+    conversation: String,
+    /// The HTTP status, or `None` when no answer came (refused, reset).
+    status: Option<u16>,
+    /// Sent once `signalled` was set.
+    after_signal: bool,
+}
+
+/// `senders` at once, each on its own connection, each sending `per_sender` first
+/// messages of new conversations one after the other, signed with [`LIVE_TOKEN`].
+/// `answered` counts the 200s as they come.
+async fn burst_of_first_messages(
+    url: String,
+    senders: usize,
+    per_sender: usize,
+    answered: Arc<AtomicUsize>,
+    signalled: Arc<AtomicBool>,
+) -> Vec<Delivery> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..senders {
+        let (url, answered, signalled) = (url.clone(), answered.clone(), signalled.clone());
+        tasks.spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(DEADLINE)
+                .build()
+                .unwrap();
+            let mut deliveries = Vec::new();
+            for _ in 0..per_sender {
+                let conversation = common::random_sid("CH");
+                let params = common::message(&conversation, "+14155550100");
+                let signature =
+                    compute_signature(LIVE_TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &params);
+                let after_signal = signalled.load(Ordering::SeqCst);
+                let status = client
+                    .post(&url)
+                    .header("X-Twilio-Signature", signature)
+                    .form(&params)
+                    .send()
+                    .await
+                    .ok()
+                    .map(|r| r.status().as_u16());
+                if status == Some(200) {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+                deliveries.push(Delivery {
+                    conversation,
+                    status,
+                    after_signal,
+                });
+            }
+            deliveries
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(deliveries) = tasks.join_next().await {
+        all.extend(deliveries.unwrap());
+    }
+    all
+}
+
+/// SIGTERM in the middle of a burst of new conversations, while a slow Flex holds jobs in
+/// flight: the process exits 0 within `server.shutdown_timeout_secs`, and after a restart
+/// every conversation that was answered 200 has its job, created or pending. What was
+/// refused on the way down (no connection, 503) is Twilio's to retry, so it does not count.
+#[test]
+fn sigterm_mid_burst_exits_within_the_budget_and_every_answered_conversation_has_its_job() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const BUDGET: Duration = Duration::from_secs(3);
+    /// What process exit may add to the budget: closing the store, the runtime's end.
+    const EXIT_MARGIN: Duration = Duration::from_millis(750);
+    const SENDERS: usize = 8;
+    const PER_SENDER: usize = 50;
+
+    let runtime = mock_runtime();
+    let twilio = runtime.block_on(async {
+        let server = MockServer::start().await;
+        // Flex is slow: every other create takes 1 s, and can finish within the budget;
+        // the rest outlast it (and the request timeout), and are abandoned in flight.
+        let nth = AtomicUsize::new(0);
+        Mock::given(method("POST"))
+            .and(path("/v1/Interactions"))
+            .respond_with(move |_: &wiremock::Request| {
+                let slow = nth.fetch_add(1, Ordering::SeqCst) % 2 == 1;
+                common::created(&common::random_sid("CH")).set_delay(if slow {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::from_secs(1)
+                })
+            })
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(common::no_tasks()))
+            .mount(&server)
+            .await;
+        Mock::given(method("DELETE"))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&server)
+            .await;
+        server
+    });
+    let creates = || requests_to(&runtime, &twilio, "/v1/Interactions");
+    let sandbox = Sandbox::live(&twilio.uri(), "0000000000000000000000000000b057").with(
+        "FLEXHOOK_SERVER__SHUTDOWN_TIMEOUT_SECS",
+        &BUDGET.as_secs().to_string(),
+    );
+    let mut server = sandbox.serve();
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let signalled = Arc::new(AtomicBool::new(false));
+    let burst = runtime.spawn(burst_of_first_messages(
+        server.webhook_url(),
+        SENDERS,
+        PER_SENDER,
+        answered.clone(),
+        signalled.clone(),
+    ));
+
+    // SIGTERM once a quarter of the burst is in and Flex holds creates in flight.
+    let until = Instant::now() + DEADLINE;
+    while answered.load(Ordering::SeqCst) < SENDERS * PER_SENDER / 4 || creates() == 0 {
+        assert!(
+            Instant::now() < until,
+            "the burst never got going: {} answered, {} creates\n{}",
+            answered.load(Ordering::SeqCst),
+            creates(),
+            server.logs()
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    let pid = server.child.id().to_string();
+    let signalled_at = Instant::now();
+    signalled.store(true, Ordering::SeqCst);
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.wait_for_exit("SIGTERM");
+    let took = signalled_at.elapsed();
+    let logs = server.logs();
+    assert!(status.success(), "{status:?}\n{logs}");
+    assert!(
+        took <= BUDGET + EXIT_MARGIN,
+        "exited {took:?} after SIGTERM, over the {BUDGET:?} budget (+{EXIT_MARGIN:?})\n{logs}"
+    );
+    assert!(logs.contains("SIGTERM"), "{logs}");
+    assert!(
+        logs.contains("jobs still in flight at shutdown were abandoned"),
+        "the slow creates outlasted the budget: {logs}"
+    );
+
+    let deliveries = runtime.block_on(burst).unwrap();
+    assert!(
+        deliveries.iter().any(|d| d.after_signal),
+        "the burst was over before the SIGTERM"
+    );
+    let answered: Vec<&str> = deliveries
+        .iter()
+        .filter(|d| d.status == Some(200))
+        .map(|d| d.conversation.as_str())
+        .collect();
+    let refused: Vec<Option<u16>> = deliveries
+        .iter()
+        .filter(|d| d.status != Some(200))
+        .map(|d| d.status)
+        .collect();
+    assert!(
+        refused.iter().all(|s| matches!(s, None | Some(503))),
+        "anything but a 200 is a refusal Twilio retries: {refused:?}"
+    );
+
+    // The restarted service opens the same store; every answered conversation is in it.
+    let _restarted = sandbox.serve();
+    let jobs = sandbox.jobs_json(&["--limit", "100000"]);
+    let mut states = std::collections::HashMap::new();
+    for job in &jobs {
+        let conversation = job["conversation_sid"].as_str().unwrap_or_default();
+        assert_eq!(job["kind"], "interaction", "{job:#}");
+        assert!(
+            job["state"] == "created" || job["state"] == "pending",
+            "neither created nor pending: {job:#}"
+        );
+        assert!(
+            states
+                .insert(conversation.to_owned(), job["state"].clone())
+                .is_none(),
+            "two jobs for {conversation}"
+        );
+    }
+    let lost: Vec<&&str> = answered
+        .iter()
+        .filter(|c| !states.contains_key(**c))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} conversations answered 200 have no job: {lost:?}\n{logs}",
+        lost.len(),
+        answered.len()
+    );
+    eprintln!(
+        "{} answered 200, {} refused ({} sent after SIGTERM); exit {took:?} after SIGTERM; jobs: {} created, {} pending",
+        answered.len(),
+        refused.len(),
+        deliveries.iter().filter(|d| d.after_signal).count(),
+        states.values().filter(|s| **s == "created").count(),
+        states.values().filter(|s| **s == "pending").count(),
+    );
 }
 
 /// Whether a TCP connection to `127.0.0.1:port` is established (from `/proc/net/tcp`).
@@ -928,7 +1178,7 @@ fn workspace_sandbox(base: &str) -> Sandbox {
     Sandbox::new()
         .with("FLEXHOOK_ENV", "production")
         .with("TWILIO_ACCOUNT_SID", &account_sid())
-        .with("TWILIO_AUTH_TOKEN", "live-test-auth-token")
+        .with("TWILIO_AUTH_TOKEN", LIVE_TOKEN)
         .with("FLEXHOOK_FLEX__WORKSPACE_SID", WORKSPACE_SID)
         .with("FLEXHOOK_SERVER__PUBLIC_BASE_URL", PUBLIC_BASE)
         .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", base)
@@ -1475,8 +1725,7 @@ fn check_with_wrong_credentials_says_which_variables_to_check() {
         "{out:?}"
     );
     assert!(
-        !out.stdout.contains("live-test-auth-token")
-            && !out.stderr.contains("live-test-auth-token"),
+        !out.stdout.contains(LIVE_TOKEN) && !out.stderr.contains(LIVE_TOKEN),
         "{out:?}"
     );
 }
@@ -1507,12 +1756,7 @@ fn check_tries_a_rate_limited_call_again() {
 
     let out = sandbox.run(&["check"]);
     assert!(out.status.success(), "{out:?}");
-    let calls = runtime
-        .block_on(twilio.received_requests())
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path() == workflow)
-        .count();
+    let calls = requests_to(&runtime, &twilio, &workflow);
     assert_eq!(calls, 3, "two 429s, then the answer");
 }
 

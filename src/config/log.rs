@@ -1,14 +1,16 @@
-//! `[log]`: the log format and filter.
+//! `[log]`: the log format and filter, and whether logs show customer addresses.
 
 use serde::Deserialize;
 
 use super::problems::Problems;
 
-/// `[log]`. `format` is `pretty` or `json`; `filter` is a `tracing` filter.
+/// `[log]`. `format` is `pretty` or `json`; `filter` is a `tracing` filter;
+/// `show_addresses` logs customer addresses in full instead of masked (debugging only).
 #[derive(Deserialize, Debug, Clone)]
 pub struct LogSettings {
     pub format: String,
     pub filter: String,
+    pub show_addresses: bool,
 }
 
 impl LogSettings {

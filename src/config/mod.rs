@@ -412,6 +412,14 @@ mod tests {
     }
 
     #[test]
+    fn customer_addresses_are_masked_in_logs_unless_log_show_addresses_is_on() {
+        let valid = |o: &[(&str, &str)]| load("local", o).unwrap().validate().unwrap();
+        assert!(!valid(&[]).log.show_addresses);
+        assert!(!load("production", &[]).unwrap().log.show_addresses);
+        assert!(valid(&[("log.show_addresses", "true")]).log.show_addresses);
+    }
+
+    #[test]
     fn shared_keys_and_task_attributes_parse_from_strings() {
         let s = load(
             "local",

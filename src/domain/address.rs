@@ -1,7 +1,10 @@
 //! The customer's address (a phone number, `whatsapp:+…`, an e-mail, a web identity)
-//! and the Flex channel type it implies. Personal data: `Debug` and `Display` mask it.
+//! and the Flex channel type it implies. Personal data: `Debug` and `Display` always mask
+//! it (they end up in panics and error texts too); a log line shows it with `for_logs()`,
+//! masked unless `log.show_addresses` is on.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +54,9 @@ impl fmt::Display for ChannelType {
     }
 }
 
+/// `log.show_addresses`, for the whole process: set once at start-up, masked until then.
+static SHOWN_IN_LOGS: AtomicBool = AtomicBool::new(false);
+
 /// The address a customer writes from, exactly as Twilio reports it in `Author`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -61,9 +67,26 @@ impl CustomerAddress {
         Self(raw.into())
     }
 
-    /// The full address, for the request to Flex and the store; never for logs.
+    /// The full address, for the request to Flex and the store; for logs, see
+    /// [`CustomerAddress::for_logs`].
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// `log.show_addresses`: whether every log line from now on shows addresses in full
+    /// (debugging) or masked (the default). Called once, at start-up.
+    pub fn show_in_logs(full: bool) {
+        SHOWN_IN_LOGS.store(full, Ordering::Relaxed);
+    }
+
+    /// What a log line shows of this address: masked, or in full when
+    /// `log.show_addresses` is on. Every log line that names an address uses this.
+    pub fn for_logs(&self) -> String {
+        if SHOWN_IN_LOGS.load(Ordering::Relaxed) {
+            self.0.clone()
+        } else {
+            self.masked()
+        }
     }
 
     /// `whatsapp:` → whatsapp, `messenger:` → messenger, `gbm:` → gbm,
@@ -86,8 +109,9 @@ impl CustomerAddress {
         }
     }
 
-    /// Enough to tell two customers apart in a log line, not enough to contact one:
-    /// the scheme, the first three and the last two characters of the rest.
+    /// Enough to tell two customers apart, not enough to contact one: the scheme, the
+    /// first three and the last two characters of the rest. Whatever `log.show_addresses`
+    /// says: for the CLI's output (`flexhook jobs`).
     pub fn masked(&self) -> String {
         let (scheme, rest) = match self.0.split_once(':') {
             Some((s, r)) if !s.is_empty() && !s.contains('@') => (Some(s), r),
@@ -178,5 +202,23 @@ mod tests {
             CustomerAddress::new("ana.lopez@example.com").masked(),
             "ana****************om"
         );
+    }
+
+    /// The only test that flips the process-wide switch: no other unit test reads it.
+    #[test]
+    fn logs_show_the_full_address_only_once_show_addresses_is_on() {
+        let a = CustomerAddress::new("whatsapp:+34600111222");
+        assert_eq!(a.for_logs(), "whatsapp:+34*******22", "masked by default");
+
+        CustomerAddress::show_in_logs(true);
+        let on = (a.for_logs(), a.to_string(), format!("{a:?}"), a.masked());
+        CustomerAddress::show_in_logs(false);
+
+        assert_eq!(on.0, "whatsapp:+34600111222");
+        let masked = "whatsapp:+34*******22";
+        assert_eq!(on.1, masked, "Display masks whatever the switch says");
+        assert_eq!(on.2, format!("CustomerAddress({masked})"), "so does Debug");
+        assert_eq!(on.3, masked, "and masked(), for the CLI's output");
+        assert_eq!(a.for_logs(), masked, "off again");
     }
 }

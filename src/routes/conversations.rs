@@ -7,6 +7,7 @@ use super::error::WebhookError;
 use super::observed::seen;
 use super::state::AppState;
 use super::verified::VerifiedWebhook;
+use crate::domain::CustomerAddress;
 use crate::event::{self, Event};
 use crate::intake::{Decision, IntakeError};
 use crate::metrics::{event_label, WebhookOutcome};
@@ -46,7 +47,7 @@ pub async fn conversations_webhook(
     {
         Ok(Decision::NewJob) => {
             tracing::info!(
-                author = message.customer_address().map(|a| a.masked()),
+                author = message.customer_address().map(CustomerAddress::for_logs),
                 "new conversation: job queued"
             );
             seen(&req, label, Some(WebhookOutcome::Accepted));

@@ -50,12 +50,13 @@ impl InteractionRequest {
         }
     }
 
-    /// Channel and Routing as JSON text with the customer's address masked, for logs.
-    pub fn redacted(&self) -> (String, String) {
+    /// Channel and Routing as JSON text with the customer's address as logs show it
+    /// (masked, unless `log.show_addresses`).
+    pub fn for_logs(&self) -> (String, String) {
         let mask = |v: &Value| {
             let text = v.to_string();
             match &self.customer_address {
-                Some(a) if !a.expose().is_empty() => text.replace(a.expose(), &a.masked()),
+                Some(a) if !a.expose().is_empty() => text.replace(a.expose(), &a.for_logs()),
                 _ => text,
             }
         };
@@ -116,7 +117,7 @@ impl TwilioClient {
             ("Channel", request.channel.to_string()),
             ("Routing", request.routing.to_string()),
         ];
-        let (channel, routing) = request.redacted();
+        let (channel, routing) = request.for_logs();
         let mut call = Request::new(Api::Flex, Method::POST, "/v1/Interactions");
         call.form = &form;
         call.dry_run_detail = Some(format!("Channel={channel} Routing={routing}"));

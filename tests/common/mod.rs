@@ -129,6 +129,7 @@ pub fn init_logs() {
         flexhook::telemetry::init(&flexhook::config::LogSettings {
             format: "pretty".into(),
             filter: "info".into(),
+            show_addresses: false,
         });
     }
 }
