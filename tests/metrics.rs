@@ -508,3 +508,58 @@ async fn the_dashboard_and_the_alerts_only_query_metrics_the_service_exports() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_task_found_after_an_ambiguous_failure_counts_as_adopted_not_created() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    // Flex answers 500: the create may have happened, so the retry looks the task up first.
+    create_interaction()
+        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
+        .expect(1)
+        .mount(&env.flex)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "tasks": [{
+                "sid": "WTfedcba9876543210fedcba9876543210",
+                "workspace_sid": WORKSPACE,
+                "assignment_status": "pending",
+                "attributes": format!("{{\"conversationSid\":\"{ch}\"}}"),
+            }],
+            "meta": {"page": 0, "page_size": 20, "key": "tasks"}
+        })))
+        .mount(&env.taskrouter)
+        .await;
+    webhooks_are_removable(&env).await;
+    let app = TestApp::start(&env, &[("server.metrics_token", METRICS_TOKEN)]).await;
+    assert_eq!(
+        app.post_form(&message(&ch, "+14155550100")).await.status(),
+        200
+    );
+    wait_for_state(&env.store().await, &ch, flexhook::store::JobState::Created).await;
+
+    let text = scrape(&app).await;
+    let jobs = |outcome: &str, code: &str| {
+        let series = format!(
+            r#"flexhook_jobs_total{{kind="interaction",outcome="{outcome}",code="{code}"}}"#
+        );
+        sample(&text, &series)
+    };
+    assert_eq!(jobs("retried", "20500"), Some(1.0), "{text}");
+    assert_eq!(jobs("adopted", ""), Some(1.0), "{text}");
+    assert_eq!(
+        jobs("created", ""),
+        None,
+        "nothing was created twice: {text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"flexhook_twilio_requests_total{api="taskrouter",status="200",code=""}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    app.stop().await;
+}
