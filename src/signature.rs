@@ -85,6 +85,10 @@ pub enum Signer {
 pub enum SignatureError {
     #[error("missing X-Twilio-Signature header")]
     Missing,
+    /// Twilio sends each of these headers once; with two, which one was checked would
+    /// decide, so neither is.
+    #[error("more than one {header} header")]
+    Repeated { header: &'static str },
     #[error("malformed X-Twilio-Webhooks-Signature-Settings header")]
     MalformedSettings,
     #[error("unknown SharedKey id")]

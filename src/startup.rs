@@ -7,16 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::KeepAlive;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::config::ValidSettings;
+use crate::config::{ClientTimeouts, ValidSettings};
 use crate::intake::Intake;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::routes::{AppState, WebhookAuth};
+use crate::routes::{track_answers, watch_connections, AppState, WebhookAuth};
 use crate::routing::Router;
 use crate::signature::Verifier;
 use crate::store::{JobWriter, Store, StoreOptions};
@@ -102,6 +104,7 @@ impl Application {
             ),
             workspace_sid: settings.flex.workspace_sid.clone(),
             ack_timeout: server_settings.ack_timeout,
+            body_timeout: server_settings.client_timeouts.body,
             store: store.clone(),
             worker_running: worker.running(),
             metrics,
@@ -110,6 +113,7 @@ impl Application {
 
         let max_body = server_settings.max_body_bytes;
         let shutdown_budget = server_settings.shutdown_timeout;
+        let timeouts = server_settings.client_timeouts;
         let metrics_server = match server_settings.metrics_port {
             Some(metrics_port) => {
                 let listener = TcpListener::bind((server_settings.host.as_str(), metrics_port))
@@ -123,10 +127,15 @@ impl Application {
                 let state = state.clone();
                 let server = HttpServer::new(move || {
                     App::new()
+                        .wrap(from_fn(track_answers))
                         .app_data(state.clone())
                         .configure(crate::routes::configure_metrics_port)
                 })
                 .workers(1)
+                .on_connect(watch_connections(timeouts.patience()))
+                .client_request_timeout(timeouts.request_head)
+                .client_disconnect_timeout(timeouts.disconnect)
+                .keep_alive(keep_alive(timeouts))
                 .listen(listener)?
                 .shutdown_timeout(1)
                 .disable_signals()
@@ -141,10 +150,17 @@ impl Application {
         };
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(track_answers))
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(crate::routes::configure)
         })
+        // Slow clients: actix times a connection's first head, `VerifiedWebhook` a webhook's
+        // body, and each connection's watchdog (routes::connection) the rest.
+        .on_connect(watch_connections(timeouts.patience()))
+        .client_request_timeout(timeouts.request_head)
+        .client_disconnect_timeout(timeouts.disconnect)
+        .keep_alive(keep_alive(timeouts))
         .listen(listener)?
         .shutdown_timeout(shutdown_budget.as_secs())
         // actix treats SIGINT (Fly's default kill signal) as a forced stop that drops
@@ -226,6 +242,12 @@ impl Application {
         self.store.close().await;
         served.context("HTTP server failed")
     }
+}
+
+fn keep_alive(timeouts: ClientTimeouts) -> KeepAlive {
+    timeouts
+        .keep_alive
+        .map_or(KeepAlive::Disabled, KeepAlive::Timeout)
 }
 
 /// The first SIGTERM or SIGINT, by name.

@@ -119,20 +119,7 @@ fn bad_metrics_settings_are_refused_naming_the_key() {
         ),
         ("server.metrics_port", "ninety", "not a port number"),
     ] {
-        let err = flexhook::config::Settings::load(&flexhook::config::LoadOptions {
-            environment: Some("test".into()),
-            config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
-            read_env: false,
-            overrides: vec![
-                ("server.port".into(), "8080".into()),
-                (key.into(), value.into()),
-            ],
-            ..Default::default()
-        })
-        .and_then(|s| s.validate())
-        .map(|_| ())
-        .unwrap_err();
-        let text = format!("{err:#}");
+        let text = settings_error(&[("server.port", "8080"), (key, value)]);
         assert!(
             text.contains(key) && text.contains(says),
             "{key}={value}: {text}"

@@ -29,7 +29,7 @@ pub use routing::{
     RoutingConfig, RoutingSettings, RuleConfig, RuleSettings, ScheduleSettings, SetConfig, When,
     PLACEHOLDERS,
 };
-pub use server::{ServerConfig, ServerSettings};
+pub use server::{ClientTimeouts, ServerConfig, ServerSettings};
 pub use store::{StoreConfig, StoreSettings};
 pub use twilio::{ApiKey, TwilioConfig, TwilioSettings};
 pub use worker::{WorkerConfig, WorkerSettings};

@@ -19,12 +19,46 @@ pub struct ServerSettings {
     pub trust_forwarded_headers: bool,
     pub max_body_bytes: usize,
     pub ack_timeout_ms: u64,
+    pub client_request_timeout_ms: u64,
+    pub client_body_timeout_ms: u64,
+    pub client_disconnect_timeout_ms: u64,
+    pub keep_alive_secs: u64,
     pub shutdown_timeout_secs: u64,
     #[serde(deserialize_with = "empty_secret_as_none")]
     pub metrics_token: Option<SecretString>,
     #[serde(deserialize_with = "optional_port")]
     pub metrics_port: Option<u16>,
 }
+
+/// How long a client may take, from `server.client_*_timeout_ms` and `server.keep_alive_secs`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// The request line and headers must arrive within this (actix answers 408).
+    pub request_head: Duration,
+    /// A webhook's body must arrive within this once its head is in (flexhook answers 408).
+    pub body: Duration,
+    /// How long a connection being closed waits for the client to close it.
+    pub disconnect: Duration,
+    /// An idle keep-alive connection is closed after this; `None`: no keep-alive.
+    pub keep_alive: Option<Duration>,
+}
+
+impl ClientTimeouts {
+    /// How long, between two answers, a connection may keep flexhook waiting for its client:
+    /// idle for `keep_alive`, then a request head, then the client's close after an answer
+    /// that closes the connection. Longer, and the connection's watchdog shuts it.
+    pub fn patience(&self) -> Duration {
+        self.keep_alive.unwrap_or_default() + self.request_head + self.disconnect
+    }
+}
+
+/// Longest client timeout accepted: a client that needs more is not Twilio.
+const MAX_CLIENT_TIMEOUT_MS: u64 = 60_000;
+/// Shortest timeout actix's own timers keep: it reads its clock every 500 ms, and a timer
+/// whose deadline has already passed when it is set never fires.
+const MIN_ACTIX_TIMEOUT_MS: u64 = 1000;
+/// Longest `server.keep_alive_secs` accepted.
+const MAX_KEEP_ALIVE_SECS: u64 = 300;
 
 /// Shortest `server.metrics_token` accepted: a guessable token is no protection.
 const MIN_METRICS_TOKEN_CHARS: usize = 16;
@@ -43,6 +77,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a webhook may wait for its job to be committed.
     pub ack_timeout: Duration,
+    /// The client timeouts, against slow-loris clients.
+    pub client_timeouts: ClientTimeouts,
     /// In-flight webhooks and jobs share it on shutdown.
     pub shutdown_timeout: Duration,
     /// `GET /metrics` on the webhook port needs `Authorization: Bearer <this>`.
@@ -72,6 +108,40 @@ impl ServerSettings {
             p.add(
                 "server.ack_timeout_ms",
                 "must be between 1 and 4999: Twilio gives up on a webhook after 5 seconds",
+            );
+        }
+        for (key, ms, min) in [
+            (
+                "server.client_request_timeout_ms",
+                self.client_request_timeout_ms,
+                MIN_ACTIX_TIMEOUT_MS,
+            ),
+            (
+                "server.client_body_timeout_ms",
+                self.client_body_timeout_ms,
+                1,
+            ),
+            (
+                "server.client_disconnect_timeout_ms",
+                self.client_disconnect_timeout_ms,
+                MIN_ACTIX_TIMEOUT_MS,
+            ),
+        ] {
+            if !(min..=MAX_CLIENT_TIMEOUT_MS).contains(&ms) {
+                p.add(
+                    key,
+                    format!(
+                        "must be between {min} and {MAX_CLIENT_TIMEOUT_MS} (milliseconds): \
+                         without a limit, a client that sends slowly holds its connection open \
+                         for ever"
+                    ),
+                );
+            }
+        }
+        if self.keep_alive_secs > MAX_KEEP_ALIVE_SECS {
+            p.add(
+                "server.keep_alive_secs",
+                format!("must be at most {MAX_KEEP_ALIVE_SECS} (0 turns keep-alive off)"),
             );
         }
         if let Some(token) = &self.metrics_token {
@@ -105,6 +175,13 @@ impl ServerSettings {
             trust_forwarded_headers: self.trust_forwarded_headers,
             max_body_bytes: self.max_body_bytes,
             ack_timeout: Duration::from_millis(self.ack_timeout_ms),
+            client_timeouts: ClientTimeouts {
+                request_head: Duration::from_millis(self.client_request_timeout_ms),
+                body: Duration::from_millis(self.client_body_timeout_ms),
+                disconnect: Duration::from_millis(self.client_disconnect_timeout_ms),
+                keep_alive: (self.keep_alive_secs > 0)
+                    .then(|| Duration::from_secs(self.keep_alive_secs)),
+            },
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
             metrics_token: self.metrics_token.clone(),
             metrics_port: self.metrics_port,

@@ -20,10 +20,16 @@ pub enum WebhookError {
         "unsupported content type: send application/x-www-form-urlencoded or application/json"
     )]
     UnsupportedMediaType,
+    #[error("content encoding not supported: send the body uncompressed")]
+    UnsupportedEncoding,
     #[error("body larger than server.max_body_bytes")]
     TooLarge,
+    #[error("body not received within server.client_body_timeout_ms")]
+    BodyTimeout,
     #[error("could not read the body")]
     UnreadableBody,
+    #[error("malformed form body: not percent-encoded UTF-8")]
+    MalformedForm,
     #[error("malformed webhook: {0}")]
     Malformed(#[from] EventError),
     #[error("temporarily unavailable, please retry")]
@@ -34,9 +40,14 @@ impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Signature(_) | Self::WrongAccount | Self::WrongWorkspace => StatusCode::FORBIDDEN,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnreadableBody | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::UnreadableBody | Self::MalformedForm | Self::Malformed(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -1,6 +1,7 @@
 //! HTTP: the routes, the verified-webhook extractor every webhook route takes, the state
 //! they share, and the one home of their errors.
 
+mod connection;
 mod conversations;
 mod error;
 mod health;
@@ -14,6 +15,7 @@ mod verified;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
+pub(crate) use connection::{track_answers, watch_connections};
 pub(crate) use state::{AppState, WebhookAuth};
 
 /// The webhook port's routes. The webhooks are wrapped in [`observed::observe`].

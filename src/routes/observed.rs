@@ -112,7 +112,10 @@ fn refusal(error: &Error) -> Option<WebhookOutcome> {
         WebhookError::WrongAccount | WebhookError::WrongWorkspace => WebhookOutcome::WrongAccount,
         WebhookError::TooLarge => WebhookOutcome::TooLarge,
         WebhookError::UnsupportedMediaType
+        | WebhookError::UnsupportedEncoding
+        | WebhookError::BodyTimeout
         | WebhookError::UnreadableBody
+        | WebhookError::MalformedForm
         | WebhookError::Malformed(_) => WebhookOutcome::BadRequest,
         WebhookError::Unavailable => WebhookOutcome::StoreUnavailable,
     };

@@ -34,6 +34,8 @@ pub(crate) struct AppState {
     pub workspace_sid: WorkspaceSid,
     /// `server.ack_timeout_ms`: how long a webhook may wait for the store.
     pub ack_timeout: Duration,
+    /// `server.client_body_timeout_ms`: a webhook's whole body must arrive within it.
+    pub body_timeout: Duration,
     pub store: Store,
     pub worker_running: Arc<AtomicBool>,
     pub metrics: Metrics,

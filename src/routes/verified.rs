@@ -1,7 +1,8 @@
 //! The verified-webhook extractor: any route that takes a [`VerifiedWebhook`] argument gets
 //! a payload whose `X-Twilio-Signature` checked out, or the request is refused (and the
-//! refusal logged with a hint) before the handler runs. Body kind, form parsing, the URL
-//! Twilio signed, and the account check all happen here, once for every webhook route.
+//! refusal logged with a hint) before the handler runs. Body kind, the body's deadline
+//! (`server.client_body_timeout_ms`), form parsing, the URL Twilio signed, and the account
+//! check all happen here, once for every webhook route.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,8 +54,78 @@ fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
     }
 }
 
-fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
+/// Twilio never compresses a webhook, so only an identity body is read: a compressed one is
+/// refused before a byte of it is read, and nothing is ever decompressed.
+fn is_identity(req: &HttpRequest) -> bool {
+    let mut encodings = req.headers().get_all(header::CONTENT_ENCODING);
+    let first = encodings.next();
+    encodings.next().is_none()
+        && first.map_or(true, |e| {
+            e.to_str()
+                .is_ok_and(|e| e.trim().eq_ignore_ascii_case("identity"))
+        })
+}
+
+/// A signature header's one value. Sent twice, it is refused, whatever either value says:
+/// reading the first (or the last) would let the other ride along unchecked.
+fn single_header<'a>(
+    req: &'a HttpRequest,
+    name: &'static str,
+) -> Result<Option<&'a str>, SignatureError> {
+    let mut values = req.headers().get_all(name);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(SignatureError::Repeated { header: name });
+    }
+    Ok(first.and_then(|v| v.to_str().ok()))
+}
+
+/// The request's head as the signature sees it, each signature header read once.
+fn signed_request<'a>(
+    req: &'a HttpRequest,
+    url: &str,
+) -> Result<SignedRequest<'a>, SignatureError> {
+    Ok(SignedRequest {
+        urls: vec![url.to_owned()],
+        signature: single_header(req, signature::SIGNATURE_HEADER)?,
+        settings: single_header(req, signature::SETTINGS_HEADER)?,
+    })
+}
+
+/// `application/x-www-form-urlencoded`, strictly: every `%` starts two hex digits and every
+/// decoded name and value is UTF-8. Twilio sends nothing else; a lenient parser would turn
+/// a malformed escape or byte into text the signature never covered (`%FF` into U+FFFD).
+fn decode_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    body.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            Some((decode_component(name)?, decode_component(value)?))
+        })
+        .collect()
+}
+
+fn decode_component(raw: &[u8]) -> Option<String> {
+    let escapes_well_formed = raw.iter().enumerate().all(|(at, &b)| {
+        b != b'%'
+            || raw
+                .get(at + 1..at + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_well_formed {
+        return None;
+    }
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
 }
 
 impl FromRequest for VerifiedWebhook {
@@ -66,16 +137,30 @@ impl FromRequest for VerifiedWebhook {
         let body = web::Bytes::from_request(&req, payload);
         Box::pin(async move {
             let kind = body_kind(&req).ok_or(WebhookError::UnsupportedMediaType)?;
-            let body = body.await.map_err(|e| {
-                if e.as_response_error().status_code() == WebhookError::TooLarge.status_code() {
-                    WebhookError::TooLarge
-                } else {
-                    WebhookError::UnreadableBody
-                }
-            })?;
+            if !is_identity(&req) {
+                return Err(WebhookError::UnsupportedEncoding);
+            }
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .expect("AppState is registered with the app");
+            // actix times the head only: a body trickled byte by byte would hold the
+            // connection for ever.
+            let body = tokio::time::timeout(state.body_timeout, body)
+                .await
+                .map_err(|_| {
+                    tracing::warn!(
+                        timeout_ms = state.body_timeout.as_millis(),
+                        "webhook refused: body not received within server.client_body_timeout_ms"
+                    );
+                    WebhookError::BodyTimeout
+                })?
+                .map_err(|e| {
+                    if e.as_response_error().status_code() == WebhookError::TooLarge.status_code() {
+                        WebhookError::TooLarge
+                    } else {
+                        WebhookError::UnreadableBody
+                    }
+                })?;
             verify(&req, &body, kind, state)
         })
     }
@@ -88,11 +173,10 @@ fn verify(
     state: &AppState,
 ) -> Result<VerifiedWebhook, WebhookError> {
     let payload = match kind {
-        BodyKind::Form => Payload::Form(
-            form_urlencoded::parse(body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        ),
+        BodyKind::Form => Payload::Form(decode_form(body).ok_or_else(|| {
+            tracing::warn!("webhook refused: form body is not percent-encoded UTF-8");
+            WebhookError::MalformedForm
+        })?),
         BodyKind::Json => Payload::Json(body.to_vec()),
     };
     let auth = &state.webhook_auth;
@@ -101,12 +185,9 @@ fn verify(
         auth.public_base_url.as_deref(),
         auth.trust_forwarded_headers,
     );
-    let signed = SignedRequest {
-        urls: vec![seen.url.clone()],
-        signature: header_str(req, signature::SIGNATURE_HEADER),
-        settings: header_str(req, signature::SETTINGS_HEADER),
-    };
-    let verified = auth.verifier.verify(&signed, payload).map_err(|e| {
+    let verified =
+        signed_request(req, &seen.url).and_then(|signed| auth.verifier.verify(&signed, payload));
+    let verified = verified.map_err(|e| {
         match &e {
             SignatureError::Mismatch { tried } => {
                 let tried: Vec<String> = tried.iter().map(|u| signature::loggable_url(u)).collect();
@@ -137,4 +218,51 @@ fn verify(
             .filter(|v| !v.trim().is_empty()),
         account_sid: auth.account_sid.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_form;
+
+    fn lenient(body: &[u8]) -> Vec<(String, String)> {
+        form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn well_formed_forms_decode_as_the_whatwg_parser_decodes_them() {
+        for body in [
+            &b"EventType=onMessageAdded&Body=Hola+%C2%BFqu%C3%A9+tal%3F&Author=whatsapp%3A%2B34600"
+                [..],
+            b"a=1&a=2&&b&=c&d=",
+            b"",
+            b"100%25=%2B+%26%3D",
+            b"emoji=%F0%9F%98%80&raw=caf\xc3\xa9",
+        ] {
+            assert_eq!(
+                decode_form(body).as_ref(),
+                Some(&lenient(body)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_escapes_and_invalid_utf8_are_refused() {
+        for body in [
+            &b"Body=%FF"[..],
+            b"Body=caf\xe9",
+            b"Body=%C3%28",
+            b"Body=%ED%A0%80",
+            b"Body=%zz",
+            b"Body=100%",
+            b"Body=%4",
+            b"%=x",
+            b"B%FFdy=x",
+        ] {
+            assert_eq!(decode_form(body), None, "{}", String::from_utf8_lossy(body));
+        }
+    }
 }

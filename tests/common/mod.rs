@@ -113,6 +113,25 @@ impl Env {
     }
 }
 
+/// Why settings with these overrides (on the compiled-in defaults and `config/`, with no
+/// environment) fail to load or validate.
+pub fn settings_error(overrides: &[(&str, &str)]) -> String {
+    let err = Settings::load(&LoadOptions {
+        environment: Some("test".into()),
+        config_dir: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/config").into()),
+        read_env: false,
+        overrides: overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    })
+    .and_then(|s| s.validate())
+    .map(|_| ())
+    .unwrap_err();
+    format!("{err:#}")
+}
+
 /// A running app.
 pub struct TestApp {
     pub port: u16,
