@@ -317,7 +317,9 @@ async fn failures_count_by_twilio_code_and_the_store_gauges_show_the_backlog() {
     )
     .unwrap_or_default();
     assert!(calls >= retried, "every retry was a call: {text}");
-    assert_eq!(sample(&text, "flexhook_rate_limit_queue_depth"), Some(0.0));
+    // A retry may be waiting for its turn right now; never more than the three jobs.
+    let waiting = sample(&text, "flexhook_rate_limit_queue_depth").unwrap();
+    assert!((0.0..=3.0).contains(&waiting), "{text}");
 
     // A permanent error kills the next attempts: dead, by code, and in the gauges.
     env.flex.reset().await;
