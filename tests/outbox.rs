@@ -72,7 +72,8 @@ async fn a_429_with_retry_after_is_waited_out_then_one_interaction_is_created() 
         .mount(&env.flex)
         .await;
     webhooks_are_removable(&env).await;
-    let app = TestApp::start(&env, &[]).await;
+    // Retry-After is honoured up to worker.retry_cap_ms (200 in these tests).
+    let app = TestApp::start(&env, &[("worker.retry_cap_ms", "5000")]).await;
 
     let sent_at = flexhook::store::now_ms();
     app.post_form(&message(&ch, "+14155550100")).await;

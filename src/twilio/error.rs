@@ -2,7 +2,7 @@
 //! and transport failures sorted by whether the request may have reached Twilio.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
@@ -16,7 +16,8 @@ pub struct ApiError {
     pub code: Option<i64>,
     pub message: String,
     pub more_info: Option<String>,
-    /// `Retry-After`, when the answer carried one (429, 503).
+    /// `Retry-After`, when the answer carried one (429, 503), as a wait from now. Not
+    /// capped here: whoever waits decides how long is too long.
     pub retry_after: Option<Duration>,
 }
 
@@ -33,8 +34,7 @@ impl ApiError {
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let (code, message, more_info) = match parsed {
             Some(b) => (b.code, b.message, b.more_info),
             None => (None, None, None),
@@ -52,6 +52,17 @@ impl ApiError {
             retry_after,
         }
     }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, which is read against
+/// `now`; a date already past means "now". Anything else is ignored.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// What a person should do about Twilio's credentials error (20003 / 401).
@@ -214,6 +225,51 @@ mod tests {
         assert!(!e.may_have_been_processed());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(e.code(), Some(20429));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 22 Nov 2026 10:00:00 GMT").unwrap();
+        let read = |v: &str| parse_retry_after(v, now);
+        assert_eq!(read("3"), Some(Duration::from_secs(3)));
+        assert_eq!(read(" 0 "), Some(Duration::ZERO));
+        // Absurd, but what the header says: the worker caps it (worker.retry_cap_ms).
+        assert_eq!(read("99999999"), Some(Duration::from_secs(99_999_999)));
+        assert_eq!(
+            read("Sun, 22 Nov 2026 10:00:07 GMT"),
+            Some(Duration::from_secs(7))
+        );
+        // The two obsolete date forms RFC 9110 still asks recipients to accept.
+        assert_eq!(
+            read("Sunday, 22-Nov-26 10:00:07 GMT"),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            read("Sun Nov 22 10:00:07 2026"),
+            Some(Duration::from_secs(7))
+        );
+        // A date already past means now, not "no Retry-After".
+        assert_eq!(read("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        for junk in ["", "-1", "1.5", "soon", "Sun, 22 Nov 2026"] {
+            assert_eq!(read(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_429_with_an_http_date_carries_the_wait_until_that_date() {
+        let at = SystemTime::now() + Duration::from_secs(30);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(at)).unwrap(),
+        );
+        let e = ApiError::from_response(StatusCode::TOO_MANY_REQUESTS, &headers, b"");
+        let wait = e.retry_after.unwrap();
+        // The date has whole seconds: the wait is 29 to 30 s.
+        assert!(
+            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
     }
 
     #[test]

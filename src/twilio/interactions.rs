@@ -121,8 +121,18 @@ impl TwilioClient {
         let mut call = Request::new(Api::Flex, Method::POST, "/v1/Interactions");
         call.form = &form;
         call.dry_run_detail = Some(format!("Channel={channel} Routing={routing}"));
-        let response: InteractionResponse = self.send(call).await?.json()?;
-        Ok(response.created())
+        let answer = self.send(call).await?;
+        let created = answer.json::<InteractionResponse>()?.created();
+        // A 2xx that names no interaction is as unreadable as one that is not JSON: the
+        // interaction exists, and only a lookup can say which it is. A dry-run's `{}` names
+        // none because nothing was sent.
+        if created.interaction_sid.is_none() && !self.is_dry_run() {
+            return Err(TwilioError::Decode {
+                status: answer.status.as_u16(),
+                message: "the answer names no interaction (`sid` KD…)".into(),
+            });
+        }
+        Ok(created)
     }
 }
 

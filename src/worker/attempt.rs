@@ -143,7 +143,9 @@ impl Worker {
         }
         let mut delay = self.config.backoff.delay(job.attempts);
         if let Some(after) = e.retry_after() {
-            delay = delay.max(after);
+            // Honoured up to the cap: a `Retry-After: 99999999` must not park the job for
+            // three years, past worker.max_age_secs and out of every operator's sight.
+            delay = delay.max(after.min(self.config.backoff.cap));
         }
         if ambiguous {
             // Creation is asynchronous: give the task time to appear before looking for it.

@@ -15,6 +15,22 @@ use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 /// Missed rate-limit slots an attempt takes another for before it tries again later.
 const MAX_LATE_SLOTS: usize = 5;
 
+/// An interaction Flex accepted whose SIDs are unknown.
+const CREATED_UNKNOWN: Transition = Transition::Created {
+    interaction_sid: None,
+    interaction_channel_sid: None,
+    task_sid: None,
+};
+
+/// Whether the job's last create was answered with a 2xx that could not be read: the
+/// interaction exists, and the retry is a lookup only (its `last_error` keeps the status).
+fn accepted_unreadably(job: &Job) -> bool {
+    job.last_error
+        .as_ref()
+        .and_then(|e| e.status)
+        .is_some_and(|s| (200..300).contains(&s))
+}
+
 impl Worker {
     /// What this attempt did; `None` when the lease was lost before anything was sent.
     pub(super) async fn create_interaction(
@@ -132,6 +148,7 @@ impl Worker {
         lease: &str,
     ) -> Option<(Transition, bool)> {
         if job.needs_lookup {
+            let accepted = accepted_unreadably(job);
             match self
                 .client
                 .find_task_for_conversation(self.router.workspace_sid(), &job.conversation_sid)
@@ -146,7 +163,15 @@ impl Worker {
                     };
                     return Some((adopted, true));
                 }
+                Ok(None) if accepted => {
+                    tracing::warn!("Flex accepted the create, but TaskRouter shows no task for it; recorded as created without its SIDs, never created twice");
+                    return Some((CREATED_UNKNOWN, false));
+                }
                 Ok(None) => tracing::info!("no task for the conversation yet; creating it"),
+                Err(e) if accepted => {
+                    tracing::warn!(error = %e, "Flex accepted the create, but its task could not be looked up; recorded as created without its SIDs, never created twice");
+                    return Some((CREATED_UNKNOWN, false));
+                }
                 Err(e) => return Some((self.failed(job, &e, true), false)),
             }
         }
@@ -189,12 +214,17 @@ impl Worker {
                 task_sid,
             },
             Err(TwilioError::Decode { status, message }) => {
-                // A 2xx means Twilio accepted it; only its answer was odd.
-                tracing::warn!(status, %message, "interaction accepted but its answer was unreadable");
-                Transition::Created {
-                    interaction_sid: None,
-                    interaction_channel_sid: None,
-                    task_sid: None,
+                // A 2xx: Twilio accepted it, so it is never sent again. Which interaction it
+                // made, only TaskRouter can now say, once the asynchronous creation is done.
+                tracing::warn!(status, %message, "interaction accepted but its answer was unreadable; its task will be looked up");
+                Transition::Retry {
+                    next_attempt_at: now_ms() + ms(self.config.lookup_delay),
+                    error: JobError {
+                        code: None,
+                        status: Some(status),
+                        message: format!("accepted, but the answer was unreadable: {message}"),
+                    },
+                    needs_lookup: true,
                 }
             }
             Err(e) => {

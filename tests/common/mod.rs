@@ -2,6 +2,8 @@
 //! for Twilio's flex-api, conversations and taskrouter.
 #![allow(dead_code)]
 
+pub mod flex_standin;
+
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
