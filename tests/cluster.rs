@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,6 @@ use flexhook::signature::{compute_signature, Algorithm};
 use flexhook::store::{JobState, Store, StoreOptions};
 use wiremock::{Request, Respond, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flexhook");
 const CONVERSATIONS: usize = 200;
 /// Twilio's limit for the Interactions API, per account.
 const TWILIO_LIMIT: usize = 20;
@@ -115,19 +114,7 @@ struct Instance {
 
 impl Instance {
     fn start(database: &str, env: &Env) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("FLEXHOOK_ENV", "test")
-            .env("FLEXHOOK_CONFIG_DIR", env.dir.path())
-            .env("FLEXHOOK_STORE__URL", database)
-            .env("FLEXHOOK_SERVER__HOST", "127.0.0.1")
-            .env("FLEXHOOK_SERVER__PORT", "0")
-            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
-            .env("TWILIO_AUTH_TOKEN", TOKEN)
-            .env("FLEXHOOK_FLEX__WORKSPACE_SID", WORKSPACE)
-            .env("FLEXHOOK_FLEX__WORKFLOW_SID", WORKFLOW)
+        let mut child = serve_command(env.dir.path(), database)
             .env("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", env.flex.uri())
             .env(
                 "FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL",
@@ -144,9 +131,6 @@ impl Instance {
             .env("FLEXHOOK_WORKER__LOOKUP_DELAY_MS", "100")
             .env("FLEXHOOK_WORKER__POLL_INTERVAL_MS", "100")
             .env("FLEXHOOK_WORKER__CONCURRENCY", "16")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start flexhook serve");

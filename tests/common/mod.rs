@@ -592,6 +592,31 @@ pub async fn stored_job(store: &Store, conversation: &str) -> Option<Job> {
         .unwrap()
 }
 
+/// `flexhook serve` as the tests that kill the real binary start it: an empty environment
+/// but for the test account, workspace and workflow, settings from `config_dir` (only the
+/// compiled-in defaults when it holds none), `store`, and a port of its own on 127.0.0.1
+/// (logged as `flexhook listening … port=N`).
+pub fn serve_command(config_dir: &std::path::Path, store: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flexhook"));
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("FLEXHOOK_ENV", "test")
+        .env("FLEXHOOK_CONFIG_DIR", config_dir)
+        .env("FLEXHOOK_STORE__URL", store)
+        .env("FLEXHOOK_SERVER__HOST", "127.0.0.1")
+        .env("FLEXHOOK_SERVER__PORT", "0")
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("FLEXHOOK_FLEX__WORKSPACE_SID", WORKSPACE)
+        .env("FLEXHOOK_FLEX__WORKFLOW_SID", WORKFLOW)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    command
+}
+
 /// The variable `.ci/run` sets to its throw-away PostgreSQL cluster.
 pub const POSTGRES_URL_VAR: &str = "FLEXHOOK_TEST_POSTGRES_URL";
 

@@ -1,0 +1,340 @@
+//! kill -9 on a loop (issue 13): the real binary on a real SQLite file, first messages of
+//! distinct conversations streaming in, Flex (the lying stand-in) slow and failing, and the
+//! process SIGKILLed at random moments and restarted on the same file, then run until every
+//! job is done. At the end:
+//! - every conversation that got a 200 has exactly one interaction at the stand-in, and its
+//!   job names that interaction;
+//! - no conversation has two;
+//! - no one second saw more creates than Twilio allows (20).
+//!
+//! The knobs, by environment: `FLEXHOOK_KILL_LOOP_ROUNDS` (kills, 5),
+//! `FLEXHOOK_KILL_LOOP_CONVERSATIONS` (60) and `FLEXHOOK_KILL_LOOP_SEED` (random, printed:
+//! set it to replay a failure). The README's "Testing under faults" shows a long run.
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::flex_standin::{Answer, FlexStandIn};
+use common::*;
+use flexhook::domain::DatabaseUrl;
+use flexhook::signature::{compute_signature, Algorithm};
+use flexhook::store::{JobState, Store, StoreOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Twilio's limit for the Interactions API, per account and second.
+const TWILIO_LIMIT: usize = 20;
+/// flexhook's own pace (`flex.max_creates_per_second`, the default).
+const RATE: usize = 15;
+
+/// What a run does, from the environment.
+struct Knobs {
+    rounds: usize,
+    conversations: usize,
+    seed: u64,
+}
+
+impl Knobs {
+    fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name).ok().map(|v| {
+                v.parse::<u64>()
+                    .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}"))
+            })
+        };
+        Self {
+            rounds: var("FLEXHOOK_KILL_LOOP_ROUNDS").map_or(5, |n| n as usize),
+            conversations: var("FLEXHOOK_KILL_LOOP_CONVERSATIONS").map_or(60, |n| n as usize),
+            seed: var("FLEXHOOK_KILL_LOOP_SEED").unwrap_or_else(rand::random),
+        }
+    }
+}
+
+/// Flex on a bad day: about half the creates lie, fail or are slow.
+fn bad_day(seed: u64) -> impl FnMut(&str, usize) -> Answer + Send + 'static {
+    let mut rng = StdRng::seed_from_u64(seed);
+    move |_, _| match rng.gen_range(0..100) {
+        0..=40 => Answer::Created,
+        41..=50 => Answer::CreatedAfter(Duration::from_millis(rng.gen_range(100..400))),
+        51..=58 => Answer::CreatedAfter(Duration::from_secs(30)),
+        59..=66 => Answer::CreatedThenReset,
+        67..=70 => Answer::CreatedNotJson,
+        71..=74 => Answer::CreatedWithoutSid,
+        75..=80 => Answer::CreatedThen500,
+        81..=88 => Answer::Failed500,
+        _ => Answer::RateLimited(match rng.gen_range(0..4) {
+            0 => None,
+            1 => Some("1".into()),
+            2 => Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
+            _ => Some("99999999".into()),
+        }),
+    }
+}
+
+/// The SQLite file every run of the test shares.
+fn store_url(dir: &Path) -> String {
+    format!("sqlite://{}/flexhook.db", dir.display())
+}
+
+/// One `flexhook serve`, its stderr in `log`.
+struct Serve {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Starts it on the SQLite file in `dir` and waits until it listens; returns its port.
+    async fn start(dir: &Path, flex: &FlexStandIn, run: usize) -> (Self, u16) {
+        let log = dir.join(format!("serve-{run}.log"));
+        let child = serve_command(dir, &store_url(dir))
+            .env("FLEXHOOK_FLEX__MAX_CREATES_PER_SECOND", RATE.to_string())
+            .env("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", flex.uri())
+            .env("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", flex.uri())
+            .env("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", flex.uri())
+            .env("FLEXHOOK_TWILIO__REQUEST_TIMEOUT_MS", "500")
+            // Longer than one attempt (a lookup, a turn at the rate limit, a create).
+            .env("FLEXHOOK_WORKER__LEASE_SECS", "3")
+            .env("FLEXHOOK_WORKER__RETRY_BASE_MS", "50")
+            .env("FLEXHOOK_WORKER__RETRY_CAP_MS", "500")
+            .env("FLEXHOOK_WORKER__LOOKUP_DELAY_MS", "100")
+            .env("FLEXHOOK_WORKER__POLL_INTERVAL_MS", "100")
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .expect("start flexhook serve");
+        let mut serve = Self { child, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = serve.child.try_wait().unwrap() {
+                panic!("flexhook serve exited ({status}); logs:\n{}", serve.logs());
+            }
+            let logs = serve.logs();
+            if let Some(port) = logs
+                .lines()
+                .filter(|l| l.contains("flexhook listening"))
+                .find_map(|l| l.split_whitespace().find_map(|t| t.strip_prefix("port=")))
+                .and_then(|p| p.parse().ok())
+            {
+                return (serve, port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "flexhook serve did not listen within 20 s; logs:\n{logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no shutdown hook, no drain, no last write.
+    fn sigkill(mut self) {
+        // Child::kill is SIGKILL on Unix.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Delivers the conversation's first message to whichever process listens (`port`, 0 while
+/// none does), again and again as Twilio would, until one answers 200 or `patience` ends.
+async fn deliver_until_200(port: &AtomicU16, conversation: &str, patience: Duration) -> bool {
+    let client = reqwest::Client::new();
+    let params = message(conversation, "whatsapp:+34600111222");
+    let until = Instant::now() + patience;
+    while Instant::now() < until {
+        let port = port.load(Ordering::SeqCst);
+        if port != 0 {
+            let url = format!("http://127.0.0.1:{port}{PATH}");
+            let signature = compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &params);
+            let answer = client
+                .post(&url)
+                .header("X-Twilio-Signature", signature)
+                .form(&params)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            if answer.is_ok_and(|a| a.status() == 200) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Streams the first messages in bursts a few hundred milliseconds apart (faster than
+/// flexhook's pace, so that a backlog builds); returns which conversations got a 200.
+async fn stream(
+    conversations: Vec<String>,
+    port: Arc<AtomicU16>,
+    seed: u64,
+) -> HashMap<String, bool> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut deliveries = tokio::task::JoinSet::new();
+    let mut rest = conversations.as_slice();
+    while !rest.is_empty() {
+        let (burst, after) = rest.split_at(rng.gen_range(1..=12).min(rest.len()));
+        rest = after;
+        for ch in burst {
+            let (ch, port) = (ch.clone(), port.clone());
+            deliveries.spawn(async move {
+                let ok = deliver_until_200(&port, &ch, Duration::from_secs(15)).await;
+                (ch, ok)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..500))).await;
+    }
+    let mut answered = HashMap::new();
+    while let Some(done) = deliveries.join_next().await {
+        let (ch, ok) = done.unwrap();
+        answered.insert(ch, ok);
+    }
+    answered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_at_random_moments_every_answered_conversation_gets_exactly_one_interaction() {
+    let knobs = Knobs::from_env();
+    eprintln!(
+        "kill loop: {} rounds, {} conversations, seed {} (replay: FLEXHOOK_KILL_LOOP_SEED={})",
+        knobs.rounds, knobs.conversations, knobs.seed, knobs.seed
+    );
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(knobs.seed);
+    let dir = tempfile::tempdir().unwrap();
+    let flex = FlexStandIn::start(bad_day(rng.gen())).await;
+    let conversations: Vec<String> = (0..knobs.conversations)
+        .map(|_| format!("CH{:032x}", rng.gen::<u128>()))
+        .collect();
+
+    let port = Arc::new(AtomicU16::new(0));
+    let streaming = tokio::spawn(stream(conversations.clone(), port.clone(), rng.gen()));
+    let mut kills = Vec::new();
+    for round in 0..knobs.rounds {
+        let (serve, listening) = Serve::start(dir.path(), &flex, round).await;
+        port.store(listening, Ordering::SeqCst);
+        let lifetime = Duration::from_millis(rng.gen_range(400..1600));
+        tokio::time::sleep(lifetime).await;
+        port.store(0, Ordering::SeqCst);
+        serve.sigkill();
+        kills.push((lifetime, flex.create_requests().len()));
+    }
+
+    // The last run: until every delivery is answered and every job is done.
+    let (last, listening) = Serve::start(dir.path(), &flex, knobs.rounds).await;
+    port.store(listening, Ordering::SeqCst);
+    let answered = streaming.await.unwrap();
+    let store = Store::open(
+        &DatabaseUrl::new(store_url(dir.path())),
+        &StoreOptions {
+            busy_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now()
+        + Duration::from_secs(30)
+        + knobs.conversations as u32 * Duration::from_millis(200);
+    loop {
+        let pending = store
+            .list(Some(JobState::Pending), None, usize::MAX)
+            .await
+            .unwrap();
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} jobs still pending (seed {}); last run's logs:\n{}",
+            pending.len(),
+            knobs.seed,
+            last.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last.sigkill();
+
+    let counts = flex.interaction_counts();
+    let requests = flex.create_requests();
+    let peak = flex.peak_creates_per_second();
+    let got_200 = answered.values().filter(|ok| **ok).count();
+    let mut answers: HashMap<String, usize> = HashMap::new();
+    for r in &requests {
+        let kind = format!("{:?}", r.answer);
+        *answers
+            .entry(kind.split('(').next().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    eprintln!("kill loop: Flex answered {answers:?}");
+    eprintln!(
+        "kill loop: {got_200} of {} conversations answered 200; {} create requests, {} interactions; \
+         kills after {kills:?} (lifetime, creates so far); peak {peak} creates in one second; {:.1?} in all",
+        conversations.len(),
+        requests.len(),
+        counts.values().sum::<usize>(),
+        started.elapsed()
+    );
+    for ch in &conversations {
+        let interactions = flex.interactions(ch);
+        assert!(
+            interactions.len() <= 1,
+            "{ch}: {} interactions (seed {}): {interactions:?}",
+            interactions.len(),
+            knobs.seed
+        );
+        let job = stored_job(&store, ch).await;
+        if answered[ch] {
+            let job = job.unwrap_or_else(|| panic!("{ch} was answered 200 but has no job"));
+            assert_eq!(
+                (job.state, interactions.len()),
+                (JobState::Created, 1),
+                "{ch}: answered 200, so exactly one interaction (seed {}): {job:?}",
+                knobs.seed
+            );
+            assert_eq!(
+                job.interaction_sid.as_ref().map(|s| s.as_str()),
+                Some(interactions[0].sid.as_str()),
+                "{ch}: the job names the interaction Flex made (seed {})",
+                knobs.seed
+            );
+        } else if let Some(job) = job {
+            // Committed, then killed before the 200 went out: handed off all the same.
+            assert_eq!(job.state, JobState::Created, "{ch}: {job:?}");
+        } else {
+            assert!(
+                interactions.is_empty(),
+                "{ch}: an interaction without a job"
+            );
+        }
+    }
+    assert!(
+        peak <= TWILIO_LIMIT,
+        "{peak} creates in one second (seed {}), over Twilio's {TWILIO_LIMIT}",
+        knobs.seed
+    );
+    assert!(
+        got_200 * 10 >= conversations.len() * 9,
+        "only {got_200} of {} conversations were answered 200: the test proved little",
+        conversations.len()
+    );
+    assert!(
+        requests.len() > counts.len(),
+        "Flex never failed a create: the test proved little"
+    );
+    store.close().await;
+}
