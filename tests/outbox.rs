@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::flex_standin::{Answer, FlexStandIn};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -399,4 +400,41 @@ async fn a_refused_connection_is_retried_without_a_lookup() {
     assert!(error.message.contains("connect"), "{}", error.message);
     assert!(env.taskrouter.received_requests().await.unwrap().is_empty());
     app.stop().await;
+}
+
+/// A claim whose turn at the rate limit comes after its lease has ended must not send: by
+/// then the job may be claimed again, look for its task, miss it (nothing was sent yet) and
+/// create it, and the late claim would create a second. The settings check keeps queues
+/// shorter than half the lease; load does not (a pool acquire of 2 s did it in
+/// tests/cluster.rs), so the settings are set past that check here to make it certain.
+#[tokio::test]
+async fn a_turn_at_the_rate_limit_that_comes_after_the_lease_sends_nothing() {
+    let env = Env::new().await;
+    let flex = FlexStandIn::start(|_, _| Answer::Created).await;
+    let mut extra = flex.settings().to_vec();
+    extra.push(("twilio.request_timeout_ms", "200"));
+    let mut settings = env.settings(&extra);
+    // One create a second, three jobs at once, a lease of one second: the third job's turn
+    // comes two seconds after its claim.
+    settings.flex.max_creates_per_second = 1;
+    settings.worker.lease = Duration::from_secs(1);
+    settings.worker.concurrency = 4;
+    let app = Arc::new(TestApp::start_with_settings(settings).await);
+    let conversations: Vec<String> = (0..3).map(|_| random_sid("CH")).collect();
+    let statuses = deliver_concurrently(&app, conversations.clone()).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let store = env.store().await;
+    for ch in &conversations {
+        wait_for_state(&store, ch, JobState::Created).await;
+    }
+    // Every attempt has ended: a late create is counted.
+    Arc::into_inner(app).unwrap().stop().await;
+    for ch in &conversations {
+        assert_eq!(flex.interactions(ch).len(), 1, "{ch}: one interaction");
+    }
+    assert_eq!(
+        flex.create_requests().len(),
+        3,
+        "no create sent out of lease"
+    );
 }

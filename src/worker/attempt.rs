@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::Worker;
+use super::{Claim, Worker};
 use crate::store::{ms, now_ms, Action, Job, JobError, NewJob, Transition};
 use crate::twilio::TwilioError;
 
@@ -49,7 +49,7 @@ impl Outcome {
 }
 
 impl Worker {
-    pub(super) async fn attempt(self: Arc<Self>, job: Job, lease: String) {
+    pub(super) async fn attempt(self: Arc<Self>, job: Job, claim: Claim) {
         let span = tracing::info_span!(
             "job",
             kind = %job.kind,
@@ -58,15 +58,16 @@ impl Worker {
             attempt = job.attempts + 1,
         );
         async move {
+            let lease = claim.lease.as_str();
             let decided = match &job.action {
                 Action::CreateInteraction(routing) => {
-                    self.create_interaction(&job, routing, &lease).await
+                    self.create_interaction(&job, routing, &claim).await
                 }
                 Action::SetTimers(timers) => Some(self.set_timers(&job, timers).await.into()),
                 Action::CloseOrphan(close) => {
-                    self.close_orphan(&job, close, &lease).await.map(Into::into)
+                    self.close_orphan(&job, close, lease).await.map(Into::into)
                 }
-                Action::Reply(reply) => self.send_reply(&job, reply, &lease).await.map(Into::into),
+                Action::Reply(reply) => self.send_reply(&job, reply, lease).await.map(Into::into),
             };
             let Some(outcome) = decided else {
                 tracing::warn!("lease lost while waiting to send; another claim owns the job now");
@@ -76,7 +77,7 @@ impl Worker {
             log_transition(&job, transition);
             match self
                 .store
-                .record_with(job.id, &lease, transition, &outcome.follow_ups)
+                .record_with(job.id, lease, transition, &outcome.follow_ups)
                 .await
             {
                 Ok(true) => {

@@ -7,13 +7,27 @@
 use std::time::{Duration, Instant};
 
 use super::attempt::Outcome;
-use super::Worker;
+use super::{Claim, Worker};
 use crate::routing::{Decision, RoutingInput};
 use crate::store::{ms, now_ms, Action, Job, JobError, JobState, NewJob, Slot, Transition};
 use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 
 /// Missed rate-limit slots an attempt takes another for before it tries again later.
 const MAX_LATE_SLOTS: usize = 5;
+
+/// Nothing was sent: a create started now could outlast the claim's lease, and once the
+/// lease ends another claim may look for the task, miss it and create a second one.
+fn out_of_lease(job: &Job) -> Transition {
+    Transition::Retry {
+        next_attempt_at: now_ms(),
+        error: JobError {
+            code: None,
+            status: None,
+            message: "nothing sent: the turn to create came too late in the claim's lease (worker.lease_secs) for the request to end within it".into(),
+        },
+        needs_lookup: job.needs_lookup,
+    }
+}
 
 /// An interaction Flex accepted whose SIDs are unknown.
 const CREATED_UNKNOWN: Transition = Transition::Created {
@@ -37,9 +51,9 @@ impl Worker {
         &self,
         job: &Job,
         routing: &RoutingInput,
-        lease: &str,
+        claim: &Claim,
     ) -> Option<Outcome> {
-        let routing = match self.complete_facts(job, routing, lease).await {
+        let routing = match self.complete_facts(job, routing, &claim.lease).await {
             Ok(r) => r,
             Err(stop) => return stop.map(Into::into),
         };
@@ -62,7 +76,7 @@ impl Worker {
                 adopted: false,
             });
         }
-        let (transition, adopted) = self.hand_off(job, &routing, &decision, lease).await?;
+        let (transition, adopted) = self.hand_off(job, &routing, &decision, claim).await?;
         if matches!(transition, Transition::Created { .. }) {
             follow_ups.extend(self.timers_job(job));
         } else {
@@ -145,7 +159,7 @@ impl Worker {
         job: &Job,
         routing: &RoutingInput,
         decision: &Decision,
-        lease: &str,
+        claim: &Claim,
     ) -> Option<(Transition, bool)> {
         if job.needs_lookup {
             let accepted = accepted_unreadably(job);
@@ -178,7 +192,7 @@ impl Worker {
 
         // Write-ahead, and a last check of the lease: from here on a crash leaves the job
         // marked as possibly created, and a lost lease sends nothing.
-        match self.store.mark_attempt_started(job.id, lease).await {
+        match self.store.mark_attempt_started(job.id, &claim.lease).await {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => {
@@ -198,10 +212,14 @@ impl Worker {
         // The permit comes last, right before the send, so that nothing slow between the
         // two can bunch permitted requests together on the wire.
         let waiting = self.metrics.waiting_for_rate_limit();
-        let paced = self.pace(job).await;
+        let paced = self.pace(job, claim.send_by).await;
         drop(waiting);
         if let Err(wait) = paced {
             return Some((wait, false));
+        }
+        // A starved process may wake up past its lease even so.
+        if Instant::now() > claim.send_by {
+            return Some((out_of_lease(job), false));
         }
         let created = match self.client.create_interaction(&request).await {
             Ok(CreatedInteraction {
@@ -266,24 +284,29 @@ impl Worker {
         }
     }
 
-    /// Waits for this account's turn to create. With PostgreSQL the budget is shared by
-    /// every instance: a slot is reserved in the database and waited for; when the next free
-    /// slot is further away than half the lease, none is taken and the job is tried again
-    /// closer to it (nothing was sent).
-    async fn pace(&self, job: &Job) -> Result<(), Transition> {
+    /// Waits for this account's turn to create, at most until `send_by`; past it, nothing
+    /// is sent and the job is tried again under a new claim. With PostgreSQL the budget is
+    /// shared by every instance: a slot is reserved in the database and waited for; when the
+    /// next free slot is further away than half the lease (or than `send_by`), none is taken
+    /// and the job is tried again closer to it (nothing was sent).
+    async fn pace(&self, job: &Job, send_by: Instant) -> Result<(), Transition> {
         let interval = Duration::from_secs(1) / self.config.max_creates_per_second.max(1);
         let max_wait = self.config.lease / 2;
         // A slot woken up from late (a starved process) has passed: sending then would bunch
         // with the slots after it. Take a new one, a few times at most.
         for _ in 0..MAX_LATE_SLOTS {
+            let left = send_by.saturating_duration_since(Instant::now());
             match self
                 .store
-                .reserve_slot(job.account_sid.as_str(), interval, max_wait)
+                .reserve_slot(job.account_sid.as_str(), interval, max_wait.min(left))
                 .await
             {
                 Ok(None) => {
-                    self.limiter.until_ready(&job.account_sid).await;
-                    return Ok(());
+                    // Given up in time, a turn is not taken: the next waiter gets it.
+                    let turn = self.limiter.until_ready(&job.account_sid);
+                    return tokio::time::timeout_at(send_by.into(), turn)
+                        .await
+                        .map_err(|_| out_of_lease(job));
                 }
                 Ok(Some(Slot::Reserved(wait))) => {
                     let due = Instant::now() + wait;
@@ -301,7 +324,7 @@ impl Worker {
                             code: None,
                             status: None,
                             message: format!(
-                            "the shared rate limit's next slot is {} ms away, past half the lease",
+                            "the shared rate limit's next slot is {} ms away, past what the lease allows",
                             wait.as_millis()
                         ),
                         },

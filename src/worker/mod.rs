@@ -9,7 +9,7 @@ mod rate_limit;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
@@ -33,6 +33,8 @@ pub struct WorkerOptions {
     pub backoff: Backoff,
     pub max_age: Duration,
     pub lookup_delay: Duration,
+    /// `twilio.request_timeout_ms`: how long a create can take, answered or not.
+    pub request_timeout: Duration,
     pub remove_webhook: bool,
     pub retention: Duration,
     pub max_creates_per_second: u32,
@@ -52,6 +54,7 @@ impl WorkerOptions {
             },
             max_age: w.max_age,
             lookup_delay: w.lookup_delay,
+            request_timeout: s.twilio.request_timeout,
             remove_webhook: s.flex.remove_webhook_after_handoff,
             retention: s.store.retention,
             max_creates_per_second: s.flex.max_creates_per_second,
@@ -70,6 +73,15 @@ pub(crate) struct Worker {
     /// Distinguishes this process's leases from another instance's.
     owner: String,
     claims: AtomicU64,
+}
+
+/// One claim of due jobs: its lease token, and the last moment a create may start under it.
+/// A create started by then is over, answered or timed out, before the lease ends and
+/// another claim can look for what it made.
+#[derive(Debug, Clone)]
+pub(crate) struct Claim {
+    pub lease: String,
+    pub send_by: Instant,
 }
 
 /// Controls a running worker.
@@ -172,6 +184,8 @@ impl Worker {
             }
             let room = self.config.concurrency.saturating_sub(in_flight.len());
             if room > 0 {
+                // Read before the lease's own clock: the claim ends no earlier than this.
+                let claimed = Instant::now();
                 let now = now_ms();
                 // Each claim gets its own lease token: an attempt whose lease was taken over,
                 // even by this same process, can then never send or record anything.
@@ -186,8 +200,16 @@ impl Worker {
                     .await
                 {
                     Ok(jobs) => {
+                        let claim = Claim {
+                            lease,
+                            send_by: claimed
+                                + self
+                                    .config
+                                    .lease
+                                    .saturating_sub(self.config.request_timeout),
+                        };
                         for job in jobs {
-                            in_flight.spawn(self.clone().attempt(job, lease.clone()));
+                            in_flight.spawn(self.clone().attempt(job, claim.clone()));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "could not claim jobs"),

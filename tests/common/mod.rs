@@ -162,10 +162,13 @@ impl TestApp {
 
     /// Started with `toml` as an extra settings file.
     pub async fn start_with_config(env: &Env, extra: &[(&str, &str)], toml: Option<&str>) -> Self {
+        Self::start_with_settings(env.settings_with_file(extra, toml)).await
+    }
+
+    /// Started with settings as given, even ones validation would refuse.
+    pub async fn start_with_settings(settings: flexhook::config::ValidSettings) -> Self {
         init_logs();
-        let app = Application::build(env.settings_with_file(extra, toml))
-            .await
-            .unwrap();
+        let app = Application::build(settings).await.unwrap();
         let port = app.port();
         let metrics_port = app.metrics_port();
         let handle = app.server_handle();
