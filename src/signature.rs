@@ -51,6 +51,18 @@ pub enum Payload {
     Json(Vec<u8>),
 }
 
+impl Payload {
+    /// A form body, decoded as Twilio encoded it (`+` and `%XX`; bytes that are not UTF-8
+    /// become U+FFFD), every pair kept in order.
+    pub fn form(body: &[u8]) -> Self {
+        Self::Form(
+            form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+}
+
 /// A payload whose signature checked out. Only this module can make one.
 #[derive(Debug)]
 pub struct Verified<T> {

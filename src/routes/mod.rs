@@ -12,6 +12,7 @@ mod verified;
 use actix_web::web;
 
 pub(crate) use state::{AppState, WebhookAuth};
+pub(crate) use verified::{body_kind, verify};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))

@@ -11,7 +11,7 @@ use actix_web::{dev, web, FromRequest, HttpRequest, ResponseError};
 
 use super::error::WebhookError;
 use super::request_url::seen_url;
-use super::state::AppState;
+use super::state::{AppState, WebhookAuth};
 use crate::domain::AccountSid;
 use crate::signature::{self, Payload, SignatureError, SignedRequest, Verified};
 
@@ -40,12 +40,13 @@ impl VerifiedWebhook {
     }
 }
 
-enum BodyKind {
+#[derive(Clone, Copy)]
+pub(crate) enum BodyKind {
     Form,
     Json,
 }
 
-fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
+pub(crate) fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
     let ct = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = ct.split(';').next()?.trim().to_ascii_lowercase();
     match essence.as_str() {
@@ -78,26 +79,24 @@ impl FromRequest for VerifiedWebhook {
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .expect("AppState is registered with the app");
-            verify(&req, &body, kind, state)
+            verify(&req, &body, kind, &state.webhook_auth)
         })
     }
 }
 
-fn verify(
+/// Everything a webhook route checks once the body is read: the URL Twilio signed, the
+/// signature over it and the payload, with a logged hint on refusal. `fuzzing` drives it
+/// with arbitrary requests.
+pub(crate) fn verify(
     req: &HttpRequest,
     body: &[u8],
     kind: BodyKind,
-    state: &AppState,
+    auth: &WebhookAuth,
 ) -> Result<VerifiedWebhook, WebhookError> {
     let payload = match kind {
-        BodyKind::Form => Payload::Form(
-            form_urlencoded::parse(body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        ),
+        BodyKind::Form => Payload::form(body),
         BodyKind::Json => Payload::Json(body.to_vec()),
     };
-    let auth = &state.webhook_auth;
     let seen = seen_url(
         req,
         auth.public_base_url.as_deref(),
