@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub(crate) mod event;
+/// Entry points of the fuzz targets in `fuzz/` and of `tests/fuzz_corpus.rs`.
+pub mod fuzzing;
 pub(crate) mod intake;
 pub(crate) mod lifecycle;
 pub mod metrics;

@@ -51,6 +51,46 @@ pub enum Payload {
     Json(Vec<u8>),
 }
 
+impl Payload {
+    /// A form body, decoded strictly as Twilio encodes it (`+` and `%XX`, UTF-8), every
+    /// pair kept in order; `None` when it is not: a lenient parser would turn a malformed
+    /// escape or byte into text the signature never covered (`%FF` into U+FFFD).
+    pub fn form(body: &[u8]) -> Option<Self> {
+        body.split(|&b| b == b'&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                    Some(at) => (&pair[..at], &pair[at + 1..]),
+                    None => (pair, &[][..]),
+                };
+                Some((decode_component(name)?, decode_component(value)?))
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Self::Form)
+    }
+}
+
+/// One form name or value: every `%` starts two hex digits, and the result is UTF-8.
+fn decode_component(raw: &[u8]) -> Option<String> {
+    let escapes_well_formed = raw.iter().enumerate().all(|(at, &b)| {
+        b != b'%'
+            || raw
+                .get(at + 1..at + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_well_formed {
+        return None;
+    }
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
+}
+
 /// A payload whose signature checked out. Only this module can make one.
 #[derive(Debug)]
 pub struct Verified<T> {

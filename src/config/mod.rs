@@ -205,6 +205,22 @@ impl Settings {
                 .set_override(key.as_str(), value.as_str())
                 .map_err(|e| ConfigError::Load(e.to_string()))?;
         }
+        Self::read(builder, environment)
+    }
+
+    /// The compiled-in defaults, then `text` (TOML), as for `FLEXHOOK_ENV=local` but with no
+    /// files and no environment: how `fuzzing` reads arbitrary settings.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        Self::read(builder, Environment::Local)
+    }
+
+    fn read(
+        builder: config::builder::ConfigBuilder<config::builder::DefaultState>,
+        environment: Environment,
+    ) -> Result<Self, ConfigError> {
         let raw = builder
             .build()
             .map_err(|e| ConfigError::Load(e.to_string()))?;

@@ -12,7 +12,7 @@ use actix_web::{dev, web, FromRequest, HttpRequest, ResponseError};
 
 use super::error::WebhookError;
 use super::request_url::seen_url;
-use super::state::AppState;
+use super::state::{AppState, WebhookAuth};
 use crate::domain::AccountSid;
 use crate::signature::{self, Payload, SignatureError, SignedRequest, Verified};
 
@@ -39,12 +39,13 @@ impl VerifiedWebhook {
     }
 }
 
-enum BodyKind {
+#[derive(Clone, Copy)]
+pub(crate) enum BodyKind {
     Form,
     Json,
 }
 
-fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
+pub(crate) fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
     let ct = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = ct.split(';').next()?.trim().to_ascii_lowercase();
     match essence.as_str() {
@@ -92,42 +93,6 @@ fn signed_request<'a>(
     })
 }
 
-/// `application/x-www-form-urlencoded`, strictly: every `%` starts two hex digits and every
-/// decoded name and value is UTF-8. Twilio sends nothing else; a lenient parser would turn
-/// a malformed escape or byte into text the signature never covered (`%FF` into U+FFFD).
-fn decode_form(body: &[u8]) -> Option<Vec<(String, String)>> {
-    body.split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(at) => (&pair[..at], &pair[at + 1..]),
-                None => (pair, &[][..]),
-            };
-            Some((decode_component(name)?, decode_component(value)?))
-        })
-        .collect()
-}
-
-fn decode_component(raw: &[u8]) -> Option<String> {
-    let escapes_well_formed = raw.iter().enumerate().all(|(at, &b)| {
-        b != b'%'
-            || raw
-                .get(at + 1..at + 3)
-                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !escapes_well_formed {
-        return None;
-    }
-    let spaced: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_encoding::percent_decode(&spaced)
-        .decode_utf8()
-        .ok()
-        .map(|text| text.into_owned())
-}
-
 impl FromRequest for VerifiedWebhook {
     type Error = WebhookError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -161,25 +126,27 @@ impl FromRequest for VerifiedWebhook {
                         WebhookError::UnreadableBody
                     }
                 })?;
-            verify(&req, &body, kind, state)
+            verify(&req, &body, kind, &state.webhook_auth)
         })
     }
 }
 
-fn verify(
+/// Everything a webhook route checks once the body is read: the URL Twilio signed, the
+/// signature over it and the payload, with a logged hint on refusal. `fuzzing` drives it
+/// with arbitrary requests.
+pub(crate) fn verify(
     req: &HttpRequest,
     body: &[u8],
     kind: BodyKind,
-    state: &AppState,
+    auth: &WebhookAuth,
 ) -> Result<VerifiedWebhook, WebhookError> {
     let payload = match kind {
-        BodyKind::Form => Payload::Form(decode_form(body).ok_or_else(|| {
+        BodyKind::Form => Payload::form(body).ok_or_else(|| {
             tracing::warn!("webhook refused: form body is not percent-encoded UTF-8");
             WebhookError::MalformedForm
-        })?),
+        })?,
         BodyKind::Json => Payload::Json(body.to_vec()),
     };
-    let auth = &state.webhook_auth;
     let seen = seen_url(
         req,
         auth.public_base_url.as_deref(),
@@ -222,7 +189,15 @@ fn verify(
 
 #[cfg(test)]
 mod tests {
-    use super::decode_form;
+    use crate::signature::Payload;
+
+    /// The form parser every webhook route uses, strict.
+    fn decode_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+        match Payload::form(body)? {
+            Payload::Form(pairs) => Some(pairs),
+            Payload::Json(_) => None,
+        }
+    }
 
     fn lenient(body: &[u8]) -> Vec<(String, String)> {
         form_urlencoded::parse(body)

@@ -1,0 +1,6 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| flexhook_fuzz::run(
+    flexhook::fuzzing::taskrouter_event,
+    data
+));
