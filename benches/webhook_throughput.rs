@@ -6,25 +6,39 @@
 //!   2 cores.
 //! * hot path: later messages of known conversations, answered from memory. Requirement: no
 //!   disk at all (checked with `/proc/self/io` and the database files' sizes and times).
+//! * hot path against a bare actix-web handler (one route at the same path that reads the
+//!   body and answers 200): both run as processes of their own, `flexhook serve` (the real
+//!   binary, logging as in production: JSON at `info`) and this bench's own
+//!   `--bare-actix-server`, each with actix's default worker count (one per core), and take
+//!   turns (bare, flexhook, flexhook, bare, …) on the same pre-signed requests and
+//!   connections. Targets: throughput at least 0.8 of the bare handler's, p99 at most 1.5×
+//!   its p99, flexhook's peak RSS (its own process's VmHWM) under 30 MB.
 //!
 //! Every request is signed and serialized before the clock starts; the load generator is
 //! raw HTTP/1.1 over keep-alive connections on a thread of its own, so that the cores mostly
 //! serve (its share of the CPU is printed). Any answer other than 200 fails the run, and
 //! afterwards the store must hold exactly the conversations that were sent.
 //!
-//! Knobs (environment): `FLEXHOOK_BENCH_N` (first-message requests per run, default 50000),
+//! Knobs (environment): `FLEXHOOK_BENCH_N` (first-message requests per run, default 50000;
+//! 0 skips that path),
 //! `FLEXHOOK_BENCH_C` (its connection counts, default `64,256`), `FLEXHOOK_BENCH_POSTGRES_URL`
 //! (a PostgreSQL server to run the first-message path on as well, in a fresh database;
 //! target 5,000 req/s at p99 under 30 ms), `FLEXHOOK_BENCH_HOT_N`
-//! (hot-path requests, default 50000; 0 skips it), `FLEXHOOK_BENCH_DIR` (where
+//! (hot-path requests per run, default 50000; 0 skips it), `FLEXHOOK_BENCH_ROUNDS` (turns
+//! each of the bare handler and flexhook take, default 5), `FLEXHOOK_BENCH_DIR` (where
 //! the databases go, default the system temp dir), `FLEXHOOK_BENCH_LOG` (a log filter, e.g.
-//! `info`, to include logging's cost; logs go to stderr). Run without `--bench` (as
-//! `cargo test --benches` does) it is a quick smoke run.
+//! `info`, to include logging's cost in the in-process runs, whose logs go to stderr; it is
+//! also the `flexhook serve` process's filter, default `info`), `FLEXHOOK_BENCH_SERVE_BIN` (the
+//! flexhook binary to compare with the bare handler, e.g. a build of another commit; default
+//! the one cargo built with this bench). Run without `--bench` (as
+//! `cargo test --benches` does) it is a quick smoke run, which judges no target.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -45,6 +59,12 @@ const TARGET_RPS_POSTGRES: f64 = 5_000.0;
 static PEAK_RSS_KB: AtomicU64 = AtomicU64::new(0);
 /// `/proc` reports CPU time in USER_HZ ticks, which Linux fixes at 100 per second.
 const TICKS_PER_SECOND: f64 = 100.0;
+/// Run with this argument, the bench binary is the bare actix-web baseline server.
+const BARE_SERVER_ARG: &str = "--bare-actix-server";
+/// The hot path against the bare handler: throughput ratio, p99 ratio, peak RSS.
+const TARGET_RATIO: f64 = 0.8;
+const TARGET_P99_RATIO: f64 = 1.5;
+const TARGET_RSS_MB: f64 = 30.0;
 
 struct Plan {
     /// `cargo bench`, as opposed to the quick smoke run of `cargo test --benches`.
@@ -56,6 +76,8 @@ struct Plan {
     hot_conversations: usize,
     hot_n: usize,
     hot_concurrency: usize,
+    /// Turns each of the bare handler and flexhook take in the comparison.
+    rounds: usize,
 }
 
 fn env_usize(name: &str, default: usize) -> Result<usize> {
@@ -69,6 +91,9 @@ fn env_usize(name: &str, default: usize) -> Result<usize> {
 }
 
 fn main() -> Result<()> {
+    if std::env::args().any(|a| a == BARE_SERVER_ARG) {
+        return bare_server();
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: then only a smoke run.
     let full = std::env::args().any(|a| a == "--bench");
     let plan = if full {
@@ -86,6 +111,7 @@ fn main() -> Result<()> {
             hot_conversations: 100,
             hot_n: env_usize("FLEXHOOK_BENCH_HOT_N", 50_000)?,
             hot_concurrency: 64,
+            rounds: env_usize("FLEXHOOK_BENCH_ROUNDS", 5)?.max(1),
         }
     } else {
         Plan {
@@ -96,6 +122,7 @@ fn main() -> Result<()> {
             hot_conversations: 10,
             hot_n: 1_000,
             hot_concurrency: 16,
+            rounds: 1,
         }
     };
     if let Ok(filter) = std::env::var("FLEXHOOK_BENCH_LOG") {
@@ -134,10 +161,11 @@ async fn run(plan: &Plan) -> Result<()> {
     // Stores are checked after every run, so that reading them back does not weigh on the
     // memory figures of the runs.
     let mut checks = Vec::new();
-    for &c in &plan.first_concurrency {
+    for &c in plan.first_concurrency.iter().filter(|_| plan.first_n > 0) {
         checks.push(first_message_scenario(&base, plan, c, None).await?);
     }
     match std::env::var("FLEXHOOK_BENCH_POSTGRES_URL") {
+        Ok(_) if plan.first_n == 0 => {}
         Ok(server) => {
             for &c in &plan.first_concurrency {
                 checks.push(first_message_scenario(&base, plan, c, Some(&server)).await?);
@@ -149,6 +177,7 @@ async fn run(plan: &Plan) -> Result<()> {
     }
     if plan.hot_n > 0 {
         checks.push(hot_path_scenario(&base, plan).await?);
+        checks.push(bare_comparison_scenario(&base, plan).await?);
     }
     for check in checks {
         check.verify().await?;
@@ -159,7 +188,7 @@ async fn run(plan: &Plan) -> Result<()> {
         .load(Ordering::Relaxed)
         .max(status.get("VmHWM").copied().unwrap_or(0));
     println!(
-        "peak RSS (VmHWM) {:.1} MB over the whole run (service, load generator, pre-built requests, verification); RSS now {:.1} MB",
+        "peak RSS (VmHWM) of this bench process {:.1} MB over the whole run (in-process service, load generator, pre-built requests, verification); RSS now {:.1} MB",
         mb(peak_kb),
         mb(status.get("VmRSS").copied().unwrap_or(0))
     );
@@ -294,6 +323,152 @@ async fn hot_path_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck> {
     })
 }
 
+/// The hot path of `flexhook serve` against a bare actix-web handler, each in a process of
+/// its own (so that each one's peak RSS is its own), taking turns on the same requests.
+async fn bare_comparison_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck> {
+    let dir = tempfile::tempdir_in(base)?;
+    let store_url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let log_filter = std::env::var("FLEXHOOK_BENCH_LOG").unwrap_or_else(|_| "info".into());
+    let mut flexhook = ChildServer::flexhook(&store_url, &log_filter)?;
+    let bare = ChildServer::bare()?;
+
+    let n = plan.hot_conversations;
+    let conversations: Vec<String> = (0..n).map(|_| random_sid("CH")).collect();
+    let seed: Vec<Vec<u8>> = conversations
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| signed_webhook(flexhook.port, ch, &random_sid("IM"), 0, i))
+        .collect();
+    // The same bytes go to both: the bare handler reads the body and checks nothing.
+    let requests: Arc<[Vec<u8>]> = (0..plan.hot_n)
+        .map(|i| {
+            let ch = &conversations[i % n];
+            signed_webhook(flexhook.port, ch, &random_sid("IM"), 1 + i / n, i % n)
+        })
+        .collect::<Vec<_>>()
+        .into();
+    let c = plan.hot_concurrency;
+    load(flexhook.port, seed, c.min(n)).await?.expect_all_ok(
+        "flexhook serve (first messages)",
+        n,
+        c.min(n),
+    );
+    wait_until_no_pending(&store_url, Duration::from_secs(30)).await?;
+
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!(
+        "hot path against a bare actix-web handler (POST {WEBHOOK_PATH}: read the body, 200), each a process of its own with actix's default {workers} workers: N={} C={c} per turn, turns each: {}",
+        plan.hot_n, plan.rounds
+    );
+    // [bare, flexhook]; the order alternates so that neither always runs first.
+    let servers = [&bare, &flexhook];
+    let mut turns: [Vec<Turn>; 2] = Default::default();
+    for round in 0..plan.rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let server = servers[which];
+            if plan.full {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let cpu_before = server.cpu_ticks()?;
+            let result = load(server.port, requests.clone(), c).await?;
+            let cpu_ticks = server.cpu_ticks()?.saturating_sub(cpu_before);
+            result.expect_all_ok(server.name, plan.hot_n, c);
+            let turn = Turn {
+                rps: result.rps(),
+                p50: result.percentile(500),
+                p99: result.percentile(990),
+                cpu_us: cpu_ticks as f64 / TICKS_PER_SECOND * 1e6 / plan.hot_n as f64,
+            };
+            println!("  turn {}: {:<13} {turn}", round + 1, server.name);
+            turns[which].push(turn);
+        }
+    }
+    let [bare_turns, flexhook_turns] = &turns;
+    let bare_m = Turn::median(bare_turns);
+    let flexhook_m = Turn::median(flexhook_turns);
+    let ratio = flexhook_m.rps / bare_m.rps;
+    let p99_ratio = flexhook_m.p99.as_secs_f64() / bare_m.p99.as_secs_f64().max(1e-6);
+    let pairs: Vec<String> = bare_turns
+        .iter()
+        .zip(flexhook_turns)
+        .map(|(b, f)| format!("{:.2}", f.rps / b.rps))
+        .collect();
+    println!("  median: {:<13} {bare_m}", bare.name);
+    println!("  median: {:<13} {flexhook_m}", flexhook.name);
+    println!(
+        "  flexhook / bare: throughput {ratio:.2} (turn by turn {}), p99 {p99_ratio:.2}x",
+        pairs.join(" ")
+    );
+    let flexhook_kb = flexhook.status()?.get("VmHWM").copied().unwrap_or(0);
+    let bare_kb = bare.status()?.get("VmHWM").copied().unwrap_or(0);
+    println!(
+        "  peak RSS (VmHWM of each server's own process, from start through every turn): {} {:.1} MB, {} {:.1} MB",
+        flexhook.name,
+        mb(flexhook_kb),
+        bare.name,
+        mb(bare_kb)
+    );
+    let judge = |met: bool| match (plan.full, met) {
+        (false, _) => "not judged (smoke run)",
+        (true, true) => "met",
+        (true, false) => "NOT met",
+    };
+    println!(
+        "  targets: throughput ≥ {TARGET_RATIO} of bare: {}; p99 ≤ {TARGET_P99_RATIO}x bare: {}; peak RSS < {TARGET_RSS_MB} MB: {}",
+        judge(ratio >= TARGET_RATIO),
+        judge(p99_ratio <= TARGET_P99_RATIO),
+        judge(mb(flexhook_kb) < TARGET_RSS_MB)
+    );
+    drop(bare);
+    flexhook.stop()?;
+    Ok(StoreCheck {
+        label: "flexhook serve".into(),
+        store_url,
+        expected: conversations.into_iter().collect(),
+        _dir: dir,
+    })
+}
+
+/// One server's turn in the comparison.
+#[derive(Debug, Clone, Copy, Default)]
+struct Turn {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    /// The server process's CPU time per request.
+    cpu_us: f64,
+}
+
+impl Turn {
+    /// The median of each figure on its own.
+    fn median(turns: &[Turn]) -> Turn {
+        fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+            v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+            v[v.len() / 2]
+        }
+        Turn {
+            rps: mid(turns.iter().map(|t| t.rps).collect()),
+            p50: mid(turns.iter().map(|t| t.p50).collect()),
+            p99: mid(turns.iter().map(|t| t.p99).collect()),
+            cpu_us: mid(turns.iter().map(|t| t.cpu_us).collect()),
+        }
+    }
+}
+
+impl std::fmt::Display for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>7.0} req/s  p50={:.2}ms p99={:.2}ms  server CPU {:.1} µs/request",
+            self.rps,
+            ms(self.p50),
+            ms(self.p99),
+            self.cpu_us
+        )
+    }
+}
+
 /// What a run's store must hold afterwards: one job for each conversation sent, no more.
 struct StoreCheck {
     label: String,
@@ -396,52 +571,8 @@ impl Service {
         Ok(())
     }
 
-    /// A signed `onMessageAdded`, as raw HTTP/1.1 bytes.
     fn webhook(&self, conversation: &str, message: &str, index: usize, n: usize) -> Vec<u8> {
-        let host = format!("127.0.0.1:{}", self.port);
-        let url = format!("http://{host}{WEBHOOK_PATH}");
-        let author = format!("+1555{:07}", n % 10_000_000);
-        let params: Vec<(String, String)> = [
-            ("EventType", "onMessageAdded".to_owned()),
-            ("AccountSid", format!("AC{}", "0".repeat(32))),
-            ("ConversationSid", conversation.to_owned()),
-            ("ChatServiceSid", format!("IS{}", "1".repeat(32))),
-            ("MessageSid", message.to_owned()),
-            ("ParticipantSid", format!("MB{n:032x}")),
-            ("WebhookSid", format!("WH{}", "5".repeat(32))),
-            ("Author", author.clone()),
-            ("Body", format!("Hello, I need help with order {n}")),
-            ("Attributes", "{}".to_owned()),
-            ("Index", index.to_string()),
-            ("Source", "SMS".to_owned()),
-            ("RetryCount", "0".to_owned()),
-            ("DateCreated", "2025-01-01T12:00:00Z".to_owned()),
-            ("MessagingBinding.Address", author),
-            ("MessagingBinding.ProxyAddress", "+15550000000".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let signature = compute_signature(DEV_TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &params);
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&params)
-            .finish();
-        let mut request = Vec::with_capacity(body.len() + 400);
-        write!(
-            request,
-            "POST {WEBHOOK_PATH} HTTP/1.1\r\n\
-             Host: {host}\r\n\
-             User-Agent: TwilioProxy/1.1\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\n\
-             {SIGNATURE_HEADER}: {signature}\r\n\
-             I-Twilio-Idempotency-Token: {message}-{index}\r\n\
-             Content-Length: {}\r\n\
-             \r\n\
-             {body}",
-            body.len()
-        )
-        .expect("writing to a Vec cannot fail");
-        request
+        signed_webhook(self.port, conversation, message, index, n)
     }
 }
 
@@ -449,6 +580,242 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.join.abort();
     }
+}
+
+/// A signed `onMessageAdded` to the service on `port`, as raw HTTP/1.1 bytes.
+fn signed_webhook(port: u16, conversation: &str, message: &str, index: usize, n: usize) -> Vec<u8> {
+    let host = format!("127.0.0.1:{port}");
+    let url = format!("http://{host}{WEBHOOK_PATH}");
+    let author = format!("+1555{:07}", n % 10_000_000);
+    let params: Vec<(String, String)> = [
+        ("EventType", "onMessageAdded".to_owned()),
+        ("AccountSid", format!("AC{}", "0".repeat(32))),
+        ("ConversationSid", conversation.to_owned()),
+        ("ChatServiceSid", format!("IS{}", "1".repeat(32))),
+        ("MessageSid", message.to_owned()),
+        ("ParticipantSid", format!("MB{n:032x}")),
+        ("WebhookSid", format!("WH{}", "5".repeat(32))),
+        ("Author", author.clone()),
+        ("Body", format!("Hello, I need help with order {n}")),
+        ("Attributes", "{}".to_owned()),
+        ("Index", index.to_string()),
+        ("Source", "SMS".to_owned()),
+        ("RetryCount", "0".to_owned()),
+        ("DateCreated", "2025-01-01T12:00:00Z".to_owned()),
+        ("MessagingBinding.Address", author),
+        ("MessagingBinding.ProxyAddress", "+15550000000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let signature = compute_signature(DEV_TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &params);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let mut request = Vec::with_capacity(body.len() + 400);
+    write!(
+        request,
+        "POST {WEBHOOK_PATH} HTTP/1.1\r\n\
+         Host: {host}\r\n\
+         User-Agent: TwilioProxy/1.1\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         {SIGNATURE_HEADER}: {signature}\r\n\
+         I-Twilio-Idempotency-Token: {message}-{index}\r\n\
+         Content-Length: {}\r\n\
+         \r\n\
+         {body}",
+        body.len()
+    )
+    .expect("writing to a Vec cannot fail");
+    request
+}
+
+/// A server in a process of its own: `flexhook serve`, or the bare baseline.
+struct ChildServer {
+    name: &'static str,
+    child: Child,
+    port: u16,
+    /// The last lines of its stderr, for the error when it fails.
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl ChildServer {
+    /// The release binary, as deployed but in dry-run: JSON logs at `log_filter`, to a pipe
+    /// this bench drains.
+    fn flexhook(store_url: &str, log_filter: &str) -> Result<Self> {
+        let bin = std::env::var_os("FLEXHOOK_BENCH_SERVE_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_flexhook").into());
+        let mut child = Command::new(&bin)
+            .arg("serve")
+            .env_clear()
+            .env("FLEXHOOK_ENV", "local")
+            .env(
+                "FLEXHOOK_CONFIG_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+            )
+            .env("FLEXHOOK_SERVER__PORT", "0")
+            .env("FLEXHOOK_STORE__URL", store_url)
+            .env("FLEXHOOK_FLEX__MAX_CREATES_PER_SECOND", "20")
+            .env("FLEXHOOK_LOG__FORMAT", "json")
+            .env("FLEXHOOK_LOG__FILTER", log_filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {} serve", Path::new(&bin).display()))?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(|l| l.ok())
+            {
+                if let Some(port) = listening_port(&line) {
+                    let _ = tx.send(port);
+                }
+                let mut kept = kept.lock().expect("log lock");
+                if kept.len() == 50 {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        });
+        let mut server = Self {
+            name: "flexhook serve",
+            child,
+            port: 0,
+            log,
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => server.port = port,
+            Err(_) => bail!("flexhook serve did not start: {}", server.log_tail()),
+        }
+        Ok(server)
+    }
+
+    /// This bench's own binary as the bare baseline ([`bare_server`]); it exits when its
+    /// stdin closes, that is with this process.
+    fn bare() -> Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg(BARE_SERVER_ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the bare actix-web server")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("no stdout pipe")?)
+            .read_line(&mut line)?;
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("the bare server said `{}`, not its port", line.trim()))?;
+        Ok(Self {
+            name: "bare actix-web",
+            child,
+            port,
+            log: Arc::default(),
+        })
+    }
+
+    fn proc_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}", self.child.id()))
+    }
+
+    fn status(&self) -> Result<BTreeMap<String, u64>> {
+        proc_status_at(&self.proc_dir())
+    }
+
+    /// CPU of the whole process so far.
+    fn cpu_ticks(&self) -> Result<u64> {
+        let stat = std::fs::read_to_string(self.proc_dir().join("stat"))?;
+        stat_ticks(&stat).with_context(|| format!("{}: unreadable stat", self.name))
+    }
+
+    fn log_tail(&self) -> String {
+        let kept = self.log.lock().expect("log lock");
+        kept.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// SIGTERM, as a platform stops it; it must exit 0 within its shutdown budget.
+    fn stop(&mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
+        ensure!(sent.success(), "kill -TERM {pid} failed");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(
+                    status.success(),
+                    "{} exited with {status}: {}",
+                    self.name,
+                    self.log_tail()
+                );
+                return Ok(());
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} did not stop within 30s of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The port in `flexhook serve`'s JSON line "flexhook listening on …".
+fn listening_port(line: &str) -> Option<u16> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    let message = event.get("message")?.as_str()?;
+    if !message.starts_with("flexhook listening") {
+        return None;
+    }
+    u16::try_from(event.get("port")?.as_u64()?).ok()
+}
+
+/// The baseline (`--bare-actix-server`): actix-web with one route at the webhook's path that
+/// reads the body (`web::Bytes`, as flexhook's extractor does) and answers 200, on a runtime
+/// built as `flexhook serve` builds its own, with actix's default worker count as flexhook's
+/// server has. Prints `port N`, then serves until its stdin closes.
+fn bare_server() -> Result<()> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(|| {
+            App::new().route(
+                WEBHOOK_PATH,
+                web::post().to(|body: web::Bytes| async move {
+                    drop(body);
+                    HttpResponse::Ok().finish()
+                }),
+            )
+        })
+        .listen(listener)?
+        .disable_signals()
+        .run();
+        println!("port {port}");
+        std::io::stdout().flush()?;
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+        server.await?;
+        Ok(())
+    })
 }
 
 /// `PREFIX` + 32 random hex digits, as Twilio's SIDs look (so the primary key's index is
@@ -543,11 +910,15 @@ impl LoadResult {
     }
 
     fn p99(&self) -> Duration {
+        self.percentile(990)
+    }
+
+    fn percentile(&self, per_mille: usize) -> Duration {
         let mut sorted = self.latencies_us.clone();
         sorted.sort_unstable();
         match sorted.len() {
             0 => Duration::ZERO,
-            len => Duration::from_micros(u64::from(sorted[(len - 1) * 990 / 1000])),
+            len => Duration::from_micros(u64::from(sorted[(len - 1) * per_mille / 1000])),
         }
     }
 
@@ -628,13 +999,14 @@ impl LoadResult {
 
 /// Sends `requests` over `connections` connections (request i on connection i % C), on a
 /// thread and runtime of its own, and times them from the first send to the last answer.
-async fn load(port: u16, requests: Vec<Vec<u8>>, connections: usize) -> Result<LoadResult> {
+async fn load(
+    port: u16,
+    requests: impl Into<Arc<[Vec<u8>]>>,
+    connections: usize,
+) -> Result<LoadResult> {
+    let requests: Arc<[Vec<u8>]> = requests.into();
     let connections = connections.clamp(1, requests.len().max(1));
     let request_bytes = requests.iter().map(Vec::len).sum();
-    let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); connections];
-    for (i, request) in requests.into_iter().enumerate() {
-        shares[i % connections].push(request);
-    }
     // Resets VmHWM to the current RSS (Linux ≥ 4.0), so the peak after the run is this run's;
     // the peak so far is kept for the whole-run figure.
     let status = proc_status()?;
@@ -653,7 +1025,7 @@ async fn load(port: u16, requests: Vec<Vec<u8>>, connections: usize) -> Result<L
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(drive(port, shares)));
+                .and_then(|rt| rt.block_on(drive(port, requests, connections)));
             let _ = tx.send(result);
         })?;
     let mut result = rx.await.context("the load generator died")??;
@@ -674,9 +1046,9 @@ async fn load(port: u16, requests: Vec<Vec<u8>>, connections: usize) -> Result<L
     Ok(result)
 }
 
-async fn drive(port: u16, shares: Vec<Vec<Vec<u8>>>) -> Result<LoadResult> {
-    let mut streams = Vec::with_capacity(shares.len());
-    for _ in 0..shares.len() {
+async fn drive(port: u16, requests: Arc<[Vec<u8>]>, connections: usize) -> Result<LoadResult> {
+    let mut streams = Vec::with_capacity(connections);
+    for _ in 0..connections {
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
         stream.set_nodelay(true)?;
         streams.push(stream);
@@ -684,8 +1056,8 @@ async fn drive(port: u16, shares: Vec<Vec<Vec<u8>>>) -> Result<LoadResult> {
     let cpu_before = own_thread_time();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (stream, share) in streams.into_iter().zip(shares) {
-        tasks.spawn(connection(stream, share));
+    for (i, stream) in streams.into_iter().enumerate() {
+        tasks.spawn(connection(stream, requests.clone(), i, connections));
     }
     let mut total = LoadResult::default();
     while let Some(done) = tasks.join_next().await {
@@ -696,13 +1068,19 @@ async fn drive(port: u16, shares: Vec<Vec<Vec<u8>>>) -> Result<LoadResult> {
     Ok(total)
 }
 
-async fn connection(mut stream: TcpStream, requests: Vec<Vec<u8>>) -> Result<LoadResult> {
+/// Requests `first`, `first + step`, … of `requests`, one after the other.
+async fn connection(
+    mut stream: TcpStream,
+    requests: Arc<[Vec<u8>]>,
+    first: usize,
+    step: usize,
+) -> Result<LoadResult> {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut out = LoadResult {
-        latencies_us: Vec::with_capacity(requests.len()),
+        latencies_us: Vec::with_capacity(requests.len() / step + 1),
         ..LoadResult::default()
     };
-    for request in &requests {
+    for request in requests.iter().skip(first).step_by(step) {
         let sent = Instant::now();
         stream.write_all(request).await?;
         let (status, body) = read_response(&mut stream, &mut buf).await?;
@@ -808,7 +1186,13 @@ fn proc_io() -> Result<BTreeMap<String, u64>> {
 
 /// `/proc/self/status` sizes, in kB.
 fn proc_status() -> Result<BTreeMap<String, u64>> {
-    let text = std::fs::read_to_string("/proc/self/status").context("/proc/self/status")?;
+    proc_status_at(Path::new("/proc/self"))
+}
+
+/// A process's `/proc/<pid>/status` sizes, in kB.
+fn proc_status_at(dir: &Path) -> Result<BTreeMap<String, u64>> {
+    let path = dir.join("status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     Ok(text
         .lines()
         .filter_map(|l| {
