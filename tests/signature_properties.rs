@@ -289,8 +289,16 @@ fn one_change_away(s: &str, at: Index, by: char) -> Vec<String> {
 // Properties
 // ---------------------------------------------------------------------------------------
 
+/// Cases per property: `default` in CI, or `PROPTEST_CASES` for a longer run by hand.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases(512)))]
 
     #[test]
     fn flexhook_signs_as_the_reference_does(
@@ -352,7 +360,7 @@ proptest! {
 
 proptest! {
     // Each case below tries every one-bit change of its field, so fewer cases suffice.
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(cases(128)))]
 
     /// The one exemption: a change the URL standard itself undoes (ASCII case in the scheme
     /// or host, `\\` for `/`), which gives the same URL to any server. The verifier accepts
