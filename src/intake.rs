@@ -58,6 +58,11 @@ impl Intake {
         }
     }
 
+    /// Whether the conversation already has a job, as far as memory knows: the hot path.
+    pub fn is_known(&self, conversation: &ConversationSid) -> bool {
+        self.known.get(conversation).is_some()
+    }
+
     /// Known conversations answer from memory; the rest go through an insert-if-absent,
     /// which is also what makes concurrent first deliveries produce one job.
     /// `address`: the webhook URL's `?address=`, the address the customer wrote to.
@@ -67,7 +72,7 @@ impl Intake {
         address: Option<&str>,
     ) -> Result<Decision, IntakeError> {
         let conversation = &message.conversation_sid;
-        if self.known.get(conversation).is_some() {
+        if self.is_known(conversation) {
             return Ok(Decision::Known);
         }
         let job = NewJob {

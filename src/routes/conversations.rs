@@ -8,7 +8,7 @@ use super::observed::seen;
 use super::state::AppState;
 use super::verified::VerifiedWebhook;
 use crate::domain::CustomerAddress;
-use crate::event::{self, Event};
+use crate::event::{self, Event, MessageAdded};
 use crate::intake::{Decision, IntakeError};
 use crate::metrics::{event_label, WebhookOutcome};
 
@@ -33,6 +33,24 @@ pub async fn conversations_webhook(
             return Ok(HttpResponse::Ok().finish());
         }
     };
+    // A later message of a known conversation (the hot path) is answered from memory here:
+    // it logs nothing, so the span needs none of the fields below.
+    if state.intake.is_known(&message.conversation_sid) {
+        seen(&req, label, Some(WebhookOutcome::Known));
+        return Ok(HttpResponse::Ok().finish());
+    }
+    // Boxed so that the handler's future, allocated for every request, stays small.
+    Box::pin(first_message(req, label, message, webhook, state)).await
+}
+
+/// A conversation not known from memory: the insert-if-absent.
+async fn first_message(
+    req: HttpRequest,
+    label: &'static str,
+    message: Box<MessageAdded>,
+    webhook: VerifiedWebhook,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebhookError> {
     // The `webhook` span (routes::observed) carries the request id; these join it.
     let span = tracing::Span::current();
     span.record("conversation", message.conversation_sid.as_str());
