@@ -5,6 +5,7 @@
 //! A request is unverified until [`Verifier::verify`] returns a [`Verified`] payload; nothing
 //! else can build one, so no handler can read a payload that did not pass here.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -236,9 +237,17 @@ impl Verifier {
         };
         let sorted = sorted_params(params);
 
-        let mut tried = Vec::new();
+        let mut tried: Vec<String> = Vec::new();
         for base in &request.urls {
-            for url in url_variants(base) {
+            // `base` as seen first; its variants (a URL parse each, the first being `base`
+            // itself) only when it fails.
+            let urls = std::iter::once(Cow::Borrowed(base.as_str())).chain(
+                std::iter::once_with(|| url_variants(base))
+                    .flatten()
+                    .skip(1)
+                    .map(Cow::Owned),
+            );
+            for url in urls {
                 let data = canonical_from_sorted(&url, &sorted);
                 for (signer, algorithm, secret) in &keys {
                     if mac_matches(
@@ -253,8 +262,8 @@ impl Verifier {
                         });
                     }
                 }
-                if !tried.contains(&url) {
-                    tried.push(url);
+                if !tried.iter().any(|t| *t == url) {
+                    tried.push(url.into_owned());
                 }
             }
         }
