@@ -5,6 +5,7 @@
 
 pub mod task;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -118,19 +119,22 @@ pub enum EventError {
 }
 
 /// Field lookup over either body format, with the legacy names as aliases.
-struct Fields {
-    map: HashMap<String, Value>,
+enum Fields<'a> {
+    /// A form's pairs as they came, looked up in place: the first value of a name wins
+    /// (repeats only matter to the signature).
+    Form(&'a [(String, String)]),
+    Json(HashMap<String, Value>),
 }
 
-impl Fields {
-    fn from_form(pairs: &[(String, String)]) -> Self {
-        let mut map = HashMap::with_capacity(pairs.len());
-        for (k, v) in pairs {
-            // The first value wins; repeats only matter to the signature.
-            map.entry(k.clone())
-                .or_insert_with(|| Value::String(v.clone()));
-        }
-        Self { map }
+/// One field as the body holds it.
+enum Raw<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+impl<'a> Fields<'a> {
+    fn from_form(pairs: &'a [(String, String)]) -> Self {
+        Self::Form(pairs)
     }
 
     fn from_json(raw: &[u8]) -> Result<Self, EventError> {
@@ -156,15 +160,31 @@ impl Fields {
                 map.insert(k, v);
             }
         }
-        Ok(Self { map })
+        Ok(Self::Json(map))
+    }
+
+    fn get(&self, name: &str) -> Option<Raw<'_>> {
+        match self {
+            Self::Form(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| Raw::Text(v)),
+            Self::Json(map) => map.get(name).map(Raw::Json),
+        }
     }
 
     /// A string field under any of `names` (the first that is present and non-empty).
     fn text(&self, names: &[&str]) -> Option<String> {
-        names.iter().find_map(|n| match self.map.get(*n)? {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(num) => Some(num.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
+        self.str(names).map(Cow::into_owned)
+    }
+
+    /// [`Fields::text`], borrowed where the body holds it as text.
+    fn str(&self, names: &[&str]) -> Option<Cow<'_, str>> {
+        names.iter().find_map(|n| match self.get(n)? {
+            Raw::Text(s) if !s.is_empty() => Some(Cow::Borrowed(s)),
+            Raw::Json(Value::String(s)) if !s.is_empty() => Some(Cow::Borrowed(s.as_str())),
+            Raw::Json(Value::Number(num)) => Some(Cow::Owned(num.to_string())),
+            Raw::Json(Value::Bool(b)) => Some(Cow::Owned(b.to_string())),
             _ => None,
         })
     }
@@ -175,7 +195,7 @@ impl Fields {
         names: &[&str],
         parse: fn(&str) -> Result<T, SidError>,
     ) -> Result<Option<T>, EventError> {
-        match self.text(names) {
+        match self.str(names) {
             None => Ok(None),
             Some(s) => parse(s.trim())
                 .map(Some)
@@ -184,24 +204,27 @@ impl Fields {
     }
 
     fn number(&self, field: &'static str) -> Result<Option<u64>, EventError> {
-        match self.text(&[field]) {
+        match self.str(&[field]) {
             None => Ok(None),
-            Some(s) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| EventError::Number { field, value: s }),
+            Some(s) => s.trim().parse().map(Some).map_err(|_| EventError::Number {
+                field,
+                value: s.into_owned(),
+            }),
         }
     }
 
     /// A field that holds JSON, either as a JSON string (form bodies) or inline (JSON bodies).
     fn json(&self, name: &str) -> Option<Value> {
-        match self.map.get(name)? {
-            Value::String(s) if s.trim().is_empty() => None,
-            Value::String(s) => Some(serde_json::from_str(s).unwrap_or(Value::String(s.clone()))),
-            Value::Null => None,
-            other => Some(other.clone()),
+        let text = match self.get(name)? {
+            Raw::Text(s) => s,
+            Raw::Json(Value::String(s)) => s.as_str(),
+            Raw::Json(Value::Null) => return None,
+            Raw::Json(other) => return Some(other.clone()),
+        };
+        if text.trim().is_empty() {
+            return None;
         }
+        Some(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())))
     }
 }
 
