@@ -6,7 +6,7 @@
 //! else can build one, so no handler can read a payload that did not pass here.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -308,22 +308,25 @@ pub fn canonical_string(url: &str, params: &[(String, String)]) -> String {
     canonical_from_sorted(url, &sorted_params(params))
 }
 
-fn sorted_params(params: &[(String, String)]) -> BTreeMap<&str, BTreeSet<&str>> {
-    let mut sorted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for (k, v) in params {
-        sorted.entry(k.as_str()).or_default().insert(v.as_str());
-    }
+/// Name-value pairs sorted by name, then by value, repeats dropped: the order of
+/// [`canonical_string`].
+fn sorted_params(params: &[(String, String)]) -> Vec<(&str, &str)> {
+    let mut sorted: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    sorted.sort_unstable();
+    sorted.dedup();
     sorted
 }
 
-fn canonical_from_sorted(url: &str, sorted: &BTreeMap<&str, BTreeSet<&str>>) -> String {
-    let mut data = String::with_capacity(url.len() + 512);
+fn canonical_from_sorted(url: &str, sorted: &[(&str, &str)]) -> String {
+    let len = sorted.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    let mut data = String::with_capacity(url.len() + len);
     data.push_str(url);
-    for (name, values) in sorted {
-        for value in values {
-            data.push_str(name);
-            data.push_str(value);
-        }
+    for (name, value) in sorted {
+        data.push_str(name);
+        data.push_str(value);
     }
     data
 }
