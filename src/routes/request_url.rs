@@ -2,7 +2,7 @@
 //! rebuilt from the request (forwarded headers only when trusted). On a mismatch, a hint at
 //! the likely cause: this is where tunnels and proxies cost people days.
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::HttpRequest;
 
 /// How the URL was derived, kept for the failure hint.
@@ -25,7 +25,8 @@ pub fn seen_url(
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     let headers = req.headers();
-    let host = header(headers, "host").or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let host =
+        header(headers, &header::HOST).or_else(|| req.uri().authority().map(|a| a.to_string()));
     let forwarded = forwarded_origin(headers);
     let origin = match (public_base_url, trust_forwarded, &forwarded) {
         (Some(base), _, _) => base.to_owned(),
@@ -75,7 +76,7 @@ impl SeenUrl {
     }
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+fn header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -87,7 +88,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 fn forwarded_origin(headers: &HeaderMap) -> Option<String> {
     let mut proto = None;
     let mut host = None;
-    if let Some(fwd) = header(headers, "forwarded") {
+    if let Some(fwd) = header(headers, &header::FORWARDED) {
         let first = fwd.split(',').next().unwrap_or("");
         for part in first.split(';') {
             if let Some((k, v)) = part.trim().split_once('=') {
@@ -101,10 +102,10 @@ fn forwarded_origin(headers: &HeaderMap) -> Option<String> {
         }
     }
     let first = |s: String| s.split(',').next().unwrap_or("").trim().to_owned();
-    let proto = proto.or_else(|| header(headers, "x-forwarded-proto").map(first));
+    let proto = proto.or_else(|| header(headers, &header::X_FORWARDED_PROTO).map(first));
     let host = host
-        .or_else(|| header(headers, "x-forwarded-host").map(first))
-        .or_else(|| header(headers, "host"));
+        .or_else(|| header(headers, &header::X_FORWARDED_HOST).map(first))
+        .or_else(|| header(headers, &header::HOST));
     match (proto, host) {
         (None, _) | (_, None) => None,
         (Some(p), Some(h)) => Some(format!("{}://{h}", p.to_ascii_lowercase())),

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName};
 use actix_web::{dev, web, FromRequest, HttpRequest, ResponseError};
 
 use super::error::WebhookError;
@@ -45,13 +45,20 @@ pub(crate) enum BodyKind {
     Json,
 }
 
+// The signature's headers, as names: a lookup by `&str` parses (and lowercases) it each time.
+const SIGNATURE: HeaderName = HeaderName::from_static("x-twilio-signature");
+const SIGNATURE_SETTINGS: HeaderName =
+    HeaderName::from_static("x-twilio-webhooks-signature-settings");
+
 pub(crate) fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
     let ct = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = ct.split(';').next()?.trim().to_ascii_lowercase();
-    match essence.as_str() {
-        "application/x-www-form-urlencoded" => Some(BodyKind::Form),
-        "application/json" => Some(BodyKind::Json),
-        _ => None,
+    let essence = ct.split(';').next()?.trim();
+    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Some(BodyKind::Form)
+    } else if essence.eq_ignore_ascii_case("application/json") {
+        Some(BodyKind::Json)
+    } else {
+        None
     }
 }
 
@@ -71,12 +78,13 @@ fn is_identity(req: &HttpRequest) -> bool {
 /// reading the first (or the last) would let the other ride along unchecked.
 fn single_header<'a>(
     req: &'a HttpRequest,
-    name: &'static str,
+    name: &HeaderName,
+    shown: &'static str,
 ) -> Result<Option<&'a str>, SignatureError> {
     let mut values = req.headers().get_all(name);
     let first = values.next();
     if values.next().is_some() {
-        return Err(SignatureError::Repeated { header: name });
+        return Err(SignatureError::Repeated { header: shown });
     }
     Ok(first.and_then(|v| v.to_str().ok()))
 }
@@ -88,8 +96,8 @@ fn signed_request<'a>(
 ) -> Result<SignedRequest<'a>, SignatureError> {
     Ok(SignedRequest {
         urls: vec![url.to_owned()],
-        signature: single_header(req, signature::SIGNATURE_HEADER)?,
-        settings: single_header(req, signature::SETTINGS_HEADER)?,
+        signature: single_header(req, &SIGNATURE, signature::SIGNATURE_HEADER)?,
+        settings: single_header(req, &SIGNATURE_SETTINGS, signature::SETTINGS_HEADER)?,
     })
 }
 
@@ -189,6 +197,7 @@ pub(crate) fn verify(
 
 #[cfg(test)]
 mod tests {
+    use super::{signature, SIGNATURE, SIGNATURE_SETTINGS};
     use crate::signature::Payload;
 
     /// The form parser every webhook route uses, strict.
@@ -239,5 +248,15 @@ mod tests {
         ] {
             assert_eq!(decode_form(body), None, "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn header_names_are_the_signature_modules() {
+        assert!(SIGNATURE
+            .as_str()
+            .eq_ignore_ascii_case(signature::SIGNATURE_HEADER));
+        assert!(SIGNATURE_SETTINGS
+            .as_str()
+            .eq_ignore_ascii_case(signature::SETTINGS_HEADER));
     }
 }
