@@ -71,25 +71,24 @@ impl Payload {
     }
 }
 
-/// One form name or value: every `%` starts two hex digits, and the result is UTF-8.
+/// One form name or value: `+` is a space, every `%` starts two hex digits, and the result
+/// is UTF-8. One pass and one allocation: this runs for every field of every webhook.
 fn decode_component(raw: &[u8]) -> Option<String> {
-    let escapes_well_formed = raw.iter().enumerate().all(|(at, &b)| {
-        b != b'%'
-            || raw
-                .get(at + 1..at + 3)
-                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !escapes_well_formed {
-        return None;
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::str::from_utf8(raw).ok().map(str::to_owned);
     }
-    let spaced: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_encoding::percent_decode(&spaced)
-        .decode_utf8()
-        .ok()
-        .map(|text| text.into_owned())
+    let hex = |b: Option<&u8>| (char::from(*b?)).to_digit(16);
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        decoded.push(match b {
+            b'+' => b' ',
+            // Two hex digits are at most 0xFF.
+            b'%' => (hex(bytes.next())? << 4 | hex(bytes.next())?) as u8,
+            _ => b,
+        });
+    }
+    String::from_utf8(decoded).ok()
 }
 
 /// A payload whose signature checked out. Only this module can make one.

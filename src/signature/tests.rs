@@ -894,3 +894,57 @@ fn url_variants_strip_non_default_port() {
         "a default port is not added where another port is: {variants:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Form bodies
+// ---------------------------------------------------------------------------------------
+
+fn form_pairs(body: &str) -> Option<Vec<(String, String)>> {
+    match Payload::form(body.as_bytes())? {
+        Payload::Form(pairs) => Some(pairs),
+        Payload::Json(_) => panic!("a form body read as JSON"),
+    }
+}
+
+fn pair(name: &str, value: &str) -> (String, String) {
+    (name.to_owned(), value.to_owned())
+}
+
+#[test]
+fn form_bodies_decode_plus_and_escapes_as_twilio_encodes_them() {
+    assert_eq!(
+        form_pairs("Body=Hello+there%2C+caf%C3%A9+%2B+1%25&Author=%2B15551234567&Empty=&Bare")
+            .unwrap(),
+        vec![
+            pair("Body", "Hello there, café + 1%"),
+            pair("Author", "+15551234567"),
+            pair("Empty", ""),
+            pair("Bare", ""),
+        ]
+    );
+    // Untouched text, an escaped name, a repeat kept in order, empty pairs skipped.
+    assert_eq!(
+        form_pairs("a=1&&M%65dia=x&a=2&").unwrap(),
+        vec![pair("a", "1"), pair("Media", "x"), pair("a", "2")]
+    );
+    assert_eq!(form_pairs("").unwrap(), vec![]);
+}
+
+#[test]
+fn form_bodies_with_a_malformed_escape_or_text_are_refused() {
+    for body in [
+        "Body=%",
+        "Body=%4",
+        "Body=100%",
+        "Body=%G1",
+        "Body=%1G",
+        "B%y=1",
+        "Body=%FF",
+        "Body=%C3",
+        "Body=caf%C3%A9%E9",
+    ] {
+        assert_eq!(form_pairs(body), None, "{body}");
+    }
+    assert_eq!(Payload::form(b"Body=\xff"), None);
+    assert_eq!(Payload::form(b"Bo\xc3dy=1"), None);
+}
