@@ -57,17 +57,16 @@ impl Payload {
     /// pair kept in order; `None` when it is not: a lenient parser would turn a malformed
     /// escape or byte into text the signature never covered (`%FF` into U+FFFD).
     pub fn form(body: &[u8]) -> Option<Self> {
-        body.split(|&b| b == b'&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                    Some(at) => (&pair[..at], &pair[at + 1..]),
-                    None => (pair, &[][..]),
-                };
-                Some((decode_component(name)?, decode_component(value)?))
-            })
-            .collect::<Option<Vec<_>>>()
-            .map(Self::Form)
+        // Sized once: a webhook has a dozen or two pairs.
+        let mut pairs = Vec::with_capacity(body.iter().filter(|&&b| b == b'&').count() + 1);
+        for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            pairs.push((decode_component(name)?, decode_component(value)?));
+        }
+        Some(Self::Form(pairs))
     }
 }
 
