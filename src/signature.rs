@@ -57,8 +57,10 @@ impl Payload {
     /// pair kept in order; `None` when it is not: a lenient parser would turn a malformed
     /// escape or byte into text the signature never covered (`%FF` into U+FFFD).
     pub fn form(body: &[u8]) -> Option<Self> {
-        // Sized once: a webhook has a dozen or two pairs.
-        let mut pairs = Vec::with_capacity(body.iter().filter(|&&b| b == b'&').count() + 1);
+        // Sized once for a webhook's dozen or two pairs; capped, so that a body of nothing
+        // but `&` (empty pairs, skipped) does not reserve room for tens of thousands.
+        let mut pairs =
+            Vec::with_capacity((body.iter().filter(|&&b| b == b'&').count() + 1).min(64));
         for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
