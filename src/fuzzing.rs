@@ -274,7 +274,7 @@ fn log_sink() -> &'static tracing::Dispatch {
 fn signed(payload: Payload) -> Verified<Payload> {
     const URL: &str = "https://mycompany.com/webhooks/conversations";
     let (url, signature) = match &payload {
-        Payload::Form(pairs) => (URL.to_owned(), sign(URL, pairs)),
+        Payload::Form(form) => (URL.to_owned(), sign(URL, &form.to_pairs())),
         Payload::Json(body) => {
             let url = format!("{URL}?bodySHA256={}", body_sha256(body));
             let signature = sign(&url, &[]);

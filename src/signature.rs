@@ -5,6 +5,10 @@
 //! A request is unverified until [`Verifier::verify`] returns a [`Verified`] payload; nothing
 //! else can build one, so no handler can read a payload that did not pass here.
 
+mod form;
+
+pub use form::{Form, Pairs};
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,49 +51,16 @@ impl Algorithm {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     /// `application/x-www-form-urlencoded`: the decoded pairs, in order, repeats kept.
-    Form(Vec<(String, String)>),
+    Form(Form),
     /// `application/json`: the raw bytes, whose SHA-256 the URL's `bodySHA256` vouches for.
     Json(Vec<u8>),
 }
 
 impl Payload {
-    /// A form body, decoded strictly as Twilio encodes it (`+` and `%XX`, UTF-8), every
-    /// pair kept in order; `None` when it is not: a lenient parser would turn a malformed
-    /// escape or byte into text the signature never covered (`%FF` into U+FFFD).
+    /// A form body, decoded strictly as Twilio encodes it (see [`Form::decode`]).
     pub fn form(body: &[u8]) -> Option<Self> {
-        // Sized once for a webhook's dozen or two pairs; capped, so that a body of nothing
-        // but `&` (empty pairs, skipped) does not reserve room for tens of thousands.
-        let mut pairs =
-            Vec::with_capacity((body.iter().filter(|&&b| b == b'&').count() + 1).min(64));
-        for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(at) => (&pair[..at], &pair[at + 1..]),
-                None => (pair, &[][..]),
-            };
-            pairs.push((decode_component(name)?, decode_component(value)?));
-        }
-        Some(Self::Form(pairs))
+        Form::decode(body).map(Self::Form)
     }
-}
-
-/// One form name or value: `+` is a space, every `%` starts two hex digits, and the result
-/// is UTF-8. One pass and one allocation: this runs for every field of every webhook.
-fn decode_component(raw: &[u8]) -> Option<String> {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
-        return std::str::from_utf8(raw).ok().map(str::to_owned);
-    }
-    let hex = |b: Option<&u8>| (char::from(*b?)).to_digit(16);
-    let mut decoded = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter();
-    while let Some(&b) = bytes.next() {
-        decoded.push(match b {
-            b'+' => b' ',
-            // Two hex digits are at most 0xFF.
-            b'%' => (hex(bytes.next())? << 4 | hex(bytes.next())?) as u8,
-            _ => b,
-        });
-    }
-    String::from_utf8(decoded).ok()
 }
 
 /// A payload whose signature checked out. Only this module can make one.
@@ -222,8 +193,8 @@ impl Verifier {
             },
         };
 
-        let params: &[(String, String)] = match &payload {
-            Payload::Form(pairs) => pairs,
+        let sorted = match &payload {
+            Payload::Form(form) => sorted_params(form.iter()),
             Payload::Json(body) => {
                 let first = request.urls.first().map(String::as_str).unwrap_or("");
                 let claimed = query_param(first, BODY_HASH_PARAM)
@@ -232,10 +203,9 @@ impl Verifier {
                 if !claimed.eq_ignore_ascii_case(&actual) {
                     return Err(SignatureError::BodyHashMismatch);
                 }
-                &[]
+                Vec::new()
             }
         };
-        let sorted = sorted_params(params);
 
         let mut tried: Vec<String> = Vec::new();
         for base in &request.urls {
@@ -305,16 +275,14 @@ fn parse_settings(header: &str) -> Result<Settings, SignatureError> {
 /// The string Twilio signs: the URL, then name+value for each sorted name and each of its
 /// sorted, de-duplicated values.
 pub fn canonical_string(url: &str, params: &[(String, String)]) -> String {
-    canonical_from_sorted(url, &sorted_params(params))
+    let pairs = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    canonical_from_sorted(url, &sorted_params(pairs))
 }
 
 /// Name-value pairs sorted by name, then by value, repeats dropped: the order of
 /// [`canonical_string`].
-fn sorted_params(params: &[(String, String)]) -> Vec<(&str, &str)> {
-    let mut sorted: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+fn sorted_params<'a>(params: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    let mut sorted: Vec<(&str, &str)> = params.collect();
     sorted.sort_unstable();
     sorted.dedup();
     sorted

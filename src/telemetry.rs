@@ -3,9 +3,13 @@
 //! Nothing here ever sees a body or a secret: the callers log SIDs, and addresses through
 //! `CustomerAddress::for_logs`, which masks them unless `log.show_addresses` is on.
 
+mod span_fields;
+
 use std::io::IsTerminal;
 
 use tracing_subscriber::{fmt, EnvFilter};
+
+pub use span_fields::JsonSpanFields;
 
 use crate::config::LogSettings;
 use crate::domain::CustomerAddress;
@@ -26,6 +30,7 @@ pub fn init(settings: &LogSettings) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .fmt_fields(JsonSpanFields)
             .try_init()
     } else {
         builder.try_init()

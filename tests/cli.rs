@@ -308,6 +308,10 @@ impl Drop for Server {
 
 /// `port=NNNN` from the "flexhook listening" log line.
 fn listening_port(line: &str) -> Option<u16> {
+    if let Ok(event) = serde_json::from_str::<serde_json::Value>(line) {
+        // `log.format = "json"`.
+        return event["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+    }
     line.split_whitespace()
         .find_map(|token| token.strip_prefix("port="))
         .and_then(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
@@ -464,6 +468,15 @@ fn sign_with_an_unknown_shared_key_fails_naming_the_setting() {
 // serve + simulate (dry-run)
 // ---------------------------------------------------------------------------------------
 
+/// The request id `flexhook simulate` printed (the answer's `X-Request-Id`).
+fn printed_request_id(out: &Run) -> &str {
+    out.stdout
+        .split("request id ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("simulate prints the request id: {out:?}"))
+}
+
 /// Serves in dry-run, simulates one message and checks what the log and the store say.
 fn dry_run_round_trip(conversation: &str, json: bool) {
     let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
@@ -482,12 +495,7 @@ fn dry_run_round_trip(conversation: &str, json: bool) {
     );
     assert!(out.stdout.contains("200"), "{out:?}");
     // The answer's X-Request-Id is the one the webhook's log lines carry.
-    let request_id = out
-        .stdout
-        .split("request id ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("simulate prints the request id: {out:?}"));
+    let request_id = printed_request_id(&out);
     let queued = server.wait_for_log("new conversation: job queued");
     assert!(
         queued.contains(&format!("request_id={request_id}")),
@@ -541,6 +549,30 @@ fn quick_start_dry_run_accepts_a_simulated_message_and_logs_the_interaction() {
 #[test]
 fn simulate_with_json_body_is_accepted() {
     dry_run_round_trip("CH0000000000000000000000000000a002", true);
+}
+
+/// JSON logs (`log.format = "json"`, as on Fly): a webhook's log line is one JSON object
+/// whose `span` carries the answer's `X-Request-Id` and the fields the handler added later.
+#[test]
+fn json_logs_carry_the_webhooks_span_with_its_request_id() {
+    let conversation = "CH0000000000000000000000000000a004";
+    let sandbox = Sandbox::new()
+        .with("FLEXHOOK_ENV", "local")
+        .with("FLEXHOOK_LOG__FORMAT", "json");
+    let server = sandbox.serve();
+    let out = sandbox.simulate(&server, conversation, &["--author", CUSTOMER]);
+    assert!(out.status.success(), "{out:?}\n{}", server.logs());
+    let request_id = printed_request_id(&out);
+    let queued = server.wait_for_log("new conversation: job queued");
+    let line: serde_json::Value = serde_json::from_str(queued.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {queued}"));
+    let span = &line["span"];
+    assert_eq!(span["name"], "webhook", "{line:#}");
+    assert_eq!(span["request_id"], request_id, "{line:#}");
+    assert_eq!(span["route"], "conversations", "{line:#}");
+    assert_eq!(span["conversation"], conversation, "{line:#}");
+    assert_eq!(span["retry_count"], 0, "{line:#}");
+    assert_eq!(line["author"], CUSTOMER_MASKED, "{line:#}");
 }
 
 /// What the logs and the CLI show of [`CUSTOMER`] when it is masked.

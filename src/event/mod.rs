@@ -15,34 +15,14 @@ use crate::domain::{
     AccountSid, ChatServiceSid, ConversationSid, CustomerAddress, MessageSid, ParticipantSid,
     SidError, WebhookSid,
 };
-use crate::signature::{Payload, Verified};
+use crate::signature::{Form, Payload, Verified};
 
 /// An event flexhook acts on, or one it only acknowledges.
 #[derive(Debug, Clone)]
 pub enum Event {
     MessageAdded(Box<MessageAdded>),
     /// Any other `EventType`: answered 200, nothing else.
-    Other {
-        event_type: String,
-        account_sid: AccountSid,
-    },
-}
-
-impl Event {
-    /// The webhook's `EventType`.
-    pub fn event_type(&self) -> &str {
-        match self {
-            Self::MessageAdded(_) => "onMessageAdded",
-            Self::Other { event_type, .. } => event_type,
-        }
-    }
-
-    pub fn account_sid(&self) -> &AccountSid {
-        match self {
-            Self::MessageAdded(m) => &m.account_sid,
-            Self::Other { account_sid, .. } => account_sid,
-        }
-    }
+    Other(Head),
 }
 
 /// `MessagingBinding.*`: how the customer is connected (absent for chat/SDK participants).
@@ -122,7 +102,7 @@ pub enum EventError {
 enum Fields<'a> {
     /// A form's pairs as they came, looked up in place: the first value of a name wins
     /// (repeats only matter to the signature).
-    Form(&'a [(String, String)]),
+    Form(&'a Form),
     Json(HashMap<String, Value>),
 }
 
@@ -133,8 +113,8 @@ enum Raw<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn from_form(pairs: &'a [(String, String)]) -> Self {
-        Self::Form(pairs)
+    fn from_form(form: &'a Form) -> Self {
+        Self::Form(form)
     }
 
     fn from_json(raw: &[u8]) -> Result<Self, EventError> {
@@ -165,10 +145,7 @@ impl<'a> Fields<'a> {
 
     fn get(&self, name: &str) -> Option<Raw<'_>> {
         match self {
-            Self::Form(pairs) => pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| Raw::Text(v)),
+            Self::Form(form) => form.get(name).map(Raw::Text),
             Self::Json(map) => map.get(name).map(Raw::Json),
         }
     }
@@ -230,8 +207,31 @@ impl<'a> Fields<'a> {
 
 /// Parses a verified payload. Unknown fields are ignored (they only mattered to the signature).
 pub fn parse(payload: &Verified<Payload>) -> Result<Event, EventError> {
+    read(payload)?.into_event()
+}
+
+/// What a Conversations event is, read before the rest of it: its type, its account, and for
+/// `onMessageAdded` its conversation. That is all a later message of a known conversation
+/// (the hot path) needs; [`Read::into_event`] reads the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub event_type: String,
+    pub account_sid: AccountSid,
+    /// `Some` exactly when the event is `onMessageAdded`.
+    pub conversation_sid: Option<ConversationSid>,
+}
+
+/// A payload whose [`Head`] is read; the rest is read on demand.
+pub struct Read<'a> {
+    fields: Fields<'a>,
+    head: Head,
+}
+
+/// Reads a verified payload's [`Head`]. Refused when it lacks any of the head's fields, or
+/// holds one that is malformed.
+pub fn read(payload: &Verified<Payload>) -> Result<Read<'_>, EventError> {
     let fields = match payload.get() {
-        Payload::Form(pairs) => Fields::from_form(pairs),
+        Payload::Form(form) => Fields::from_form(form),
         Payload::Json(raw) => Fields::from_json(raw)?,
     };
     let event_type = fields
@@ -240,50 +240,70 @@ pub fn parse(payload: &Verified<Payload>) -> Result<Event, EventError> {
     let account_sid = fields
         .sid("AccountSid", &["AccountSid"], AccountSid::parse)?
         .ok_or(EventError::Missing("AccountSid"))?;
-    if event_type != "onMessageAdded" {
-        return Ok(Event::Other {
-            event_type,
-            account_sid,
-        });
-    }
-    let conversation_sid = fields
-        .sid(
+    let conversation_sid = if event_type == "onMessageAdded" {
+        let sid = fields.sid(
             "ConversationSid",
             &["ConversationSid", "ChannelSid"],
             ConversationSid::parse,
-        )?
-        .ok_or(EventError::Missing("ConversationSid"))?;
-    let address = |names: &[&str]| fields.text(names).map(CustomerAddress::new);
-    let retry_count = fields.number("RetryCount")?.unwrap_or(0);
-    Ok(Event::MessageAdded(Box::new(MessageAdded {
-        account_sid,
-        conversation_sid,
-        chat_service_sid: fields.sid(
-            "ChatServiceSid",
-            &["ChatServiceSid", "InstanceSid"],
-            ChatServiceSid::parse,
-        )?,
-        message_sid: fields.sid("MessageSid", &["MessageSid"], MessageSid::parse)?,
-        participant_sid: fields.sid(
-            "ParticipantSid",
-            &["ParticipantSid"],
-            ParticipantSid::parse,
-        )?,
-        author: address(&["Author", "From"]),
-        body: fields.text(&["Body"]),
-        attributes: fields.json("Attributes"),
-        index: fields.number("Index")?,
-        date_created: fields.text(&["DateCreated"]),
-        source: fields.text(&["Source"]),
-        retry_count: u32::try_from(retry_count).unwrap_or(u32::MAX),
-        webhook_sid: fields.sid("WebhookSid", &["WebhookSid"], WebhookSid::parse)?,
-        messaging_binding: MessagingBinding {
-            address: address(&["MessagingBinding.Address"]),
-            proxy_address: fields.text(&["MessagingBinding.ProxyAddress"]),
-            author_address: address(&["MessagingBinding.AuthorAddress"]),
+        )?;
+        Some(sid.ok_or(EventError::Missing("ConversationSid"))?)
+    } else {
+        None
+    };
+    Ok(Read {
+        fields,
+        head: Head {
+            event_type,
+            account_sid,
+            conversation_sid,
         },
-        media: fields.json("Media"),
-    })))
+    })
+}
+
+impl Read<'_> {
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The whole event: for `onMessageAdded`, its other fields read and checked.
+    pub fn into_event(self) -> Result<Event, EventError> {
+        let Read { fields, head } = self;
+        let Some(conversation_sid) = head.conversation_sid else {
+            return Ok(Event::Other(head));
+        };
+        let account_sid = head.account_sid;
+        let address = |names: &[&str]| fields.text(names).map(CustomerAddress::new);
+        let retry_count = fields.number("RetryCount")?.unwrap_or(0);
+        Ok(Event::MessageAdded(Box::new(MessageAdded {
+            account_sid,
+            conversation_sid,
+            chat_service_sid: fields.sid(
+                "ChatServiceSid",
+                &["ChatServiceSid", "InstanceSid"],
+                ChatServiceSid::parse,
+            )?,
+            message_sid: fields.sid("MessageSid", &["MessageSid"], MessageSid::parse)?,
+            participant_sid: fields.sid(
+                "ParticipantSid",
+                &["ParticipantSid"],
+                ParticipantSid::parse,
+            )?,
+            author: address(&["Author", "From"]),
+            body: fields.text(&["Body"]),
+            attributes: fields.json("Attributes"),
+            index: fields.number("Index")?,
+            date_created: fields.text(&["DateCreated"]),
+            source: fields.text(&["Source"]),
+            retry_count: u32::try_from(retry_count).unwrap_or(u32::MAX),
+            webhook_sid: fields.sid("WebhookSid", &["WebhookSid"], WebhookSid::parse)?,
+            messaging_binding: MessagingBinding {
+                address: address(&["MessagingBinding.Address"]),
+                proxy_address: fields.text(&["MessagingBinding.ProxyAddress"]),
+                author_address: address(&["MessagingBinding.AuthorAddress"]),
+            },
+            media: fields.json("Media"),
+        })))
+    }
 }
 
 #[cfg(test)]
@@ -349,6 +369,82 @@ mod tests {
         );
     }
 
+    /// The head (type, account, conversation) is all a later message of a known
+    /// conversation is read for; the rest is read, and refused when malformed, only after.
+    #[test]
+    fn the_head_is_read_alone_and_the_rest_only_on_demand() {
+        let payload = form(&[
+            ("EventType", "onMessageAdded"),
+            ("AccountSid", AC),
+            ("ConversationSid", CH),
+            ("MessageSid", "not-a-sid"),
+        ]);
+        let message = read(&payload).unwrap();
+        assert_eq!(
+            message.head(),
+            &Head {
+                event_type: "onMessageAdded".into(),
+                account_sid: AccountSid::parse(AC).unwrap(),
+                conversation_sid: Some(ConversationSid::parse(CH).unwrap()),
+            }
+        );
+        assert!(
+            matches!(
+                message.into_event(),
+                Err(EventError::Sid {
+                    field: "MessageSid",
+                    ..
+                })
+            ),
+            "the rest is still checked"
+        );
+
+        // The head's own fields are refused at once.
+        for (pairs, missing) in [
+            (
+                &[("AccountSid", AC), ("ConversationSid", CH)][..],
+                "EventType",
+            ),
+            (
+                &[("EventType", "onMessageAdded"), ("ConversationSid", CH)][..],
+                "AccountSid",
+            ),
+            (
+                &[("EventType", "onMessageAdded"), ("AccountSid", AC)][..],
+                "ConversationSid",
+            ),
+        ] {
+            assert!(
+                matches!(read_of(pairs), Err(EventError::Missing(m)) if m == missing),
+                "{missing}"
+            );
+        }
+        assert!(matches!(
+            read_of(&[
+                ("EventType", "onMessageAdded"),
+                ("AccountSid", AC),
+                ("ConversationSid", "CHshort")
+            ]),
+            Err(EventError::Sid {
+                field: "ConversationSid",
+                ..
+            })
+        ));
+
+        // Another event needs no conversation, and is that event.
+        let other = form(&[("EventType", "onConversationAdded"), ("AccountSid", AC)]);
+        let other = read(&other).unwrap();
+        assert_eq!(other.head().conversation_sid, None);
+        assert!(matches!(
+            other.into_event(),
+            Ok(Event::Other(Head { event_type, .. })) if event_type == "onConversationAdded"
+        ));
+    }
+
+    fn read_of(pairs: &[(&str, &str)]) -> Result<Head, EventError> {
+        read(&form(pairs)).map(|r| r.head().clone())
+    }
+
     #[test]
     fn json_from_the_flex_prerequisites_page_parses_with_legacy_names() {
         let body = br#"{"conversation": {"EventType": "onMessageAdded",
@@ -394,7 +490,7 @@ mod tests {
         ]))
         .unwrap();
         assert!(
-            matches!(event, Event::Other { ref event_type, .. } if event_type == "onConversationAdded")
+            matches!(event, Event::Other(Head { ref event_type, .. }) if event_type == "onConversationAdded")
         );
     }
 

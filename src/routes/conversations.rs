@@ -17,30 +17,36 @@ pub async fn conversations_webhook(
     webhook: VerifiedWebhook,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebhookError> {
-    let event = event::parse(&webhook.payload).map_err(|e| {
-        tracing::warn!(error = %e, "webhook refused: malformed payload");
-        WebhookError::from(e)
-    })?;
-    let label = event_label(event.event_type());
+    let read = event::read(&webhook.payload).map_err(malformed)?;
+    let head = read.head();
+    let label = event_label(&head.event_type);
     seen(&req, label, None);
-    webhook.check_account(event.account_sid())?;
-
-    let message = match event {
-        Event::MessageAdded(m) => m,
-        Event::Other { event_type, .. } => {
-            tracing::debug!(%event_type, "event acknowledged, nothing to do");
-            seen(&req, label, Some(WebhookOutcome::Ignored));
-            return Ok(HttpResponse::Ok().finish());
-        }
+    webhook.check_account(&head.account_sid)?;
+    let ignored = |event_type: &str| {
+        tracing::debug!(%event_type, "event acknowledged, nothing to do");
+        seen(&req, label, Some(WebhookOutcome::Ignored));
+        Ok(HttpResponse::Ok().finish())
     };
-    // A later message of a known conversation (the hot path) is answered from memory here:
-    // it logs nothing, so the span needs none of the fields below.
-    if state.intake.is_known(&message.conversation_sid) {
+    let Some(conversation) = &head.conversation_sid else {
+        return ignored(&head.event_type);
+    };
+    // A later message of a known conversation (the hot path) is answered from memory here,
+    // from its head alone: it logs nothing, so the span needs none of the fields below.
+    if state.intake.is_known(conversation) {
         seen(&req, label, Some(WebhookOutcome::Known));
         return Ok(HttpResponse::Ok().finish());
     }
+    let message = match read.into_event().map_err(malformed)? {
+        Event::MessageAdded(message) => message,
+        Event::Other(head) => return ignored(&head.event_type),
+    };
     // Boxed so that the handler's future, allocated for every request, stays small.
     Box::pin(first_message(req, label, message, webhook, state)).await
+}
+
+fn malformed(e: event::EventError) -> WebhookError {
+    tracing::warn!(error = %e, "webhook refused: malformed payload");
+    WebhookError::from(e)
 }
 
 /// A conversation not known from memory: the insert-if-absent.

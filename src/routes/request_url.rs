@@ -2,61 +2,80 @@
 //! rebuilt from the request (forwarded headers only when trusted). On a mismatch, a hint at
 //! the likely cause: this is where tunnels and proxies cost people days.
 
+use std::borrow::Cow;
+
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::HttpRequest;
 
-/// How the URL was derived, kept for the failure hint.
+/// The URL, and what the failure hint needs to say how it was derived.
 #[derive(Debug)]
-pub struct SeenUrl {
+pub struct SeenUrl<'a> {
     pub url: String,
-    forwarded: Option<String>,
-    host: Option<String>,
+    req: &'a HttpRequest,
     from_public_base_url: bool,
     trusted_forwarded: bool,
 }
 
-pub fn seen_url(
-    req: &HttpRequest,
+/// Built for every webhook, so the URL is written once into a string of its own size; the
+/// hint's inputs are read from the request only when it is needed.
+pub fn seen_url<'a>(
+    req: &'a HttpRequest,
     public_base_url: Option<&str>,
     trust_forwarded: bool,
-) -> SeenUrl {
+) -> SeenUrl<'a> {
     let path_and_query = req
         .uri()
         .path_and_query()
-        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
-    let headers = req.headers();
-    let host =
-        header(headers, &header::HOST).or_else(|| req.uri().authority().map(|a| a.to_string()));
-    let forwarded = forwarded_origin(headers);
-    let origin = match (public_base_url, trust_forwarded, &forwarded) {
-        (Some(base), _, _) => base.to_owned(),
-        (None, true, Some(fwd)) => fwd.clone(),
-        _ => format!(
-            "http://{}",
-            host.clone().unwrap_or_else(|| "localhost".into())
-        ),
+        .map_or_else(|| req.uri().path(), |p| p.as_str());
+    let origin: Cow<'_, str> = match public_base_url {
+        Some(base) => Cow::Borrowed(base),
+        None => match trust_forwarded
+            .then(|| forwarded_origin(req.headers()))
+            .flatten()
+        {
+            Some(forwarded) => Cow::Owned(forwarded),
+            None => {
+                let host = host(req);
+                let host = host.as_deref().unwrap_or("localhost");
+                let mut origin = String::with_capacity("http://".len() + host.len());
+                origin.push_str("http://");
+                origin.push_str(host);
+                Cow::Owned(origin)
+            }
+        },
     };
+    let mut url = String::with_capacity(origin.len() + path_and_query.len());
+    url.push_str(&origin);
+    url.push_str(path_and_query);
     SeenUrl {
-        url: format!("{origin}{path_and_query}"),
-        forwarded,
-        host,
+        url,
+        req,
         from_public_base_url: public_base_url.is_some(),
         trusted_forwarded: trust_forwarded,
     }
 }
 
-impl SeenUrl {
+/// The `Host` header, else the request line's authority.
+fn host(req: &HttpRequest) -> Option<Cow<'_, str>> {
+    header(req.headers(), &header::HOST)
+        .map(Cow::Borrowed)
+        .or_else(|| req.uri().authority().map(|a| Cow::Owned(a.to_string())))
+}
+
+impl SeenUrl<'_> {
     /// The most likely reason a signature over this URL failed.
     pub fn hint(&self) -> String {
         if !self.from_public_base_url {
-            if let (Some(fwd), false) = (&self.forwarded, self.trusted_forwarded) {
+            let forwarded = forwarded_origin(self.req.headers());
+            if let (Some(fwd), false) = (forwarded, self.trusted_forwarded) {
                 return format!(
                     "the request came through a proxy (its forwarded headers say {fwd}) but \
                      server.trust_forwarded_headers is off and server.public_base_url is not set: \
                      set server.public_base_url (FLEXHOOK_SERVER__PUBLIC_BASE_URL) to the URL Twilio calls"
                 );
             }
-            let host = self.host.as_deref().unwrap_or("");
+            let host = host(self.req);
+            let host = host.as_deref().unwrap_or("");
             if host.starts_with("localhost")
                 || host.starts_with("127.")
                 || host.starts_with("[::1]")
@@ -76,11 +95,11 @@ impl SeenUrl {
     }
 }
 
-fn header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_owned())
+        .map(str::trim)
         .filter(|s| !s.is_empty())
 }
 
@@ -101,11 +120,11 @@ fn forwarded_origin(headers: &HeaderMap) -> Option<String> {
             }
         }
     }
-    let first = |s: String| s.split(',').next().unwrap_or("").trim().to_owned();
+    let first = |s: &str| s.split(',').next().unwrap_or("").trim().to_owned();
     let proto = proto.or_else(|| header(headers, &header::X_FORWARDED_PROTO).map(first));
     let host = host
         .or_else(|| header(headers, &header::X_FORWARDED_HOST).map(first))
-        .or_else(|| header(headers, &header::HOST));
+        .or_else(|| header(headers, &header::HOST).map(str::to_owned));
     match (proto, host) {
         (None, _) | (_, None) => None,
         (Some(p), Some(h)) => Some(format!("{}://{h}", p.to_ascii_lowercase())),

@@ -203,7 +203,7 @@ mod tests {
     /// The form parser every webhook route uses, strict.
     fn decode_form(body: &[u8]) -> Option<Vec<(String, String)>> {
         match Payload::form(body)? {
-            Payload::Form(pairs) => Some(pairs),
+            Payload::Form(form) => Some(form.to_pairs()),
             Payload::Json(_) => None,
         }
     }

@@ -214,7 +214,7 @@ fn docs_worked_example_verifies() {
     assert_verifies(
         &auth_verifier(token),
         &request(url, Some(sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -229,7 +229,7 @@ fn sdk_base_verifies() {
     assert_verifies(
         &auth_verifier(token),
         &request(url, Some(sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -245,14 +245,14 @@ fn signature_over_443_form_verifies_for_url_without_port() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(&base_url(), Some(sig)),
-        Payload::Form(params.clone()),
+        Payload::Form(params.clone().into()),
         Signer::AuthToken,
     );
     // And as the :443 URL itself.
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(signed_url, Some(sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -266,7 +266,7 @@ fn signature_over_plain_https_url_verifies_for_url_with_443() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(&url_with_443, Some(&sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -282,13 +282,13 @@ fn signature_over_80_form_verifies_for_url_without_port() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(&plain_http, Some(sig)),
-        Payload::Form(params.clone()),
+        Payload::Form(params.clone().into()),
         Signer::AuthToken,
     );
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(signed_url, Some(sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -306,7 +306,7 @@ fn signature_over_plain_http_url_verifies_for_url_with_80() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(&url_with_80, Some(&sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -322,7 +322,7 @@ fn signature_over_non_default_port_verifies_only_with_that_port_kept() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(signed_url, Some(sig)),
-        Payload::Form(params.clone()),
+        Payload::Form(params.clone().into()),
         Signer::AuthToken,
     );
     // A non-default port is never added back to a URL that lacks it.
@@ -330,7 +330,7 @@ fn signature_over_non_default_port_verifies_only_with_that_port_kept() {
     assert_mismatch(
         &auth_verifier(&base_token()),
         &request(&plain_http, Some(sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
     );
 }
 
@@ -345,7 +345,7 @@ fn non_default_port_is_stripped_to_match_signature_over_url_without_port() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(&url_with_1234, Some(&sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -361,7 +361,7 @@ fn repeated_param_values_are_deduplicated_and_sorted() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(&base_url(), Some(sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -387,7 +387,7 @@ fn array_param_values_become_repeated_pairs() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(&base_url(), Some(sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -410,7 +410,7 @@ fn apostrophe_in_query_verifies_via_whatwg_percent_encoding() {
     assert_verifies(
         &auth_verifier(&base_token()),
         &request(request_url, Some(sig)),
-        Payload::Form(params),
+        Payload::Form(params.into()),
         Signer::AuthToken,
     );
 }
@@ -547,7 +547,7 @@ fn check_shared_key_case(case: &SharedKeyCase) {
     assert_verifies(
         &case_verifier(case),
         &case_request(case),
-        Payload::Form(case.params.clone()),
+        Payload::Form(case.params.clone().into()),
         Signer::SharedKey {
             id: case.key_id.clone(),
             algorithm: case.algorithm,
@@ -593,7 +593,7 @@ fn shared_key_signature_with_other_algorithm_in_header_is_a_mismatch() {
     assert_mismatch(
         &case_verifier(&sha1_case),
         &req,
-        Payload::Form(sha1_case.params.clone()),
+        Payload::Form(sha1_case.params.clone().into()),
     );
 }
 
@@ -609,7 +609,7 @@ fn tampered_param_value_is_a_mismatch() {
     assert_verifies(
         &verifier,
         &req,
-        Payload::Form(base_params()),
+        Payload::Form(base_params().into()),
         Signer::AuthToken,
     );
 
@@ -619,7 +619,7 @@ fn tampered_param_value_is_a_mismatch() {
         .find(|(k, _)| k == "Digits")
         .expect("sdk_base has Digits");
     digits.1 = "1235".to_owned();
-    assert_mismatch(&verifier, &req, Payload::Form(tampered));
+    assert_mismatch(&verifier, &req, Payload::Form(tampered.into()));
 }
 
 #[test]
@@ -628,7 +628,7 @@ fn wrong_auth_token_is_a_mismatch_listing_tried_url_variants() {
     let err = verify_err(
         &auth_verifier("54321"),
         &request(&base_url(), Some(&sig)),
-        Payload::Form(base_params()),
+        Payload::Form(base_params().into()),
     );
     let with_443 = text(&vector("sdk_https_with_443"), "signed_url").to_owned();
     assert_eq!(
@@ -644,7 +644,7 @@ fn missing_signature_is_missing() {
     let err = verify_err(
         &auth_verifier(&base_token()),
         &request(&base_url(), None),
-        Payload::Form(base_params()),
+        Payload::Form(base_params().into()),
     );
     assert_eq!(err, SignatureError::Missing);
 }
@@ -655,7 +655,7 @@ fn empty_signature_is_missing() {
         let err = verify_err(
             &auth_verifier(&base_token()),
             &request(&base_url(), Some(empty)),
-            Payload::Form(base_params()),
+            Payload::Form(base_params().into()),
         );
         assert_eq!(err, SignatureError::Missing, "signature {empty:?}");
     }
@@ -666,7 +666,7 @@ fn non_base64_signature_is_a_mismatch() {
     let err = verify_err(
         &auth_verifier(&base_token()),
         &request(&base_url(), Some("not base64 at all!*")),
-        Payload::Form(base_params()),
+        Payload::Form(base_params().into()),
     );
     assert!(
         matches!(err, SignatureError::Mismatch { ref tried } if !tried.is_empty()),
@@ -685,7 +685,7 @@ fn secondary_auth_token_is_accepted_and_reported() {
     assert_verifies(
         &verifier,
         &request(&base_url(), Some(&sig)),
-        Payload::Form(base_params()),
+        Payload::Form(base_params().into()),
         Signer::SecondaryAuthToken,
     );
 }
@@ -701,7 +701,7 @@ fn primary_auth_token_is_reported_when_it_signed() {
     assert_verifies(
         &verifier,
         &request(&base_url(), Some(&sig)),
-        Payload::Form(base_params()),
+        Payload::Form(base_params().into()),
         Signer::AuthToken,
     );
 }
@@ -713,7 +713,7 @@ fn unknown_shared_key_id_is_rejected() {
     let err = verify_err(
         &verifier,
         &case_request(&case),
-        Payload::Form(case.params.clone()),
+        Payload::Form(case.params.clone().into()),
     );
     assert_eq!(
         err,
@@ -735,7 +735,7 @@ fn unknown_algorithm_is_rejected() {
     let err = verify_err(
         &case_verifier(&case),
         &req,
-        Payload::Form(case.params.clone()),
+        Payload::Form(case.params.clone().into()),
     );
     assert_eq!(
         err,
@@ -760,7 +760,7 @@ fn settings_without_algorithm_fall_back_to_auth_token_sha1() {
     assert_verifies(
         &verifier,
         &req,
-        Payload::Form(case.params.clone()),
+        Payload::Form(case.params.clone().into()),
         Signer::AuthToken,
     );
 
@@ -771,7 +771,7 @@ fn settings_without_algorithm_fall_back_to_auth_token_sha1() {
         signature: Some(&key_sig),
         settings: Some(&settings),
     };
-    assert_mismatch(&verifier, &req, Payload::Form(case.params.clone()));
+    assert_mismatch(&verifier, &req, Payload::Form(case.params.clone().into()));
 }
 
 #[test]
@@ -782,7 +782,7 @@ fn shared_key_signature_without_settings_header_is_a_mismatch() {
     assert_verifies(
         &verifier,
         &case_request(&case),
-        Payload::Form(case.params.clone()),
+        Payload::Form(case.params.clone().into()),
         Signer::SharedKey {
             id: case.key_id.clone(),
             algorithm: Algorithm::HmacSha256,
@@ -794,7 +794,7 @@ fn shared_key_signature_without_settings_header_is_a_mismatch() {
             settings: None,
             ..case_request(&case)
         };
-        assert_mismatch(&verifier, &req, Payload::Form(case.params.clone()));
+        assert_mismatch(&verifier, &req, Payload::Form(case.params.clone().into()));
     }
 }
 
@@ -809,7 +809,7 @@ fn settings_without_key_are_malformed() {
         let err = verify_err(
             &auth_verifier(&base_token()),
             &req,
-            Payload::Form(base_params()),
+            Payload::Form(base_params().into()),
         );
         assert_eq!(
             err,
@@ -901,7 +901,7 @@ fn url_variants_strip_non_default_port() {
 
 fn form_pairs(body: &str) -> Option<Vec<(String, String)>> {
     match Payload::form(body.as_bytes())? {
-        Payload::Form(pairs) => Some(pairs),
+        Payload::Form(form) => Some(form.to_pairs()),
         Payload::Json(_) => panic!("a form body read as JSON"),
     }
 }
@@ -947,4 +947,38 @@ fn form_bodies_with_a_malformed_escape_or_text_are_refused() {
     }
     assert_eq!(Payload::form(b"Body=\xff"), None);
     assert_eq!(Payload::form(b"Bo\xc3dy=1"), None);
+}
+
+#[test]
+fn form_bodies_never_split_a_character_between_a_name_a_value_or_two_pairs() {
+    // Each half on its own is not UTF-8, though the two together are "é".
+    for body in ["Body%C3=%A9", "Body=%C3&%A9=1", "Body=caf%C3&x=%A9"] {
+        assert_eq!(form_pairs(body), None, "{body}");
+    }
+    assert_eq!(
+        form_pairs("B%C3%A9=%C3%A9&%C3%A9").unwrap(),
+        vec![pair("Bé", "é"), pair("é", "")]
+    );
+}
+
+#[test]
+fn a_form_reads_its_pairs_in_order_and_a_names_first_value() {
+    let Some(Payload::Form(form)) = Payload::form(b"a=1&b=&a=2&c%3D=%26") else {
+        panic!("a form body");
+    };
+    assert_eq!(form.len(), 4);
+    assert_eq!(
+        form.iter().collect::<Vec<_>>(),
+        vec![("a", "1"), ("b", ""), ("a", "2"), ("c=", "&")]
+    );
+    assert_eq!(form.get("a"), Some("1"));
+    assert_eq!(form.get("b"), Some(""));
+    assert_eq!(form.get("c="), Some("&"));
+    assert_eq!(form.get("d"), None);
+    // Built from pairs, it is the same form, and gives them back.
+    let pairs = form.to_pairs();
+    assert_eq!(Form::from(pairs.clone()), form);
+    assert_eq!(pairs.iter().cloned().collect::<Form>().to_pairs(), pairs);
+    assert!(Form::default().is_empty());
+    assert_eq!(Form::default().iter().count(), 0);
 }
