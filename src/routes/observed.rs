@@ -47,7 +47,7 @@ pub async fn observe(
     let span = tracing::info_span!(
         "webhook",
         route,
-        request_id = %id,
+        request_id = %id.to_str().unwrap_or_default(),
         event_type = Empty,
         conversation = Empty,
         message_sid = Empty,
@@ -75,9 +75,7 @@ pub async fn observe(
         .and_then(refusal)
         .or(seen.and_then(|s| s.outcome))
         .unwrap_or_else(|| by_status(res.status().as_u16()));
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, value);
-    }
+    res.headers_mut().insert(REQUEST_ID, id);
     if let Some(metrics) = metrics {
         let event = seen.map_or(UNKNOWN_EVENT, |s| s.event);
         metrics.webhook(route, event, outcome, started.elapsed());
@@ -93,16 +91,28 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-/// Twilio's idempotency token when it is a sane header value, else a fresh random id.
-fn request_id(headers: &HeaderMap) -> String {
+/// Twilio's idempotency token when it is a sane header value (then the request's own value,
+/// not a copy), else a fresh random id.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(IDEMPOTENCY_TOKEN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|t| {
-            !t.is_empty() && t.len() <= MAX_ID_LEN && t.bytes().all(|b| b.is_ascii_graphic())
+        .and_then(|raw| {
+            let token = raw.to_str().ok()?.trim();
+            let usable = !token.is_empty()
+                && token.len() <= MAX_ID_LEN
+                && token.bytes().all(|b| b.is_ascii_graphic());
+            match (usable, token.len() == raw.len()) {
+                (false, _) => None,
+                (true, true) => Some(raw.clone()),
+                (true, false) => HeaderValue::from_str(token).ok(),
+            }
         })
-        .map_or_else(|| format!("{:032x}", rand::random::<u128>()), str::to_owned)
+        .unwrap_or_else(fresh_id)
+}
+
+fn fresh_id() -> HeaderValue {
+    let id = format!("{:032x}", rand::random::<u128>());
+    HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// A refused request's outcome, from the error its handler or extractor returned.
@@ -153,14 +163,17 @@ mod tests {
     fn the_request_id_is_twilios_idempotency_token_when_usable() {
         let token = "AC0123456789abcdef0123456789abcdef-1f2e3d4c5b6a";
         assert_eq!(request_id(&headers(Some(token))), token);
+        assert_eq!(request_id(&headers(Some(&format!(" {token}\t")))), token);
         let fresh = request_id(&headers(None));
+        let fresh = fresh.to_str().unwrap();
         assert_eq!(fresh.len(), 32);
         assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()), "{fresh}");
         assert_ne!(fresh, request_id(&headers(None)), "ids are random");
-        // Too long, or with spaces: not echoed.
+        // Too long, with spaces or not printable: not echoed.
         let long = "x".repeat(MAX_ID_LEN + 1);
-        assert_ne!(request_id(&headers(Some(&long))), long);
+        assert_ne!(request_id(&headers(Some(&long))), long.as_str());
         assert_ne!(request_id(&headers(Some("a b"))), "a b");
+        assert_eq!(request_id(&headers(Some("   "))).len(), 32);
     }
 
     #[test]

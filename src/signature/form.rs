@@ -21,10 +21,9 @@ impl Form {
     pub fn decode(body: &[u8]) -> Option<Self> {
         // Decoding never lengthens: the text fits in the body's length.
         let mut text = Vec::with_capacity(body.len());
-        // Sized once for a webhook's dozen or two pairs; capped, so that a body of nothing
-        // but `&` (empty pairs, skipped) does not reserve room for tens of thousands.
-        let mut ends =
-            Vec::with_capacity((body.iter().filter(|&&b| b == b'&').count() + 1).min(64));
+        // Room for a webhook's usual dozen or two pairs; it grows for more, as they come (so
+        // a body of nothing but `&`, empty pairs all skipped, reserves nothing more).
+        let mut ends = Vec::with_capacity(24);
         for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
             let (name, value) = match pair.iter().position(|&b| b == b'=') {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
@@ -83,23 +82,31 @@ impl Form {
 }
 
 /// One name or value decoded onto `out`: `+` is a space and every `%` starts two hex digits.
-/// (UTF-8 is checked once, over the whole text.)
-fn decode_into(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
-        out.extend_from_slice(raw);
-        return Some(());
+/// (UTF-8 is checked once, over the whole text.) The text between escapes is copied a run at
+/// a time.
+fn decode_into(mut raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    while let Some(at) = raw.iter().position(|&b| b == b'%' || b == b'+') {
+        out.extend_from_slice(&raw[..at]);
+        if raw[at] == b'+' {
+            out.push(b' ');
+            raw = &raw[at + 1..];
+        } else {
+            let (high, low) = (hex(*raw.get(at + 1)?)?, hex(*raw.get(at + 2)?)?);
+            out.push(high << 4 | low);
+            raw = &raw[at + 3..];
+        }
     }
-    let hex = |b: Option<&u8>| (char::from(*b?)).to_digit(16);
-    let mut bytes = raw.iter();
-    while let Some(&b) = bytes.next() {
-        out.push(match b {
-            b'+' => b' ',
-            // Two hex digits are at most 0xFF.
-            b'%' => (hex(bytes.next())? << 4 | hex(bytes.next())?) as u8,
-            _ => b,
-        });
-    }
+    out.extend_from_slice(raw);
     Some(())
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// [`Form::iter`]'s iterator.

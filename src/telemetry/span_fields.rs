@@ -8,6 +8,7 @@
 //! the JSON event formatter reads the object back with `serde_json`, where the last one wins,
 //! as with `JsonFields`.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write};
 
 use tracing::field::{Field, Visit};
@@ -20,16 +21,27 @@ use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 pub struct JsonSpanFields;
 
 impl<'writer> FormatFields<'writer> for JsonSpanFields {
+    /// Writes the object into a scratch buffer first, then into `writer` at once, so that a
+    /// new span's own buffer is allocated once, at its size, rather than grown field by field.
     fn format_fields<R: RecordFields>(
         &self,
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        writer.write_char('{')?;
-        let mut members = Members::new(&mut writer, true);
-        fields.record(&mut members);
-        members.result?;
-        writer.write_char('}')
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut object) => {
+                object.clear();
+                let written =
+                    write_object(&mut *object, fields).and_then(|()| writer.write_str(&object));
+                // One huge field does not keep its room for ever.
+                if object.capacity() > MAX_SCRATCH {
+                    *object = String::with_capacity(SCRATCH_SIZE);
+                }
+                written
+            }
+            // A field's `Debug` that logs, formatting a span while this one is formatted.
+            Err(_) => write_object(&mut writer, fields),
+        })
     }
 
     fn add_fields(
@@ -52,6 +64,22 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
         object.push('}');
         written
     }
+}
+
+const SCRATCH_SIZE: usize = 256;
+const MAX_SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<String> = RefCell::new(String::with_capacity(SCRATCH_SIZE));
+}
+
+/// The fields as a JSON object.
+fn write_object(out: &mut dyn Write, fields: impl RecordFields) -> fmt::Result {
+    out.write_char('{')?;
+    let mut members = Members::new(out, true);
+    fields.record(&mut members);
+    members.result?;
+    out.write_char('}')
 }
 
 /// Writes each visited field as a `"name":value` member, comma-separated.

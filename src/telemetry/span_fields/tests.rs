@@ -27,10 +27,9 @@ impl io::Write for Captured {
 const AWKWARD: &str =
     "quote \" backslash \\ newline \n tab \t bell \u{7} del \u{7f} nul \u{0} \u{1f} é 😀 </script>";
 
-/// Logs, as `telemetry::init` sets JSON logs up with `fields` as the span formatter, spans
-/// with fields of every kind (some recorded later, one twice), and an event in them; the
-/// event's line parsed.
-fn logged_with<N>(fields: N) -> Value
+/// Runs `log` with JSON logs set up as `telemetry::init` sets them up, `fields` formatting
+/// the spans; the last line logged, parsed.
+fn last_line_logged<N>(fields: N, log: impl FnOnce()) -> Value
 where
     N: for<'w> FormatFields<'w> + Send + Sync + 'static,
 {
@@ -43,7 +42,19 @@ where
         .with_current_span(true)
         .fmt_fields(fields)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, log);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = text.lines().last().expect("one line logged");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// Logs, with `fields` as the span formatter, spans with fields of every kind (some recorded
+/// later, one twice), and an event in them; the event's line parsed.
+fn logged_with<N>(fields: N) -> Value
+where
+    N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+{
+    last_line_logged(fields, || {
         let outer = tracing::info_span!("outer", r#type = "webhook", empty = Empty);
         let _outer = outer.enter();
         let span = tracing::info_span!(
@@ -69,10 +80,7 @@ where
         span.record("awkward", tracing::field::display(&error));
         let _inner = span.enter();
         tracing::info!(field = "on the event", "an event");
-    });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let line = text.lines().last().expect("one line logged");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    })
 }
 
 #[test]
@@ -124,6 +132,35 @@ fn a_span_with_no_fields_then_one_is_an_object() {
     assert_eq!(fields.fields, r#"{"later":"a"}"#);
     record_into(&mut fields, "b");
     assert_eq!(fields.fields, r#"{"later":"a","later":"b"}"#);
+}
+
+/// A field whose `Debug` opens a span of its own, as a careless one might.
+struct OpensASpan;
+
+impl std::fmt::Debug for OpensASpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let _inner = tracing::info_span!("nested", inner = "field").entered();
+        f.write_str("opened")
+    }
+}
+
+#[test]
+fn a_span_formatted_while_another_is_is_still_right() {
+    let line = last_line_logged(JsonSpanFields, || {
+        let long = "x".repeat(MAX_SCRATCH + 1);
+        let _outer =
+            tracing::info_span!("outer", field = ?OpensASpan, long = long.as_str(), after = 1u64)
+                .entered();
+        tracing::info!("in it");
+    });
+    assert_eq!(line["span"]["name"], "outer", "{line}");
+    assert_eq!(line["span"]["field"], "opened", "{line}");
+    assert_eq!(
+        line["span"]["long"].as_str().map(str::len),
+        Some(MAX_SCRATCH + 1)
+    );
+    assert_eq!(line["span"]["after"], 1, "{line}");
+    SCRATCH.with(|scratch| assert!(scratch.borrow().capacity() <= MAX_SCRATCH));
 }
 
 proptest! {
