@@ -16,8 +16,8 @@ pub struct SeenUrl<'a> {
     trusted_forwarded: bool,
 }
 
-/// Built for every webhook, so the URL is written once into a string of its own size; the
-/// hint's inputs are read from the request only when it is needed.
+/// Built for every webhook, so the URL is written once, into one string; the hint's inputs
+/// are read from the request only when it is needed.
 pub fn seen_url<'a>(
     req: &'a HttpRequest,
     public_base_url: Option<&str>,
@@ -27,25 +27,21 @@ pub fn seen_url<'a>(
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path(), |p| p.as_str());
-    let origin: Cow<'_, str> = match public_base_url {
-        Some(base) => Cow::Borrowed(base),
+    // Room for a usual origin; a longer one grows the string once.
+    let mut url = String::with_capacity(64 + path_and_query.len());
+    match public_base_url {
+        Some(base) => url.push_str(base),
         None => match trust_forwarded
             .then(|| forwarded_origin(req.headers()))
             .flatten()
         {
-            Some(forwarded) => Cow::Owned(forwarded),
+            Some(forwarded) => url.push_str(&forwarded),
             None => {
-                let host = host(req);
-                let host = host.as_deref().unwrap_or("localhost");
-                let mut origin = String::with_capacity("http://".len() + host.len());
-                origin.push_str("http://");
-                origin.push_str(host);
-                Cow::Owned(origin)
+                url.push_str("http://");
+                url.push_str(host(req).as_deref().unwrap_or("localhost"));
             }
         },
-    };
-    let mut url = String::with_capacity(origin.len() + path_and_query.len());
-    url.push_str(&origin);
+    }
     url.push_str(path_and_query);
     SeenUrl {
         url,

@@ -90,12 +90,9 @@ fn single_header<'a>(
 }
 
 /// The request's head as the signature sees it, each signature header read once.
-fn signed_request<'a>(
-    req: &'a HttpRequest,
-    url: &str,
-) -> Result<SignedRequest<'a>, SignatureError> {
+fn signed_request(req: &HttpRequest, url: String) -> Result<SignedRequest<'_>, SignatureError> {
     Ok(SignedRequest {
-        urls: vec![url.to_owned()],
+        urls: vec![url],
         signature: single_header(req, &SIGNATURE, signature::SIGNATURE_HEADER)?,
         settings: single_header(req, &SIGNATURE_SETTINGS, signature::SETTINGS_HEADER)?,
     })
@@ -155,13 +152,14 @@ pub(crate) fn verify(
         })?,
         BodyKind::Json => Payload::Json(body.to_vec()),
     };
-    let seen = seen_url(
+    let mut seen = seen_url(
         req,
         auth.public_base_url.as_deref(),
         auth.trust_forwarded_headers,
     );
-    let verified =
-        signed_request(req, &seen.url).and_then(|signed| auth.verifier.verify(&signed, payload));
+    // The URL moves into the check; the refusal's hint reads the request, not the URL.
+    let verified = signed_request(req, std::mem::take(&mut seen.url))
+        .and_then(|signed| auth.verifier.verify(&signed, payload));
     let verified = verified.map_err(|e| {
         match &e {
             SignatureError::Mismatch { tried } => {

@@ -1,9 +1,9 @@
-//! A span's fields as a JSON object, written straight into the span's buffer.
+//! A span's fields as a JSON object, written without building a map of values first.
 //!
 //! tracing-subscriber's own `JsonFields` builds a map of `serde_json::Value`s for every new
 //! span, and parses and rewrites the whole object whenever a field is recorded later. Every
 //! webhook opens a span, so that was about 4% of the hot path's CPU. This writes the same
-//! object (`{"name":value,...}`) without a map: a new span's fields are written once, and a
+//! object (`{"name":value,...}`) directly: a new span's fields are written once, and a
 //! later field is appended before the closing brace. A field recorded twice appears twice;
 //! the JSON event formatter reads the object back with `serde_json`, where the last one wins,
 //! as with `JsonFields`.
