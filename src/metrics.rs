@@ -7,7 +7,7 @@
 //! Twilio error code. No SID, address or body ever becomes a label.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -69,6 +69,7 @@ struct BuildLabels {
 
 /// How one webhook was answered: the `outcome` label of `flexhook_webhooks_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum WebhookOutcome {
     /// New work was queued (a new conversation's job, a close job).
     Accepted,
@@ -113,6 +114,26 @@ impl WebhookOutcome {
 pub const UNKNOWN_EVENT: &str = "unknown";
 /// The `event` label of an event type not in [`EVENT_TYPES`].
 pub const OTHER_EVENT: &str = "other";
+
+/// A bounded `event` label: one of [`EVENT_TYPES`], [`OTHER_EVENT`] or [`UNKNOWN_EVENT`],
+/// kept as its index so that the hot path finds its counter without hashing a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLabel(u8);
+
+impl EventLabel {
+    pub const OTHER: Self = Self(EVENT_TYPES.len() as u8);
+    pub const UNKNOWN: Self = Self(EVENT_TYPES.len() as u8 + 1);
+    /// How many there are.
+    const COUNT: usize = EVENT_TYPES.len() + 2;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OTHER => OTHER_EVENT,
+            Self::UNKNOWN => UNKNOWN_EVENT,
+            Self(i) => EVENT_TYPES[usize::from(i)],
+        }
+    }
+}
 
 /// Every event type a label may name: Conversations' webhook events, then TaskRouter's.
 const EVENT_TYPES: &[&str] = &[
@@ -174,12 +195,11 @@ const EVENT_TYPES: &[&str] = &[
 ];
 
 /// `raw` as a bounded label value: itself when it is a known event type, else `other`.
-pub fn event_label(raw: &str) -> &'static str {
+pub fn event_label(raw: &str) -> EventLabel {
     EVENT_TYPES
         .iter()
-        .find(|known| **known == raw)
-        .copied()
-        .unwrap_or(OTHER_EVENT)
+        .position(|known| *known == raw)
+        .map_or(EventLabel::OTHER, |i| EventLabel(i as u8))
 }
 
 /// The webhook routes, as their `route` label.
@@ -208,6 +228,22 @@ struct Families {
 pub struct Metrics {
     registry: Arc<Registry>,
     families: Arc<Families>,
+    hot: Arc<Handles>,
+}
+
+/// Series the webhook path counts into, kept as handles: a series is looked up in its
+/// family (a lock, a hash of its labels) once, not for every webhook.
+struct Handles {
+    /// Indexed by [`webhook_slot`]; each filled on its first webhook.
+    webhooks: Box<[OnceLock<Counter>]>,
+    /// `webhook_duration` of each of [`ROUTES`].
+    durations: [Histogram; ROUTES.len()],
+}
+
+/// Where a webhook's counter sits in [`Handles::webhooks`].
+fn webhook_slot(route: usize, event: EventLabel, outcome: WebhookOutcome) -> usize {
+    (route * EventLabel::COUNT + usize::from(event.0)) * WebhookOutcome::ALL.len()
+        + outcome as usize
 }
 
 impl std::fmt::Debug for Metrics {
@@ -311,9 +347,20 @@ impl Metrics {
                 store,
             }),
         );
+        let hot = Handles {
+            webhooks: (0..ROUTES.len() * EventLabel::COUNT * WebhookOutcome::ALL.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            durations: ROUTES.map(|route| {
+                families
+                    .webhook_duration
+                    .get_or_create_owned(&RouteLabel { route })
+            }),
+        };
         let metrics = Self {
             registry: Arc::new(registry),
             families: Arc::new(families),
+            hot: Arc::new(hot),
         };
         metrics.zero_alerting_series();
         metrics
@@ -349,21 +396,28 @@ impl Metrics {
     pub fn webhook(
         &self,
         route: &'static str,
-        event: &'static str,
+        event: EventLabel,
         outcome: WebhookOutcome,
         elapsed: Duration,
     ) {
-        let f = &self.families;
-        f.webhooks
-            .get_or_create(&WebhookLabels {
-                route,
-                event,
-                outcome: outcome.as_str(),
-            })
+        let labels = || WebhookLabels {
+            route,
+            event: event.as_str(),
+            outcome: outcome.as_str(),
+        };
+        let Some(r) = ROUTES.iter().position(|known| *known == route) else {
+            // Not one of the webhook routes: counted all the same, the slow way.
+            let f = &self.families;
+            f.webhooks.get_or_create(&labels()).inc();
+            f.webhook_duration
+                .get_or_create(&RouteLabel { route })
+                .observe(elapsed.as_secs_f64());
+            return;
+        };
+        self.hot.webhooks[webhook_slot(r, event, outcome)]
+            .get_or_init(|| self.families.webhooks.get_or_create_owned(&labels()))
             .inc();
-        f.webhook_duration
-            .get_or_create(&RouteLabel { route })
-            .observe(elapsed.as_secs_f64());
+        self.hot.durations[r].observe(elapsed.as_secs_f64());
     }
 
     /// One job attempt's outcome, once recorded. `error` for `retried` and `dead`.
@@ -463,10 +517,12 @@ mod tests {
 
     #[test]
     fn unknown_event_types_share_one_label() {
-        assert_eq!(event_label("onMessageAdded"), "onMessageAdded");
-        assert_eq!(event_label("task.canceled"), "task.canceled");
-        assert_eq!(event_label("CH0123456789abcdef"), OTHER_EVENT);
-        assert_eq!(event_label(""), OTHER_EVENT);
+        assert_eq!(event_label("onMessageAdded").as_str(), "onMessageAdded");
+        assert_eq!(event_label("task.canceled").as_str(), "task.canceled");
+        assert_eq!(event_label("CH0123456789abcdef").as_str(), OTHER_EVENT);
+        assert_eq!(event_label("").as_str(), OTHER_EVENT);
+        assert_eq!(EventLabel::UNKNOWN.as_str(), UNKNOWN_EVENT);
+        assert_ne!(EventLabel::OTHER, EventLabel::UNKNOWN);
     }
 
     #[test]
@@ -493,7 +549,7 @@ mod tests {
         let metrics = Metrics::new("sqlite");
         metrics.webhook(
             "conversations",
-            "onMessageAdded",
+            event_label("onMessageAdded"),
             WebhookOutcome::Known,
             Duration::from_millis(2),
         );
@@ -520,5 +576,52 @@ mod tests {
         assert!(metrics
             .encode()
             .contains("flexhook_rate_limit_queue_depth 0"));
+    }
+    #[test]
+    fn the_webhook_paths_handles_count_into_the_series_the_text_shows() {
+        let metrics = Metrics::new("sqlite");
+        let known = |route| {
+            metrics.webhook(
+                route,
+                event_label("onMessageAdded"),
+                WebhookOutcome::Known,
+                Duration::from_millis(1),
+            )
+        };
+        known("conversations");
+        known("conversations");
+        known("taskrouter");
+        // The series made at 0 for the alerts is the one a refusal counts into.
+        metrics.clone().webhook(
+            "conversations",
+            EventLabel::UNKNOWN,
+            WebhookOutcome::BadSignature,
+            Duration::from_millis(1),
+        );
+        // A route that is not a webhook's: counted without a handle, all the same.
+        metrics.webhook(
+            "elsewhere",
+            EventLabel::OTHER,
+            WebhookOutcome::Ignored,
+            Duration::from_millis(1),
+        );
+        let text = metrics.encode();
+        for line in [
+            r#"flexhook_webhooks_total{route="conversations",event="onMessageAdded",outcome="known"} 2"#,
+            r#"flexhook_webhooks_total{route="taskrouter",event="onMessageAdded",outcome="known"} 1"#,
+            r#"flexhook_webhooks_total{route="conversations",event="unknown",outcome="bad_signature"} 1"#,
+            r#"flexhook_webhooks_total{route="elsewhere",event="other",outcome="ignored"} 1"#,
+            r#"flexhook_webhook_duration_seconds_count{route="conversations"} 3"#,
+            r#"flexhook_webhook_duration_seconds_count{route="taskrouter"} 1"#,
+            r#"flexhook_webhook_duration_seconds_count{route="elsewhere"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+        assert_eq!(
+            text.matches(r#"event="onMessageAdded",outcome="known"} "#)
+                .count(),
+            2,
+            "one series per route: {text}"
+        );
     }
 }

@@ -127,8 +127,57 @@ pub struct SignedRequest<'a> {
 /// The secrets webhooks may be signed with.
 #[derive(Clone)]
 pub struct Verifier {
-    auth_tokens: Vec<(Signer, SecretString)>,
+    /// Each auth token, keyed into its HMAC once rather than for every request.
+    auth_tokens: Vec<(Signer, Keyed)>,
     shared_keys: BTreeMap<String, SecretString>,
+}
+
+/// An HMAC with its key already absorbed: each check clones it, and skips re-hashing the key.
+#[derive(Clone)]
+enum Keyed {
+    Sha1(Hmac<sha1::Sha1>),
+    Sha256(Hmac<Sha256>),
+}
+
+impl Keyed {
+    fn new(key: &[u8], algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::HmacSha1 => {
+                Self::Sha1(Hmac::new_from_slice(key).expect("HMAC takes any key"))
+            }
+            Algorithm::HmacSha256 => {
+                Self::Sha256(Hmac::new_from_slice(key).expect("HMAC takes any key"))
+            }
+        }
+    }
+
+    /// Whether `expected` is the MAC of `data`, compared in constant time. (`data` whole:
+    /// fed to the MAC as one piece, it costs less than as its URL and each name and value.)
+    fn matches(&self, data: &[u8], expected: &[u8]) -> bool {
+        match self {
+            Self::Sha1(keyed) => keyed.clone().chain_update(data).verify_slice(expected),
+            Self::Sha256(keyed) => keyed.clone().chain_update(data).verify_slice(expected),
+        }
+        .is_ok()
+    }
+
+    /// The MAC of `data`.
+    fn tag(&self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha1(keyed) => keyed
+                .clone()
+                .chain_update(data)
+                .finalize()
+                .into_bytes()
+                .to_vec(),
+            Self::Sha256(keyed) => keyed
+                .clone()
+                .chain_update(data)
+                .finalize()
+                .into_bytes()
+                .to_vec(),
+        }
+    }
 }
 
 impl fmt::Debug for Verifier {
@@ -146,9 +195,12 @@ impl Verifier {
         secondary_auth_token: Option<SecretString>,
         shared_keys: BTreeMap<String, SecretString>,
     ) -> Self {
-        let mut auth_tokens = vec![(Signer::AuthToken, auth_token)];
+        let keyed = |token: &SecretString| {
+            Keyed::new(token.expose_secret().as_bytes(), Algorithm::HmacSha1)
+        };
+        let mut auth_tokens = vec![(Signer::AuthToken, keyed(&auth_token))];
         if let Some(t) = secondary_auth_token {
-            auth_tokens.push((Signer::SecondaryAuthToken, t));
+            auth_tokens.push((Signer::SecondaryAuthToken, keyed(&t)));
         }
         Self {
             auth_tokens,
@@ -171,12 +223,13 @@ impl Verifier {
         // comparisons so that its failure looks like any other mismatch.
         let expected = B64.decode(signature).unwrap_or_default();
 
-        let keys: Vec<(Signer, Algorithm, &SecretString)> = match request.settings {
-            None => self.auth_token_keys(),
+        // A SharedKey is keyed for this request alone; the auth tokens were keyed once.
+        let shared: Option<(Signer, Keyed)> = match request.settings {
+            None => None,
             Some(header) => match parse_settings(header)? {
                 Settings {
                     algorithm: None, ..
-                } => self.auth_token_keys(),
+                } => None,
                 Settings {
                     key: Some(id),
                     algorithm: Some(algorithm),
@@ -187,11 +240,15 @@ impl Verifier {
                         .shared_keys
                         .get(&id)
                         .ok_or(SignatureError::UnknownKey { id: id.clone() })?;
-                    vec![(Signer::SharedKey { id, algorithm }, algorithm, secret)]
+                    let keyed = Keyed::new(secret.expose_secret().as_bytes(), algorithm);
+                    Some((Signer::SharedKey { id, algorithm }, keyed))
                 }
                 Settings { key: None, .. } => return Err(SignatureError::MalformedSettings),
             },
         };
+        let keys = shared
+            .as_ref()
+            .map_or(&self.auth_tokens[..], std::slice::from_ref);
 
         let sorted = match &payload {
             Payload::Form(form) => sorted_params(form.iter()),
@@ -219,13 +276,8 @@ impl Verifier {
             );
             for url in urls {
                 let data = canonical_from_sorted(&url, &sorted);
-                for (signer, algorithm, secret) in &keys {
-                    if mac_matches(
-                        secret.expose_secret().as_bytes(),
-                        *algorithm,
-                        &data,
-                        &expected,
-                    ) {
+                for (signer, keyed) in keys {
+                    if keyed.matches(data.as_bytes(), &expected) {
                         return Ok(Verified {
                             inner: payload,
                             signer: signer.clone(),
@@ -238,13 +290,6 @@ impl Verifier {
             }
         }
         Err(SignatureError::Mismatch { tried })
-    }
-
-    fn auth_token_keys(&self) -> Vec<(Signer, Algorithm, &SecretString)> {
-        self.auth_tokens
-            .iter()
-            .map(|(s, t)| (s.clone(), Algorithm::HmacSha1, t))
-            .collect()
     }
 }
 
@@ -281,20 +326,52 @@ pub fn canonical_string(url: &str, params: &[(String, String)]) -> String {
 
 /// Name-value pairs sorted by name, then by value, repeats dropped: the order of
 /// [`canonical_string`].
-fn sorted_params<'a>(params: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
-    let mut sorted: Vec<(&str, &str)> = params.collect();
+fn sorted_params<'a>(params: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Param<'a>> {
+    let mut sorted: Vec<Param<'a>> = params
+        .map(|(name, value)| Param {
+            prefix: name_prefix(name),
+            name,
+            value,
+        })
+        .collect();
     sorted.sort_unstable();
     sorted.dedup();
     sorted
 }
 
-fn canonical_from_sorted(url: &str, sorted: &[(&str, &str)]) -> String {
-    let len = sorted.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+/// One parameter, in signing order: by name, then value. Names mostly differ within their
+/// first eight bytes, so those, compared first as one integer (computed once per parameter),
+/// spare most comparisons a byte-by-byte one (a call to `memcmp` each).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Param<'a> {
+    prefix: u64,
+    name: &'a str,
+    value: &'a str,
+}
+
+/// A name's first eight bytes as a big-endian integer, zero-padded: two names compare as
+/// their prefixes do, unless the prefixes tie.
+fn name_prefix(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    match bytes.first_chunk::<8>() {
+        Some(first) => u64::from_be_bytes(*first),
+        None => bytes
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (i, &b)| acc | u64::from(b) << (56 - 8 * i)),
+    }
+}
+
+fn canonical_from_sorted(url: &str, sorted: &[Param<'_>]) -> String {
+    let len = sorted
+        .iter()
+        .map(|p| p.name.len() + p.value.len())
+        .sum::<usize>();
     let mut data = String::with_capacity(url.len() + len);
     data.push_str(url);
-    for (name, value) in sorted {
-        data.push_str(name);
-        data.push_str(value);
+    for param in sorted {
+        data.push_str(param.name);
+        data.push_str(param.value);
     }
     data
 }
@@ -307,40 +384,12 @@ pub fn compute_signature(
     params: &[(String, String)],
 ) -> String {
     let data = canonical_string(url, params);
-    let tag = match algorithm {
-        Algorithm::HmacSha1 => {
-            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key");
-            mac.update(data.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-        Algorithm::HmacSha256 => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
-            mac.update(data.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-    };
-    B64.encode(tag)
+    B64.encode(Keyed::new(key, algorithm).tag(data.as_bytes()))
 }
 
 /// The hex SHA-256 Twilio puts in `bodySHA256` for a JSON body.
 pub fn body_sha256(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
-}
-
-fn mac_matches(key: &[u8], algorithm: Algorithm, data: &str, expected: &[u8]) -> bool {
-    // verify_slice compares in constant time.
-    match algorithm {
-        Algorithm::HmacSha1 => {
-            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key");
-            mac.update(data.as_bytes());
-            mac.verify_slice(expected).is_ok()
-        }
-        Algorithm::HmacSha256 => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
-            mac.update(data.as_bytes());
-            mac.verify_slice(expected).is_ok()
-        }
-    }
 }
 
 /// The URLs Twilio's SDKs accept for one request URL: as given, as a WHATWG parser writes it

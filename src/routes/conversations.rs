@@ -1,6 +1,7 @@
 //! `POST /webhooks/conversations`: verified webhook → event → decision → 200.
 //! The answer goes back as soon as what matters is durable; Flex is called by the worker.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::WebhookError;
@@ -10,7 +11,7 @@ use super::verified::VerifiedWebhook;
 use crate::domain::CustomerAddress;
 use crate::event::{self, Event, MessageAdded};
 use crate::intake::{Decision, IntakeError};
-use crate::metrics::{event_label, WebhookOutcome};
+use crate::metrics::{event_label, EventLabel, WebhookOutcome};
 
 pub async fn conversations_webhook(
     req: HttpRequest,
@@ -20,8 +21,10 @@ pub async fn conversations_webhook(
     let read = event::read(&webhook.payload).map_err(malformed)?;
     let head = read.head();
     let label = event_label(&head.event_type);
-    seen(&req, label, None);
-    webhook.check_account(&head.account_sid)?;
+    if let Err(refused) = webhook.check_account(&head.account_sid) {
+        seen(&req, label, None);
+        return Err(refused);
+    }
     let ignored = |event_type: &str| {
         tracing::debug!(%event_type, "event acknowledged, nothing to do");
         seen(&req, label, Some(WebhookOutcome::Ignored));
@@ -34,8 +37,10 @@ pub async fn conversations_webhook(
     // from its head alone: it logs nothing, so the span needs none of the fields below.
     if state.intake.is_known(conversation) {
         seen(&req, label, Some(WebhookOutcome::Known));
-        return Ok(HttpResponse::Ok().finish());
+        return Ok(HttpResponse::new(StatusCode::OK));
     }
+    // The event's type, for a refusal below.
+    seen(&req, label, None);
     let message = match read.into_event().map_err(malformed)? {
         Event::MessageAdded(message) => message,
         Event::Other(head) => return ignored(&head.event_type),
@@ -52,7 +57,7 @@ fn malformed(e: event::EventError) -> WebhookError {
 /// A conversation not known from memory: the insert-if-absent.
 async fn first_message(
     req: HttpRequest,
-    label: &'static str,
+    label: EventLabel,
     message: Box<MessageAdded>,
     webhook: VerifiedWebhook,
     state: web::Data<AppState>,

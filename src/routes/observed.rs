@@ -16,23 +16,24 @@ use tracing::Instrument;
 
 use super::error::WebhookError;
 use super::state::AppState;
-use crate::metrics::{WebhookOutcome, UNKNOWN_EVENT};
+use crate::metrics::{EventLabel, WebhookOutcome};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const IDEMPOTENCY_TOKEN: &str = "i-twilio-idempotency-token";
+// A name, not a `&str`: a lookup by `&str` parses (and lowercases) it each time.
+const IDEMPOTENCY_TOKEN: HeaderName = HeaderName::from_static("i-twilio-idempotency-token");
 /// A longer (or unprintable) token is not echoed: a fresh id replaces it.
 const MAX_ID_LEN: usize = 128;
 
 /// What the handler learnt: the event's type (a bounded label) and, for a 2xx, how it ended.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
-    event: &'static str,
+    event: EventLabel,
     outcome: Option<WebhookOutcome>,
 }
 
 /// Tells the middleware the event's type (`crate::metrics::event_label`) and, once
 /// answered 2xx, its outcome; call it again to add the outcome.
-pub fn seen(req: &HttpRequest, event: &'static str, outcome: Option<WebhookOutcome>) {
+pub fn seen(req: &HttpRequest, event: EventLabel, outcome: Option<WebhookOutcome>) {
     req.extensions_mut().insert(Seen { event, outcome });
 }
 
@@ -54,16 +55,19 @@ pub async fn observe(
         retry_count = Empty,
         task = Empty,
     );
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone());
-    let answered = span.in_scope(|| next.call(req)).instrument(span).await;
+    // The app's state (one reference count), for its metrics once answered.
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    // Only polling runs the extractors and the handler (actix calls them in the future's
+    // body), so the span is entered there and not around `call`.
+    let answered = next.call(req).instrument(span).await;
     let mut res = match answered {
         Ok(res) => res,
         Err(e) => {
-            if let Some(metrics) = metrics {
+            if let Some(state) = state {
                 let outcome = refusal(&e).unwrap_or(WebhookOutcome::BadRequest);
-                metrics.webhook(route, UNKNOWN_EVENT, outcome, started.elapsed());
+                state
+                    .metrics
+                    .webhook(route, EventLabel::UNKNOWN, outcome, started.elapsed());
             }
             return Err(e);
         }
@@ -76,9 +80,11 @@ pub async fn observe(
         .or(seen.and_then(|s| s.outcome))
         .unwrap_or_else(|| by_status(res.status().as_u16()));
     res.headers_mut().insert(REQUEST_ID, id);
-    if let Some(metrics) = metrics {
-        let event = seen.map_or(UNKNOWN_EVENT, |s| s.event);
-        metrics.webhook(route, event, outcome, started.elapsed());
+    if let Some(state) = state {
+        let event = seen.map_or(EventLabel::UNKNOWN, |s| s.event);
+        state
+            .metrics
+            .webhook(route, event, outcome, started.elapsed());
     }
     Ok(res)
 }
@@ -97,14 +103,15 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(IDEMPOTENCY_TOKEN)
         .and_then(|raw| {
-            let token = raw.to_str().ok()?.trim();
+            // One pass over the bytes: printable ASCII is valid text as well.
+            let token = raw.as_bytes().trim_ascii();
             let usable = !token.is_empty()
                 && token.len() <= MAX_ID_LEN
-                && token.bytes().all(|b| b.is_ascii_graphic());
+                && token.iter().all(u8::is_ascii_graphic);
             match (usable, token.len() == raw.len()) {
                 (false, _) => None,
                 (true, true) => Some(raw.clone()),
-                (true, false) => HeaderValue::from_str(token).ok(),
+                (true, false) => HeaderValue::from_bytes(token).ok(),
             }
         })
         .unwrap_or_else(fresh_id)
@@ -151,10 +158,7 @@ mod tests {
     fn headers(token: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(t) = token {
-            h.insert(
-                HeaderName::from_static(IDEMPOTENCY_TOKEN),
-                HeaderValue::from_str(t).unwrap(),
-            );
+            h.insert(IDEMPOTENCY_TOKEN, HeaderValue::from_str(t).unwrap());
         }
         h
     }

@@ -19,21 +19,61 @@ impl Form {
     /// `None` when the body is not strictly encoded: a lenient parser would turn a malformed
     /// escape or byte into text the signature never covered (`%FF` into U+FFFD).
     pub fn decode(body: &[u8]) -> Option<Self> {
-        // Decoding never lengthens: the text fits in the body's length.
-        let mut text = Vec::with_capacity(body.len());
+        // Decoding never lengthens: the text fits in the body's length. It is written by
+        // index into a buffer of that length and one word more (plain bytes are copied a word
+        // at a time, and a copy may run past what it keeps), then cut to size.
+        let mut text = vec![0; body.len() + WORD];
+        let mut len = 0;
         // Room for a webhook's usual dozen or two pairs; it grows for more, as they come (so
         // a body of nothing but `&`, empty pairs all skipped, reserves nothing more).
         let mut ends = Vec::with_capacity(24);
-        for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(at) => (&pair[..at], &pair[at + 1..]),
-                None => (pair, &[][..]),
+        // Where the pair being read has its name end in `text`, once its `=` is read.
+        let mut name_end = None;
+        // Whether the pair being read has any byte yet (an empty one is skipped).
+        let mut in_pair = false;
+        let mut at = 0;
+        while let Some(&byte) = body.get(at) {
+            // Plain bytes a word at a time: the word is copied whole, and kept up to its first
+            // byte that is not plain.
+            if let Some(word) = body[at..].first_chunk::<WORD>() {
+                let plain = plain_run(word);
+                if plain > 0 {
+                    text.get_mut(len..len + WORD)?.copy_from_slice(word);
+                    (len, at, in_pair) = (len + plain, at + plain, true);
+                    continue;
+                }
+            }
+            at += 1;
+            let decoded = match byte {
+                b'&' => {
+                    if in_pair {
+                        ends.push((name_end.unwrap_or(len), len));
+                    }
+                    (name_end, in_pair) = (None, false);
+                    continue;
+                }
+                b'=' if name_end.is_none() => {
+                    (name_end, in_pair) = (Some(len), true);
+                    continue;
+                }
+                b'+' => b' ',
+                b'%' => {
+                    let &[high, low] = body.get(at..at + 2)? else {
+                        return None;
+                    };
+                    at += 2;
+                    hex(high)? << 4 | hex(low)?
+                }
+                _ => byte,
             };
-            decode_into(name, &mut text)?;
-            let name_end = text.len();
-            decode_into(value, &mut text)?;
-            ends.push((name_end, text.len()));
+            *text.get_mut(len)? = decoded;
+            len += 1;
+            in_pair = true;
         }
+        if in_pair {
+            ends.push((name_end.unwrap_or(len), len));
+        }
+        text.truncate(len);
         // UTF-8 as a whole, and no character split between a name and a value or two pairs:
         // so each name and value is UTF-8 on its own.
         let text = String::from_utf8(text).ok()?;
@@ -81,23 +121,25 @@ impl Form {
     }
 }
 
-/// One name or value decoded onto `out`: `+` is a space and every `%` starts two hex digits.
-/// (UTF-8 is checked once, over the whole text.) The text between escapes is copied a run at
-/// a time.
-fn decode_into(mut raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    while let Some(at) = raw.iter().position(|&b| b == b'%' || b == b'+') {
-        out.extend_from_slice(&raw[..at]);
-        if raw[at] == b'+' {
-            out.push(b' ');
-            raw = &raw[at + 1..];
-        } else {
-            let (high, low) = (hex(*raw.get(at + 1)?)?, hex(*raw.get(at + 2)?)?);
-            out.push(high << 4 | low);
-            raw = &raw[at + 3..];
-        }
-    }
-    out.extend_from_slice(raw);
-    Some(())
+/// The bytes [`Form::decode`] copies a word at a time.
+const WORD: usize = 8;
+
+/// How many of `word`'s bytes, from its first, are plain (decode as themselves: not `&`, `=`,
+/// `+` or `%`), found for the whole word at once.
+fn plain_run(word: &[u8; WORD]) -> usize {
+    let word = u64::from_le_bytes(*word);
+    let special = [b'&', b'=', b'+', b'%'].into_iter().fold(0, |found, byte| {
+        found | zero_bytes(word ^ u64::from_le_bytes([byte; WORD]))
+    });
+    // Little-endian: the first byte is the lowest. No special byte: 64 / 8, the whole word.
+    (special.trailing_zeros() / 8) as usize
+}
+
+/// The high bit set in each byte of `word` that is zero, and in no other (no carry crosses
+/// from one byte into the next).
+fn zero_bytes(word: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    !(((word & LOW7) + LOW7) | word | LOW7)
 }
 
 fn hex(digit: u8) -> Option<u8> {
@@ -156,5 +198,72 @@ impl From<Vec<(String, String)>> for Form {
 impl fmt::Debug for Form {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{plain_run, Form};
+
+    fn lenient(body: &[u8]) -> Vec<(String, String)> {
+        form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn a_words_plain_run_ends_at_its_first_special_byte(word in any::<[u8; 8]>(), at in 0..9usize, special in prop_oneof![Just(b'&'), Just(b'='), Just(b'+'), Just(b'%')]) {
+            let mut word = word;
+            if let Some(byte) = word.get_mut(at) {
+                *byte = special;
+            }
+            let expected = word.iter().position(|b| b"&=+%".contains(b)).unwrap_or(8);
+            prop_assert_eq!(plain_run(&word), expected);
+        }
+
+        /// Whatever Twilio's encoding makes of any pairs decodes back to exactly them.
+        #[test]
+        fn encoded_pairs_decode_to_themselves(pairs in proptest::collection::vec((".*", ".*"), 0..12)) {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let form = Form::decode(body.as_bytes());
+            prop_assert_eq!(form.map(|f| f.to_pairs()), Some(pairs));
+        }
+
+        /// Any body it accepts, it reads as the WHATWG parser does; it refuses only what that
+        /// parser would have to repair (a bad escape, invalid UTF-8).
+        #[test]
+        fn an_accepted_body_reads_as_the_whatwg_parser_reads_it(
+            body in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'&'), Just(b'='), Just(b'+'), Just(b'%'), Just(b'2'), Just(b'F'),
+                    Just(b'C'), Just(b'3'), Just(b'a'), Just(0xC3), Just(0xA9), any::<u8>()
+                ],
+                0..48,
+            )
+        ) {
+            match Form::decode(&body) {
+                Some(form) => prop_assert_eq!(form.to_pairs(), lenient(&body)),
+                None => {
+                    let bad_escape = body.iter().enumerate().any(|(i, &b)| {
+                        b == b'%'
+                            && !(body.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                                && body.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+                    });
+                    let repaired = lenient(&body)
+                        .iter()
+                        .any(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}'));
+                    prop_assert!(
+                        bad_escape || repaired,
+                        "refused a clean body: {:?}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+            }
+        }
     }
 }

@@ -982,3 +982,52 @@ fn a_form_reads_its_pairs_in_order_and_a_names_first_value() {
     assert!(Form::default().is_empty());
     assert_eq!(Form::default().iter().count(), 0);
 }
+
+#[test]
+fn params_sort_by_name_then_value_as_plain_byte_order_does() {
+    // Names that tie on their first eight bytes, that are prefixes of each other (shorter
+    // and longer than eight bytes), with NUL and non-ASCII bytes, and repeated pairs.
+    let names = [
+        "ConversationSid",
+        "ConversationServiceSid",
+        "Conversa",
+        "Conversat",
+        "Convers",
+        "Conv\u{0}",
+        "Conv",
+        "",
+        "a",
+        "A",
+        "Ab\u{0}",
+        "Ab",
+        "é",
+        "ée",
+        "\u{10FFFF}",
+        "Body",
+        "Body",
+    ];
+    let values = ["", "1", "10", "2", "é"];
+    let pairs: Vec<(&str, &str)> = names
+        .iter()
+        .flat_map(|n| values.iter().map(move |v| (*n, *v)))
+        .rev()
+        .collect();
+    let mut plain = pairs.clone();
+    plain.sort_unstable();
+    plain.dedup();
+    let sorted: Vec<(&str, &str)> = sorted_params(pairs.into_iter())
+        .into_iter()
+        .map(|p| (p.name, p.value))
+        .collect();
+    assert_eq!(sorted, plain);
+    for (a, b) in [
+        ("Conv", "Conv\u{0}"),
+        ("Ab", "Ab\u{0}"),
+        ("a", "b"),
+        ("", "\u{0}"),
+    ] {
+        assert!(name_prefix(a) <= name_prefix(b), "{a:?} {b:?}");
+    }
+    assert!(name_prefix("ConversaA") == name_prefix("ConversaB"));
+    assert!(name_prefix("Body") < name_prefix("Bodz"));
+}

@@ -179,6 +179,10 @@ struct Escaped<'a>(&'a mut dyn Write);
 
 impl Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Most values (ids, SIDs, routes) need no escape: one quick scan, then one write.
+        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            return self.0.write_str(s);
+        }
         let mut plain = 0;
         for (at, byte) in s.bytes().enumerate() {
             let escape = match byte {
