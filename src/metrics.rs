@@ -135,6 +135,9 @@ impl EventLabel {
     }
 }
 
+// Every event label, `other` and `unknown` included, fits an `EventLabel`'s `u8`.
+const _: () = assert!(EventLabel::COUNT <= u8::MAX as usize);
+
 /// Every event type a label may name: Conversations' webhook events, then TaskRouter's.
 const EVENT_TYPES: &[&str] = &[
     "onMessageAdded",
