@@ -51,11 +51,12 @@ const SIGNATURE_SETTINGS: HeaderName =
     HeaderName::from_static("x-twilio-webhooks-signature-settings");
 
 pub(crate) fn body_kind(req: &HttpRequest) -> Option<BodyKind> {
-    let ct = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = ct.split(';').next()?.trim();
-    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+    // As bytes: a type that is not ASCII matches neither name anyway.
+    let ct = req.headers().get(header::CONTENT_TYPE)?.as_bytes();
+    let essence = ct.split(|&b| b == b';').next()?.trim_ascii();
+    if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
         Some(BodyKind::Form)
-    } else if essence.eq_ignore_ascii_case("application/json") {
+    } else if essence.eq_ignore_ascii_case(b"application/json") {
         Some(BodyKind::Json)
     } else {
         None
@@ -69,8 +70,7 @@ fn is_identity(req: &HttpRequest) -> bool {
     let first = encodings.next();
     encodings.next().is_none()
         && first.map_or(true, |e| {
-            e.to_str()
-                .is_ok_and(|e| e.trim().eq_ignore_ascii_case("identity"))
+            e.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity")
         })
 }
 
@@ -246,6 +246,64 @@ mod tests {
         ] {
             assert_eq!(decode_form(body), None, "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn the_body_kind_is_the_content_types_essence_in_any_case() {
+        use actix_web::http::header::HeaderValue;
+        use actix_web::test::TestRequest;
+
+        use super::{body_kind, is_identity, BodyKind};
+
+        let kind = |ct: &[u8]| {
+            let req = TestRequest::default()
+                .insert_header(("content-type", HeaderValue::from_bytes(ct).unwrap()))
+                .to_http_request();
+            body_kind(&req).map(|k| matches!(k, BodyKind::Form))
+        };
+        // Some(true): a form; Some(false): JSON; None: refused.
+        let cases: [(&[u8], Option<bool>); 13] = [
+            (b"application/x-www-form-urlencoded", Some(true)),
+            (
+                b"application/x-www-form-urlencoded; charset=UTF-8",
+                Some(true),
+            ),
+            (b"Application/X-WWW-Form-URLEncoded", Some(true)),
+            (
+                b" application/x-www-form-urlencoded\t;charset=utf-8",
+                Some(true),
+            ),
+            (b"application/json", Some(false)),
+            (b"APPLICATION/JSON;charset=utf-8", Some(false)),
+            (b"text/plain", None),
+            (b"application/jsonx", None),
+            (b"application/x-www-form-urlencodedx", None),
+            (b"application/ json", None),
+            (b"multipart/form-data; boundary=x", None),
+            (b"application/json\xc2\xa0", None),
+            (b"", None),
+        ];
+        for (ct, expected) in cases {
+            assert_eq!(kind(ct), expected, "{}", String::from_utf8_lossy(ct));
+        }
+        assert_eq!(
+            body_kind(&TestRequest::default().to_http_request()).map(|_| ()),
+            None
+        );
+
+        let identity = |values: &[&str]| {
+            let mut req = TestRequest::default();
+            for v in values {
+                req = req.append_header(("content-encoding", *v));
+            }
+            is_identity(&req.to_http_request())
+        };
+        assert!(identity(&[]));
+        assert!(identity(&["identity"]));
+        assert!(identity(&[" IDENTITY "]));
+        assert!(!identity(&["gzip"]));
+        assert!(!identity(&["identity, gzip"]));
+        assert!(!identity(&["identity", "identity"]));
     }
 
     #[test]
