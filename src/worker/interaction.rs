@@ -4,7 +4,7 @@
 //! the rate limit's pace; once recorded, remove the conversation-scoped webhook. A rule's
 //! reply and the conversation's timers are jobs of their own, recorded with the outcome.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::attempt::Outcome;
 use super::{Claim, Worker};
@@ -290,7 +290,7 @@ impl Worker {
     /// next free slot is further away than half the lease (or than `send_by`), none is taken
     /// and the job is tried again closer to it (nothing was sent).
     async fn pace(&self, job: &Job, send_by: Instant) -> Result<(), Transition> {
-        let interval = Duration::from_secs(1) / self.config.max_creates_per_second.max(1);
+        let interval = super::rate_limit::spacing(self.config.max_creates_per_second);
         let max_wait = self.config.lease / 2;
         // A slot woken up from late (a starved process) has passed: sending then would bunch
         // with the slots after it. Take a new one, a few times at most.

@@ -1,6 +1,6 @@
 //! The outbound pace of `POST /v1/Interactions`: a token bucket per account
-//! (`flex.max_creates_per_second`), with a burst of one so that no one-second window
-//! ever holds more than rate + 1 requests (Twilio allows 20).
+//! (`flex.max_creates_per_second`), with a burst of one, at [`spacing`] so that no
+//! one-second window ever holds more than the rate (Twilio allows 20).
 //!
 //! Waiters queue first-come first-served: the bucket alone does not promise fairness, and
 //! a starved job could outlive its lease.
@@ -8,10 +8,19 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::domain::AccountSid;
+
+/// How far apart creates at `rate` per second go: a millisecond more than `1 / rate` s. At
+/// exactly `1 / rate`, `rate + 1` creates fit in a second closed at both ends (the first and
+/// the last on its edges); one millisecond more puts the last one past it, and still lets
+/// `rate` of them fit. The PostgreSQL slots (`Store::reserve_slot`) use it too.
+pub fn spacing(rate: u32) -> Duration {
+    Duration::from_secs(1) / rate.max(1) + Duration::from_millis(1)
+}
 
 #[derive(Debug)]
 pub struct CreateRateLimit {
@@ -21,8 +30,9 @@ pub struct CreateRateLimit {
 
 impl CreateRateLimit {
     pub fn per_second(rate: u32) -> Self {
-        let rate = NonZeroU32::new(rate.max(1)).expect("at least 1");
-        let quota = Quota::per_second(rate).allow_burst(NonZeroU32::MIN);
+        let quota = Quota::with_period(spacing(rate))
+            .expect("a spacing is never zero")
+            .allow_burst(NonZeroU32::MIN);
         Self {
             limiter: RateLimiter::keyed(quota),
             queues: Mutex::new(HashMap::new()),
@@ -44,7 +54,18 @@ impl CreateRateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
+
+    #[test]
+    fn no_second_holds_more_creates_than_the_rate_and_the_rate_still_fits() {
+        let second = Duration::from_secs(1);
+        for rate in 1..=20 {
+            // `rate + 1` creates, `rate` gaps apart: past a second, both edges counted.
+            assert!(spacing(rate) * rate > second, "rate {rate}");
+            // `rate` creates, `rate - 1` gaps apart: within a second.
+            assert!(spacing(rate) * (rate - 1) < second, "rate {rate}");
+        }
+    }
 
     #[tokio::test]
     async fn waiters_are_served_in_arrival_order_at_the_configured_pace() {
@@ -66,7 +87,7 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), (0..10).collect::<Vec<_>>());
-        // Ten permits at 20/s with a burst of one need at least 9 intervals of 50 ms.
+        // Ten permits at 20/s with a burst of one need at least 9 intervals of 51 ms.
         assert!(
             started.elapsed() >= Duration::from_millis(440),
             "{:?}",
