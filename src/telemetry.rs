@@ -3,12 +3,16 @@
 //! Nothing here ever sees a body or a secret: the callers log SIDs, and addresses through
 //! `CustomerAddress::for_logs`, which masks them unless `log.show_addresses` is on.
 
+mod filter;
 mod span_fields;
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter};
 
+pub use filter::LogFilter;
 pub use span_fields::JsonSpanFields;
 
 use crate::config::LogSettings;
@@ -21,19 +25,21 @@ pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::registry().with(LogFilter::new(filter));
+    let layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = if settings.format == "json" {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .fmt_fields(JsonSpanFields)
-            .try_init()
+        logs.with(
+            layer
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .fmt_fields(JsonSpanFields),
+        )
+        .try_init()
     } else {
-        builder.try_init()
+        logs.with(layer).try_init()
     };
     if settings.show_addresses {
         tracing::warn!(

@@ -641,6 +641,12 @@ fn a_request_signed_with_another_token_is_refused_and_the_log_names_the_urls_tri
         refused.contains(&url),
         "the refusal names {url}: {refused}\n{logs}"
     );
+    // A refusal's line is in the webhook's span too, under the answer's X-Request-Id.
+    let request_id = printed_request_id(&out);
+    assert!(
+        refused.contains(&format!("request_id={request_id}")),
+        "the refusal's span carries {request_id}: {refused}"
+    );
     assert!(!logs.contains("wrong-token"), "{logs}");
     assert!(!logs.contains(DEV_TOKEN), "{logs}");
     drop(server);

@@ -3,11 +3,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use tracing::Instrument;
 
 use super::error::WebhookError;
-use super::observed::seen;
+use super::observed::{seen, span};
 use super::state::AppState;
-use super::verified::VerifiedWebhook;
+use super::verified::{check_account, VerifiedWebhook};
 use crate::domain::CustomerAddress;
 use crate::event::{self, Event, MessageAdded};
 use crate::intake::{Decision, IntakeError};
@@ -18,15 +19,15 @@ pub async fn conversations_webhook(
     webhook: VerifiedWebhook,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebhookError> {
-    let read = event::read(&webhook.payload).map_err(malformed)?;
+    let read = event::read(&webhook.payload).map_err(|e| malformed(&req, e))?;
     let head = read.head();
     let label = event_label(&head.event_type);
-    if let Err(refused) = webhook.check_account(&head.account_sid) {
+    if let Err(refused) = check_account(&req, &state.webhook_auth, &head.account_sid) {
         seen(&req, label, None);
         return Err(refused);
     }
     let ignored = |event_type: &str| {
-        tracing::debug!(%event_type, "event acknowledged, nothing to do");
+        span(&req).in_scope(|| tracing::debug!(%event_type, "event acknowledged, nothing to do"));
         seen(&req, label, Some(WebhookOutcome::Ignored));
         Ok(HttpResponse::Ok().finish())
     };
@@ -34,23 +35,25 @@ pub async fn conversations_webhook(
         return ignored(&head.event_type);
     };
     // A later message of a known conversation (the hot path) is answered from memory here,
-    // from its head alone: it logs nothing, so the span needs none of the fields below.
+    // from its head alone: it logs nothing, so it opens no span.
     if state.intake.is_known(conversation) {
         seen(&req, label, Some(WebhookOutcome::Known));
         return Ok(HttpResponse::new(StatusCode::OK));
     }
     // The event's type, for a refusal below.
     seen(&req, label, None);
-    let message = match read.into_event().map_err(malformed)? {
+    let message = match read.into_event().map_err(|e| malformed(&req, e))? {
         Event::MessageAdded(message) => message,
         Event::Other(head) => return ignored(&head.event_type),
     };
-    // Boxed so that the handler's future, allocated for every request, stays small.
-    Box::pin(first_message(req, label, message, webhook, state)).await
+    // The span joins what it logs, and carries what it learns of the message. Boxed so that
+    // the handler's future, allocated for every request, stays small.
+    let span = span(&req);
+    Box::pin(first_message(req, label, message, webhook, state).instrument(span)).await
 }
 
-fn malformed(e: event::EventError) -> WebhookError {
-    tracing::warn!(error = %e, "webhook refused: malformed payload");
+fn malformed(req: &HttpRequest, e: event::EventError) -> WebhookError {
+    span(req).in_scope(|| tracing::warn!(error = %e, "webhook refused: malformed payload"));
     WebhookError::from(e)
 }
 

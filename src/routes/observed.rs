@@ -1,8 +1,13 @@
 //! What every webhook answer gets, whatever the route and however it ends: a request id
 //! (`X-Request-Id`: Twilio's `I-Twilio-Idempotency-Token` when present, so one id follows
-//! a delivery across Twilio's retries and flexhook's logs), a `webhook` span carrying it,
-//! and one count and latency in the metrics. The handlers say which event it was and how
-//! it ended with [`seen`]; refusals are read from the [`WebhookError`] they return.
+//! a delivery across Twilio's retries and flexhook's logs), a `webhook` span carrying it on
+//! every line the webhook logs, and one count and latency in the metrics. The handlers say
+//! which event it was and how it ended with [`seen`]; refusals are read from the
+//! [`WebhookError`] they return.
+//!
+//! The span is opened where a webhook first has something to log ([`span`]), not for every
+//! request: a later message of a known conversation, the hot path, logs nothing, and a span
+//! opened, entered and closed for each of those was about a twentieth of its CPU.
 
 use std::time::Instant;
 
@@ -12,7 +17,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpRequest};
 use tracing::field::Empty;
-use tracing::Instrument;
+use tracing::Span;
 
 use super::error::WebhookError;
 use super::state::AppState;
@@ -31,10 +36,49 @@ struct Seen {
     outcome: Option<WebhookOutcome>,
 }
 
+/// Kept in the request while it is handled: its span (once opened) and what it is opened
+/// with, and what the handler saw.
+struct Observed {
+    route: &'static str,
+    id: HeaderValue,
+    span: Option<Span>,
+    seen: Option<Seen>,
+}
+
 /// Tells the middleware the event's type (`crate::metrics::event_label`) and, once
 /// answered 2xx, its outcome; call it again to add the outcome.
 pub fn seen(req: &HttpRequest, event: EventLabel, outcome: Option<WebhookOutcome>) {
-    req.extensions_mut().insert(Seen { event, outcome });
+    if let Some(observed) = req.extensions_mut().get_mut::<Observed>() {
+        observed.seen = Some(Seen { event, outcome });
+    }
+}
+
+/// The request's `webhook` span, opened on the first call: its route and its request id (the
+/// answer's `X-Request-Id`), and the fields a handler records into it as it learns them
+/// (`event_type`, `conversation`, `message_sid`, `retry_count`, `task`). Enter it (or
+/// instrument with it) before logging. It closes once the request is answered. A request
+/// the middleware did not see has none.
+pub fn span(req: &HttpRequest) -> Span {
+    let mut extensions = req.extensions_mut();
+    let Some(observed) = extensions.get_mut::<Observed>() else {
+        return Span::none();
+    };
+    let (route, id) = (observed.route, &observed.id);
+    observed
+        .span
+        .get_or_insert_with(|| {
+            tracing::info_span!(
+                "webhook",
+                route,
+                request_id = %id.to_str().unwrap_or_default(),
+                event_type = Empty,
+                conversation = Empty,
+                message_sid = Empty,
+                retry_count = Empty,
+                task = Empty,
+            )
+        })
+        .clone()
 }
 
 /// The webhook middleware (`actix_web::middleware::from_fn`).
@@ -45,21 +89,15 @@ pub async fn observe(
     let started = Instant::now();
     let route = route_label(req.path());
     let id = request_id(req.headers());
-    let span = tracing::info_span!(
-        "webhook",
+    req.extensions_mut().insert(Observed {
         route,
-        request_id = %id.to_str().unwrap_or_default(),
-        event_type = Empty,
-        conversation = Empty,
-        message_sid = Empty,
-        retry_count = Empty,
-        task = Empty,
-    );
+        id,
+        span: None,
+        seen: None,
+    });
     // The app's state (one reference count), for its metrics once answered.
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    // Only polling runs the extractors and the handler (actix calls them in the future's
-    // body), so the span is entered there and not around `call`.
-    let answered = next.call(req).instrument(span).await;
+    let answered = next.call(req).await;
     let mut res = match answered {
         Ok(res) => res,
         Err(e) => {
@@ -72,14 +110,17 @@ pub async fn observe(
             return Err(e);
         }
     };
-    let seen = res.request().extensions().get::<Seen>().copied();
+    let observed = res.request().extensions_mut().remove::<Observed>();
+    let seen = observed.as_ref().and_then(|o| o.seen);
     let outcome = res
         .response()
         .error()
         .and_then(refusal)
         .or(seen.and_then(|s| s.outcome))
         .unwrap_or_else(|| by_status(res.status().as_u16()));
-    res.headers_mut().insert(REQUEST_ID, id);
+    if let Some(observed) = observed {
+        res.headers_mut().insert(REQUEST_ID, observed.id);
+    }
     if let Some(state) = state {
         let event = seen.map_or(EventLabel::UNKNOWN, |s| s.event);
         state

@@ -3,16 +3,27 @@
 //! conversation's close job; every other event is acknowledged and ignored.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use tracing::Instrument;
 
 use super::error::WebhookError;
-use super::observed::seen;
+use super::observed::{seen, span};
 use super::state::AppState;
-use super::verified::VerifiedWebhook;
+use super::verified::{check_account, VerifiedWebhook};
 use crate::event::task;
 use crate::lifecycle::Outcome;
 use crate::metrics::{event_label, WebhookOutcome};
 
 pub async fn taskrouter_webhook(
+    req: HttpRequest,
+    webhook: VerifiedWebhook,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebhookError> {
+    // Every TaskRouter event logs, if only at `debug`: in its request's span from the start.
+    let span = span(&req);
+    handle(req, webhook, state).instrument(span).await
+}
+
+async fn handle(
     req: HttpRequest,
     webhook: VerifiedWebhook,
     state: web::Data<AppState>,
@@ -23,7 +34,7 @@ pub async fn taskrouter_webhook(
     })?;
     let label = event_label(&event.event_type);
     seen(&req, label, None);
-    webhook.check_account(&event.account_sid)?;
+    check_account(&req, &state.webhook_auth, &event.account_sid)?;
     if event.workspace_sid != state.workspace_sid {
         tracing::warn!(workspace = %event.workspace_sid, "TaskRouter event refused: WorkspaceSid is not flex.workspace_sid");
         return Err(WebhookError::WrongWorkspace);

@@ -4,13 +4,15 @@
 //! (`server.client_body_timeout_ms`), form parsing, the URL Twilio signed, and the account
 //! check all happen here, once for every webhook route.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::task::Poll;
 
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{dev, web, FromRequest, HttpRequest, ResponseError};
 
 use super::error::WebhookError;
+use super::observed::span;
 use super::request_url::seen_url;
 use super::state::{AppState, WebhookAuth};
 use crate::domain::AccountSid;
@@ -22,20 +24,23 @@ pub struct VerifiedWebhook {
     /// `?address=` on the URL (`flexhook address connect` sets it; the signature covers
     /// it): the address the customer wrote to.
     pub address: Option<String>,
-    /// The account this service serves; `None` in dry-run.
-    account_sid: Option<AccountSid>,
 }
 
-impl VerifiedWebhook {
-    /// Refuses an event from another account than `twilio.account_sid` (dry-run takes any).
-    pub fn check_account(&self, event_account: &AccountSid) -> Result<(), WebhookError> {
-        match &self.account_sid {
-            Some(ours) if ours != event_account => {
+/// Refuses an event from another account than `twilio.account_sid` (dry-run takes any),
+/// and logs the refusal in `req`'s span.
+pub(crate) fn check_account(
+    req: &HttpRequest,
+    auth: &WebhookAuth,
+    event_account: &AccountSid,
+) -> Result<(), WebhookError> {
+    match &auth.account_sid {
+        Some(ours) if ours != event_account => {
+            span(req).in_scope(|| {
                 tracing::warn!(account = %event_account, "webhook refused: AccountSid is not twilio.account_sid");
-                Err(WebhookError::WrongAccount)
-            }
-            _ => Ok(()),
+            });
+            Err(WebhookError::WrongAccount)
         }
+        _ => Ok(()),
     }
 }
 
@@ -114,23 +119,32 @@ impl FromRequest for VerifiedWebhook {
                 .app_data::<web::Data<AppState>>()
                 .expect("AppState is registered with the app");
             // actix times the head only: a body trickled byte by byte would hold the
-            // connection for ever.
-            let body = tokio::time::timeout(state.body_timeout, body)
-                .await
-                .map_err(|_| {
-                    tracing::warn!(
-                        timeout_ms = state.body_timeout.as_millis(),
-                        "webhook refused: body not received within server.client_body_timeout_ms"
-                    );
-                    WebhookError::BodyTimeout
-                })?
-                .map_err(|e| {
-                    if e.as_response_error().status_code() == WebhookError::TooLarge.status_code() {
-                        WebhookError::TooLarge
-                    } else {
-                        WebhookError::UnreadableBody
-                    }
-                })?;
+            // connection for ever, so the body has `server.client_body_timeout_ms`. actix hands
+            // the request over as soon as its head is parsed, before it passes on the body's
+            // bytes that came with it: after one turn of the scheduler, a body that has
+            // arrived is read at once, and only one still on its way arms a timer.
+            tokio::task::yield_now().await;
+            let mut body = std::pin::pin!(body);
+            let read = match poll_fn(|cx| Poll::Ready(body.as_mut().poll(cx))).await {
+                Poll::Ready(read) => read,
+                Poll::Pending => tokio::time::timeout(state.body_timeout, body)
+                    .await
+                    .map_err(|_| {
+                        let _span = span(&req).entered();
+                        tracing::warn!(
+                            timeout_ms = state.body_timeout.as_millis(),
+                            "webhook refused: body not received within server.client_body_timeout_ms"
+                        );
+                        WebhookError::BodyTimeout
+                    })?,
+            };
+            let body = read.map_err(|e| {
+                if e.as_response_error().status_code() == WebhookError::TooLarge.status_code() {
+                    WebhookError::TooLarge
+                } else {
+                    WebhookError::UnreadableBody
+                }
+            })?;
             verify(&req, &body, kind, &state.webhook_auth)
         })
     }
@@ -147,6 +161,7 @@ pub(crate) fn verify(
 ) -> Result<VerifiedWebhook, WebhookError> {
     let payload = match kind {
         BodyKind::Form => Payload::form(body).ok_or_else(|| {
+            let _span = span(req).entered();
             tracing::warn!("webhook refused: form body is not percent-encoded UTF-8");
             WebhookError::MalformedForm
         })?,
@@ -161,6 +176,7 @@ pub(crate) fn verify(
     let verified = signed_request(req, std::mem::take(&mut seen.url))
         .and_then(|signed| auth.verifier.verify(&signed, payload));
     let verified = verified.map_err(|e| {
+        let _span = span(req).entered();
         match &e {
             SignatureError::Mismatch { tried } => {
                 let tried: Vec<String> = tried.iter().map(|u| signature::loggable_url(u)).collect();
@@ -189,7 +205,6 @@ pub(crate) fn verify(
             .find(|(k, _)| k == "address")
             .map(|(_, v)| v.into_owned())
             .filter(|v| !v.trim().is_empty()),
-        account_sid: auth.account_sid.clone(),
     })
 }
 

@@ -32,17 +32,21 @@ impl Form {
         // Whether the pair being read has any byte yet (an empty one is skipped).
         let mut in_pair = false;
         let mut at = 0;
-        while let Some(&byte) = body.get(at) {
+        while at < body.len() {
             // Plain bytes a word at a time: the word is copied whole, and kept up to its first
-            // byte that is not plain.
+            // byte that is not plain. That byte, if the word has one, is read next, below,
+            // without testing a word again: most runs end within a word.
             if let Some(word) = body[at..].first_chunk::<WORD>() {
                 let plain = plain_run(word);
+                text.get_mut(len..len + WORD)?.copy_from_slice(word);
                 if plain > 0 {
-                    text.get_mut(len..len + WORD)?.copy_from_slice(word);
                     (len, at, in_pair) = (len + plain, at + plain, true);
+                }
+                if plain == WORD {
                     continue;
                 }
             }
+            let byte = body[at];
             at += 1;
             let decoded = match byte {
                 b'&' => {
