@@ -222,6 +222,37 @@ mod tests {
     }
 
     #[test]
+    fn a_request_has_one_span_opened_on_first_use_and_none_unobserved() {
+        let subscriber = tracing_subscriber::registry();
+        tracing::subscriber::with_default(subscriber, || {
+            let unobserved = actix_web::test::TestRequest::default().to_http_request();
+            assert!(span(&unobserved).is_none());
+
+            let req = actix_web::test::TestRequest::default().to_http_request();
+            req.extensions_mut().insert(Observed {
+                route: "conversations",
+                id: HeaderValue::from_static("id-1"),
+                span: None,
+                seen: None,
+            });
+            let first = span(&req);
+            assert!(!first.is_none());
+            // Every later line of the request joins the same span, with what it recorded.
+            assert_eq!(span(&req).id(), first.id());
+            seen(&req, EventLabel::UNKNOWN, Some(WebhookOutcome::Known));
+            let observed = req.extensions_mut().remove::<Observed>().unwrap();
+            assert_eq!(observed.span.and_then(|s| s.id()), first.id());
+            assert!(matches!(
+                observed.seen,
+                Some(Seen {
+                    outcome: Some(WebhookOutcome::Known),
+                    ..
+                })
+            ));
+        });
+    }
+
+    #[test]
     fn routes_and_unlabelled_answers_get_bounded_labels() {
         assert_eq!(route_label("/webhooks/taskrouter"), "taskrouter");
         assert_eq!(route_label("/webhooks/conversations"), "conversations");
