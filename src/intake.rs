@@ -8,7 +8,7 @@ use quick_cache::sync::Cache;
 use crate::domain::ConversationSid;
 use crate::event::MessageAdded;
 use crate::routing::RoutingInput;
-use crate::store::{now_ms, Action, Inserted, JobWriter, NewJob, StoreError};
+use crate::store::{now_ms, Action, Inserted, JobState, JobWriter, NewJob, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -33,6 +33,11 @@ pub struct Intake {
     ack_timeout: Duration,
     /// `routing.allow_body`: keep first messages' bodies for `{body}` placeholders.
     allow_body: bool,
+    /// Set when a rule may turn a conversation away (`action = "ignore"`): its later
+    /// messages must reach the store, which decides again for them, so a conversation is
+    /// remembered only once its task exists. Another instance's worker may be the one that
+    /// ignores it, so no instance remembers it any sooner.
+    remember_only_created: Option<Store>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -44,17 +49,20 @@ impl std::fmt::Debug for Intake {
 }
 
 impl Intake {
+    /// `remember_only_created`: the store, when a rule may ignore a conversation.
     pub fn new(
         writer: JobWriter,
         capacity: usize,
         ack_timeout: Duration,
         allow_body: bool,
+        remember_only_created: Option<Store>,
     ) -> Self {
         Self {
             known: Cache::new(capacity.max(1)),
             writer,
             ack_timeout,
             allow_body,
+            remember_only_created,
         }
     }
 
@@ -64,7 +72,9 @@ impl Intake {
     }
 
     /// Known conversations answer from memory; the rest go through an insert-if-absent,
-    /// which is also what makes concurrent first deliveries produce one job.
+    /// which is also what makes concurrent first deliveries produce one job. A conversation
+    /// a rule ignored is due again (the store re-arms it): this later message is decided at
+    /// its own time.
     /// `address`: the webhook URL's `?address=`, the address the customer wrote to.
     pub async fn accept(
         &self,
@@ -92,10 +102,24 @@ impl Intake {
         let inserted = tokio::time::timeout(self.ack_timeout, self.writer.insert(job))
             .await
             .map_err(|_| IntakeError::Timeout(self.ack_timeout))??;
-        self.known.insert(conversation.clone(), ());
+        if self.remember(conversation, inserted).await {
+            self.known.insert(conversation.clone(), ());
+        }
         Ok(match inserted {
             Inserted::New => Decision::NewJob,
             Inserted::Known => Decision::Known,
         })
+    }
+
+    /// Whether a later message of the conversation can be answered from memory from now on.
+    async fn remember(&self, conversation: &ConversationSid, inserted: Inserted) -> bool {
+        let Some(store) = &self.remember_only_created else {
+            return true;
+        };
+        if inserted == Inserted::New {
+            return false;
+        }
+        let read = tokio::time::timeout(self.ack_timeout, store.get(conversation)).await;
+        matches!(read, Ok(Ok(Some(job))) if job.state == JobState::Created)
     }
 }

@@ -11,12 +11,13 @@ use tokio::sync::Notify;
 
 use crate::domain::ConversationSid;
 use crate::event::task::TaskEvent;
-use crate::store::{now_ms, Action, CloseInput, Inserted, JobKind, NewJob, Store, StoreError};
+use crate::store::{now_ms, Action, Armed, CloseInput, JobKind, NewJob, Store, StoreError};
 
 /// What became of a task-ended event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A close job is queued for the conversation.
+    /// A close job is queued for the conversation (new, re-armed after `kept_open`, or told
+    /// to look at the live tasks again).
     Queued(ConversationSid),
     /// The conversation already has its close job (a repeated or second event).
     AlreadyQueued(ConversationSid),
@@ -42,7 +43,9 @@ impl Lifecycle {
         }
     }
 
-    /// Queues the conversation's close job for an event that ended its task.
+    /// Queues the conversation's close job for an event that ended its task: a task that
+    /// ended without an agent inserts one; a completed task only re-arms one that it (or
+    /// another task) kept open, since an agent had the customer until then.
     pub async fn task_ended(&self, event: &TaskEvent) -> Result<Outcome, StoreError> {
         let Some(task) = &event.task_sid else {
             return Ok(Outcome::Unusable("the event names no TaskSid".into()));
@@ -114,16 +117,21 @@ impl Lifecycle {
             }),
             received_at: now_ms(),
         };
-        let inserted = self
+        let armed = self
             .store
-            .insert_or_rearm(&job, Some(task), Some((&interaction_sid, &channel_sid)))
+            .arm_close(
+                &job,
+                Some(task),
+                Some((&interaction_sid, &channel_sid)),
+                event.may_orphan(),
+            )
             .await?;
-        Ok(match inserted {
-            Inserted::New => {
+        Ok(match armed {
+            Armed::Queued | Armed::Recheck => {
                 self.wake.notify_one();
                 Outcome::Queued(conversation)
             }
-            Inserted::Known => Outcome::AlreadyQueued(conversation),
+            Armed::Known => Outcome::AlreadyQueued(conversation),
         })
     }
 }

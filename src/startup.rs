@@ -96,6 +96,7 @@ impl Application {
                 settings.store.known_cache_capacity,
                 server_settings.ack_timeout,
                 settings.routing.allow_body,
+                settings.routing.may_ignore().then(|| store.clone()),
             ),
             lifecycle: Lifecycle::new(
                 store.clone(),

@@ -1276,7 +1276,8 @@ fn workspace_updates(
         .collect()
 }
 
-const OUR_EVENTS: &str = "task.canceled,task.deleted,task.system-deleted,workflow.timeout";
+const OUR_EVENTS: &str =
+    "task.canceled,task.deleted,task.system-deleted,workflow.timeout,task.completed";
 
 #[test]
 fn taskrouter_connect_shows_its_plan_then_points_the_workspace_at_flexhook() {

@@ -92,8 +92,19 @@ struct Serve {
 impl Serve {
     /// Starts it on the SQLite file in `dir` and waits until it listens; returns its port.
     async fn start(dir: &Path, flex: &FlexStandIn, run: usize) -> (Self, u16) {
+        Self::start_with(dir, flex, run, &[]).await
+    }
+
+    /// [`Serve::start`], with `env` over its settings.
+    async fn start_with(
+        dir: &Path,
+        flex: &FlexStandIn,
+        run: usize,
+        env: &[(&str, &str)],
+    ) -> (Self, u16) {
         let log = dir.join(format!("serve-{run}.log"));
-        let child = serve_command(dir, &store_url(dir))
+        let mut command = serve_command(dir, &store_url(dir));
+        command
             .env("FLEXHOOK_FLEX__MAX_CREATES_PER_SECOND", RATE.to_string())
             .env("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", flex.uri())
             .env("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", flex.uri())
@@ -105,9 +116,9 @@ impl Serve {
             .env("FLEXHOOK_WORKER__RETRY_CAP_MS", "500")
             .env("FLEXHOOK_WORKER__LOOKUP_DELAY_MS", "100")
             .env("FLEXHOOK_WORKER__POLL_INTERVAL_MS", "100")
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .expect("start flexhook serve");
+            .envs(env.iter().copied())
+            .stderr(File::create(&log).unwrap());
+        let child = command.spawn().expect("start flexhook serve");
         let mut serve = Self { child, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -336,5 +347,95 @@ async fn sigkilled_at_random_moments_every_answered_conversation_gets_exactly_on
         requests.len() > counts.len(),
         "Flex never failed a create: the test proved little"
     );
+    store.close().await;
+}
+
+/// Waits (at most 20 s) until every conversation's job is `created`.
+async fn wait_until_created(store: &Store, conversations: &[String], serve: &Serve) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for ch in conversations {
+        loop {
+            let job = stored_job(store, ch).await;
+            if job.as_ref().is_some_and(|j| j.state == JobState::Created) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ch} was not created: {job:?}; logs:\n{}",
+                serve.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A claim that takes over a killed attempt's lease may only look for the task
+/// `worker.lookup_delay_ms` after that lease ends: the create may have reached Twilio at
+/// the lease's last moment, and its task shows only once Twilio's asynchronous creation is
+/// done. Looked for at once, the task is missed and the conversation gets a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_waits_the_lookup_delay_after_the_lease_and_adopts_a_late_task() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every create is made at once but answered long after the client has given up ...
+    let flex = FlexStandIn::start(|_, _| Answer::CreatedAfter(Duration::from_secs(60))).await;
+    // ... and its task shows in TaskRouter only 4 s after the create arrived: after the
+    // 3 s lease, before the lease and the 3 s lookup delay.
+    flex.tasks_appear_after(Duration::from_secs(4));
+    let settings = [
+        ("FLEXHOOK_WORKER__LEASE_SECS", "3"),
+        ("FLEXHOOK_TWILIO__REQUEST_TIMEOUT_MS", "1000"),
+        ("FLEXHOOK_WORKER__LOOKUP_DELAY_MS", "3000"),
+    ];
+    let store = Store::open(
+        &DatabaseUrl::new(store_url(dir.path())),
+        &StoreOptions {
+            busy_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    for round in 0..3 {
+        let conversations: Vec<String> = (0..3).map(|_| random_sid("CH")).collect();
+        let (serve, listening) = Serve::start_with(dir.path(), &flex, 2 * round, &settings).await;
+        let port = AtomicU16::new(listening);
+        for ch in &conversations {
+            assert!(deliver_until_200(&port, ch, Duration::from_secs(5)).await);
+        }
+        // Killed once every create has reached Twilio, a little later each round, and
+        // always before the client's own timeout could record the attempt.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while conversations
+            .iter()
+            .any(|ch| flex.create_requests_for(ch) == 0)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no create; logs:\n{}",
+                serve.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150 * round as u64)).await;
+        serve.sigkill();
+
+        let (serve, _) = Serve::start_with(dir.path(), &flex, 2 * round + 1, &settings).await;
+        wait_until_created(&store, &conversations, &serve).await;
+        for ch in &conversations {
+            let interactions = flex.interactions(ch);
+            assert_eq!(
+                (interactions.len(), flex.create_requests_for(ch)),
+                (1, 1),
+                "round {round}, {ch}: one create, one interaction; logs:\n{}",
+                serve.logs()
+            );
+            let job = stored_job(&store, ch).await.unwrap();
+            assert_eq!(
+                job.task_sid.as_ref().map(|s| s.as_str()),
+                Some(interactions[0].task_sid.as_str()),
+                "round {round}, {ch}: the late task was adopted"
+            );
+        }
+        serve.sigkill();
+    }
     store.close().await;
 }

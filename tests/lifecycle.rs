@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use flexhook::domain::ConversationSid;
 use flexhook::store::{Job, JobKind, JobState, Store};
@@ -117,17 +119,27 @@ async fn flex_and_conversations(env: &Env, h: &Handoff) {
         .await;
 }
 
-async fn live_tasks(env: &Env, tasks: serde_json::Value) {
+/// TaskRouter's list of the conversation's live tasks.
+fn live_task_list() -> wiremock::MockBuilder {
     Mock::given(method("GET"))
         .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks").as_str()))
         .and(query_param(
             "AssignmentStatus",
             "pending,reserved,assigned,wrapping",
         ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "tasks": tasks,
-            "meta": {"page": 0, "page_size": 50, "key": "tasks", "next_page_url": null},
-        })))
+}
+
+/// One page of that list.
+fn live_task_page(tasks: serde_json::Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "tasks": tasks,
+        "meta": {"page": 0, "page_size": 50, "key": "tasks", "next_page_url": null},
+    }))
+}
+
+async fn live_tasks(env: &Env, tasks: serde_json::Value) {
+    live_task_list()
+        .respond_with(live_task_page(tasks))
         .mount(&env.taskrouter)
         .await;
 }
@@ -619,4 +631,217 @@ async fn no_timers_are_set_unless_configured_and_tasks_are_named_like_studios() 
     }
     assert_eq!(attributes["channelType"], "sms");
     assert_eq!(attributes["conversationSid"], h.ch.as_str());
+}
+
+/// Answers as `template`, and says when a request has arrived (before any delay).
+struct Noticed {
+    template: ResponseTemplate,
+    arrived: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl wiremock::Respond for Noticed {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        self.arrived
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.template.clone()
+    }
+}
+
+/// The live-task list answers `tasks` once, after `delay`, before the answers of a lower
+/// `priority` (a higher number); the flag says when that list was asked for.
+async fn live_tasks_once(
+    env: &Env,
+    tasks: serde_json::Value,
+    delay: Duration,
+    priority: u8,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let arrived = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    live_task_list()
+        .respond_with(Noticed {
+            template: live_task_page(tasks).set_delay(delay),
+            arrived: arrived.clone(),
+        })
+        .up_to_n_times(1)
+        .with_priority(priority)
+        .mount(&env.taskrouter)
+        .await;
+    arrived
+}
+
+#[tokio::test]
+async fn a_kept_open_conversation_is_closed_when_the_task_that_kept_it_open_completes() {
+    // A cold transfer: the first agent's task wraps up while the transfer's task times out
+    // in its workflow. The wrap-up keeps the conversation open; when that agent completes,
+    // nobody is left, so the customer is told and the channel closed.
+    let env = Env::new().await;
+    let h = Handoff::new();
+    let transfer = random_sid("WT");
+    flex_and_conversations(&env, &h).await;
+    live_tasks_once(
+        &env,
+        serde_json::json!([{"sid": h.wt, "assignment_status": "wrapping"}]),
+        Duration::ZERO,
+        1,
+    )
+    .await;
+    let app = TestApp::start(&env, &with_message()).await;
+    let store = hand_off(&env, &app, &h).await;
+
+    let transfer_attributes = h.flex_attributes();
+    assert_eq!(
+        send_event(&app, "workflow.timeout", &transfer, &transfer_attributes).await,
+        200
+    );
+    let kept = wait_until_finished(&store, JobKind::Close, &h.ch).await;
+    assert_eq!(kept.state, JobState::KeptOpen, "{kept:?}");
+    assert!(kept.outcome.unwrap().contains("wrapping"));
+
+    assert_eq!(send_event(&app, "task.completed", &h.wt, "{}").await, 200);
+    let closed = wait_for_kind(&store, JobKind::Close, &h.ch, |j| {
+        j.state == JobState::Closed
+    })
+    .await;
+    assert!(closed.outcome.unwrap().contains("task.completed"));
+    app.stop().await;
+    assert_eq!(close_requests(&env, &h).await.len(), 1);
+    assert_eq!(sent_messages(&env, &h).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_completed_task_with_no_kept_open_close_job_is_left_alone() {
+    // The usual end: an agent handled the customer and completed the task.
+    let env = Env::new().await;
+    let h = Handoff::new();
+    flex_and_conversations(&env, &h).await;
+    let app = TestApp::start(&env, &with_message()).await;
+    let store = hand_off(&env, &app, &h).await;
+    assert_eq!(
+        send_event(&app, "task.completed", &h.wt, &h.flex_attributes()).await,
+        200
+    );
+    // Give a wrongly queued job time to run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(store.find(JobKind::Close, &h.ch).await.unwrap().is_none());
+    app.stop().await;
+    assert_untouched(&env, &h).await;
+}
+
+#[tokio::test]
+async fn a_task_that_ends_while_its_close_job_is_in_flight_is_looked_at_again() {
+    // The close job reads the live tasks and sees the transfer still assigned; before it
+    // records `kept_open`, the transfer's own end arrives. That end must not be lost.
+    let env = Env::new().await;
+    let h = Handoff::new();
+    let transfer = random_sid("WT");
+    flex_and_conversations(&env, &h).await;
+    let asked = live_tasks_once(
+        &env,
+        serde_json::json!([{"sid": transfer, "assignment_status": "assigned"}]),
+        Duration::from_millis(700),
+        1,
+    )
+    .await;
+    let app = TestApp::start(&env, &with_message()).await;
+    let store = hand_off(&env, &app, &h).await;
+
+    assert_eq!(send_event(&app, "workflow.timeout", &h.wt, "{}").await, 200);
+    // The close job is now waiting on its (slow) live-task list.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !asked.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "no live-task lookup");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        send_event(&app, "task.canceled", &transfer, &h.flex_attributes()).await,
+        200
+    );
+    let closed = wait_for_kind(&store, JobKind::Close, &h.ch, |j| {
+        j.state == JobState::Closed
+    })
+    .await;
+    assert!(closed.outcome.is_some());
+    app.stop().await;
+    assert_eq!(close_requests(&env, &h).await.len(), 1);
+    assert_eq!(sent_messages(&env, &h).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_orphan_message_is_sent_once_across_a_retry_a_kept_open_and_a_re_arm() {
+    let env = Env::new().await;
+    let h = Handoff::new();
+    let transfer = random_sid("WT");
+    // The first close fails after the customer was told; by the retry a transfer has the
+    // customer; when the transfer times out, the job is re-armed and closes.
+    Mock::given(method("POST"))
+        .and(path(h.close_path().as_str()))
+        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&env.flex)
+        .await;
+    flex_and_conversations(&env, &h).await;
+    live_tasks_once(&env, serde_json::json!([]), Duration::ZERO, 1).await;
+    live_tasks_once(
+        &env,
+        serde_json::json!([{"sid": transfer, "assignment_status": "assigned"}]),
+        Duration::ZERO,
+        2,
+    )
+    .await;
+    let app = TestApp::start(&env, &with_message()).await;
+    let store = hand_off(&env, &app, &h).await;
+
+    send_event(&app, "workflow.timeout", &h.wt, "{}").await;
+    let kept = wait_until_finished(&store, JobKind::Close, &h.ch).await;
+    assert_eq!(kept.state, JobState::KeptOpen, "{kept:?}");
+    send_event(&app, "workflow.timeout", &transfer, &h.flex_attributes()).await;
+    let closed = wait_for_kind(&store, JobKind::Close, &h.ch, |j| {
+        j.state == JobState::Closed
+    })
+    .await;
+    assert!(closed.outcome.is_some());
+    app.stop().await;
+    assert_eq!(
+        close_requests(&env, &h).await.len(),
+        2,
+        "one 500, one close"
+    );
+    assert_eq!(
+        sent_messages(&env, &h).await.len(),
+        1,
+        "told once, across the retry, the kept-open and the re-arm"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_dead_close_job_really_tells_the_customer() {
+    let env = Env::new().await;
+    let h = Handoff::new();
+    // TaskRouter refuses the live-task list once (a 4xx: the job dies before it told the
+    // customer anything); the operator fixes it and retries.
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks").as_str()))
+        .respond_with(twilio_error(403, 20403, "Forbidden"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&env.taskrouter)
+        .await;
+    flex_and_conversations(&env, &h).await;
+    let app = TestApp::start(&env, &with_message()).await;
+    let store = hand_off(&env, &app, &h).await;
+
+    send_event(&app, "workflow.timeout", &h.wt, "{}").await;
+    let dead = wait_until_finished(&store, JobKind::Close, &h.ch).await;
+    assert_eq!(dead.state, JobState::Dead, "{dead:?}");
+    assert!(sent_messages(&env, &h).await.is_empty());
+    let ch = ConversationSid::parse(&h.ch).unwrap();
+    assert_eq!(store.retry_dead(Some(&ch)).await.unwrap(), 1);
+    let closed = wait_for_kind(&store, JobKind::Close, &h.ch, |j| {
+        j.state == JobState::Closed
+    })
+    .await;
+    assert!(closed.outcome.unwrap().contains("the customer was told"));
+    app.stop().await;
+    assert_eq!(sent_messages(&env, &h).await.len(), 1);
+    assert_eq!(close_requests(&env, &h).await.len(), 1);
 }

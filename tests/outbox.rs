@@ -438,3 +438,95 @@ async fn a_turn_at_the_rate_limit_that_comes_after_the_lease_sends_nothing() {
         "no create sent out of lease"
     );
 }
+
+/// TaskRouter lists one task for the conversation, as Flex made it.
+async fn task_exists(env: &Env, ch: &str, task: &str) {
+    let expression = format!("conversationSid == \"{ch}\"");
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks").as_str()))
+        .and(query_param("EvaluateTaskAttributes", expression.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "tasks": [{
+                "sid": task,
+                "workspace_sid": WORKSPACE,
+                "assignment_status": "pending",
+                "attributes": format!("{{\"conversationSid\":\"{ch}\"}}"),
+            }],
+            "meta": {"page": 0, "page_size": 20, "key": "tasks"}
+        })))
+        .mount(&env.taskrouter)
+        .await;
+}
+
+#[tokio::test]
+async fn twilio_s_duplicate_channel_warning_45353_adopts_the_interaction_and_never_creates_again() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    let task = random_sid("WT");
+    create_interaction()
+        .respond_with(twilio_error(
+            400,
+            45353,
+            "Duplicate channel create request dropped",
+        ))
+        .mount(&env.flex)
+        .await;
+    task_exists(&env, &ch, &task).await;
+    webhooks_are_removable(&env).await;
+    let app = TestApp::start(&env, &[]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    let job = wait_for_state(&store, &ch, JobState::Created).await;
+    assert_eq!(job.task_sid.unwrap().as_str(), task);
+    app.stop().await;
+    assert_eq!(interactions_received(&env).await, 1, "never created again");
+}
+
+#[tokio::test]
+async fn a_45353_whose_task_never_shows_is_recorded_created_and_never_sent_again() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    create_interaction()
+        .respond_with(twilio_error(
+            409,
+            45353,
+            "Duplicate channel create request dropped",
+        ))
+        .mount(&env.flex)
+        .await;
+    tasks_are_empty(&env).await;
+    let app = TestApp::start(&env, &[]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    let job = wait_for_state(&store, &ch, JobState::Created).await;
+    assert!(job.task_sid.is_none(), "{job:?}");
+    app.stop().await;
+    assert_eq!(interactions_received(&env).await, 1);
+}
+
+#[tokio::test]
+async fn a_closed_conversation_45354_is_its_own_final_outcome_not_a_dead_job() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    create_interaction()
+        .respond_with(twilio_error(400, 45354, "Conversation is closed"))
+        .mount(&env.flex)
+        .await;
+    let app = TestApp::start(&env, &[]).await;
+    app.post_form(&message(&ch, "+14155550100")).await;
+    let store = env.store().await;
+    let job = wait_for_job(&store, &ch, Duration::from_secs(15), |j| {
+        j.state != JobState::Pending
+    })
+    .await;
+    assert_eq!(job.state, JobState::ConversationClosed, "{job:?}");
+    assert!(job.outcome.unwrap().contains("45354"));
+    let stats = store.stats().await.unwrap();
+    app.stop().await;
+    assert_eq!(
+        stats.counts(flexhook::store::JobKind::Interaction).dead,
+        0,
+        "not a dead job to alert on"
+    );
+    assert_eq!(interactions_received(&env).await, 1, "final: never retried");
+}

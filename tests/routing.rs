@@ -245,3 +245,116 @@ async fn the_conversations_attributes_are_read_for_rules_that_match_on_them() {
     assert_eq!(routing["properties"]["priority"], 50);
     assert_eq!(routing["properties"]["attributes"]["tier"], "gold");
 }
+
+#[tokio::test]
+async fn a_customer_turned_away_out_of_hours_who_writes_again_in_hours_gets_a_task() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    create_interaction()
+        .respond_with(created(&ch))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(&env).await;
+    replies_accepted(&env).await;
+    let app = TestApp::start_with_config(&env, &[], Some(RULES)).await;
+    let store = env.store().await;
+    // Sunday 10:00Z: closed. The customer is told so, and no task is made.
+    assert_eq!(
+        app.post_form(&message(&ch, "+14155550100")).await.status(),
+        200
+    );
+    wait_for_state(&store, &ch, JobState::Ignored).await;
+    wait_for_kind(&store, JobKind::Reply, &ch, |j| j.state == JobState::Sent).await;
+    // Sunday 20:00Z: still closed. Decided again: no second reply, still no task.
+    let evening = with(
+        message(&ch, "+14155550100"),
+        "DateCreated",
+        "2026-11-22T20:00:00Z",
+    );
+    assert_eq!(
+        app.post_form(&with(evening, "Index", "1")).await.status(),
+        200
+    );
+    let again = wait_for_state(&store, &ch, JobState::Ignored).await;
+    assert!(again.outcome.unwrap().contains("`closed`"));
+    assert!(creates(&env).await.is_empty());
+    // Monday 10:00Z, 11:00 in Madrid: open. The conversation gets its task now.
+    let monday = with(
+        message(&ch, "+14155550100"),
+        "DateCreated",
+        "2026-11-23T10:00:00Z",
+    );
+    assert_eq!(
+        app.post_form(&with(monday, "Index", "2")).await.status(),
+        200
+    );
+    let job = wait_for_state(&store, &ch, JobState::Created).await;
+    assert!(job.task_sid.is_some());
+    // Later messages of the routed conversation change nothing.
+    let later = with(
+        message(&ch, "+14155550100"),
+        "DateCreated",
+        "2026-11-23T10:05:00Z",
+    );
+    assert_eq!(
+        app.post_form(&with(later, "Index", "3")).await.status(),
+        200
+    );
+    app.stop().await;
+    assert_eq!(creates(&env).await.len(), 1, "one task");
+    assert_eq!(messages_posted(&env, &ch).await.len(), 1, "one reply");
+}
+
+#[tokio::test]
+async fn flex_s_acceptance_survives_a_failed_fact_lookup_and_the_create_is_never_sent_again() {
+    // Flex accepts the create but its answer is unreadable; the address the customer wrote
+    // to (a rule needs it) is looked up again on the retry and that lookup fails with a
+    // 503; TaskRouter never shows the task. The create must still never be sent again.
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    create_interaction()
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>OK</html>"))
+        .mount(&env.flex)
+        .await;
+    tasks_are_empty(&env).await;
+    webhooks_are_removable(&env).await;
+    let participants = format!("/v1/Services/{SERVICE}/Conversations/{ch}/Participants");
+    let none = serde_json::json!({
+        "participants": [],
+        "meta": {"page": 0, "page_size": 50, "key": "participants", "next_page_url": null},
+    });
+    Mock::given(method("GET"))
+        .and(path(participants.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(none.clone()))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&env.conversations)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(participants.as_str()))
+        .respond_with(twilio_error(503, 20503, "Service Unavailable"))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&env.conversations)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(participants.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(none))
+        .mount(&env.conversations)
+        .await;
+    let app = TestApp::start_with_config(&env, &[], Some(&route_when_closed())).await;
+    let first = without(
+        message(&ch, "+14155550100"),
+        "MessagingBinding.ProxyAddress",
+    );
+    assert_eq!(app.post_form(&first).await.status(), 200);
+    let store = env.store().await;
+    let job = wait_for_state(&store, &ch, JobState::Created).await;
+    assert!(job.task_sid.is_none(), "{job:?}");
+    app.stop().await;
+    assert_eq!(
+        creates(&env).await.len(),
+        1,
+        "accepted once, never sent again"
+    );
+}

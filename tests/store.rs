@@ -8,8 +8,8 @@ use std::time::Duration;
 use flexhook::domain::{AccountSid, ChannelType, ConversationSid, CustomerAddress, DatabaseUrl};
 use flexhook::routing::RoutingInput;
 use flexhook::store::{
-    now_ms, Action, Inserted, JobError, JobKind, JobState, NewJob, Store, StoreError, StoreOptions,
-    Transition,
+    now_ms, Action, Armed, Inserted, JobError, JobKind, JobState, NewJob, Store, StoreError,
+    StoreOptions, Transition,
 };
 
 fn options() -> StoreOptions {
@@ -135,7 +135,11 @@ async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires(store: Store
     assert_eq!(second.len(), 1);
     let conversation = ConversationSid::parse(&ch).unwrap();
     assert!(!store
-        .mark_attempt_started(id_of(&store, &conversation).await, "worker-a")
+        .mark_attempt_started(
+            id_of(&store, &conversation).await,
+            "worker-a",
+            Duration::ZERO
+        )
         .await
         .unwrap());
     let dead = Transition::Dead { error: error(1) };
@@ -144,7 +148,11 @@ async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires(store: Store
         .await
         .unwrap());
     assert!(store
-        .mark_attempt_started(id_of(&store, &conversation).await, "worker-b")
+        .mark_attempt_started(
+            id_of(&store, &conversation).await,
+            "worker-b",
+            Duration::ZERO
+        )
         .await
         .unwrap());
     let created = Transition::Created {
@@ -172,6 +180,7 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
         next_attempt_at: now_ms() + 500,
         error: error(20500),
         needs_lookup: true,
+        accepted: false,
     };
     assert!(store
         .record(id_of(&store, &conversation).await, "w", &retry)
@@ -600,13 +609,17 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
         let (kd, uo) = (kd.clone(), uo.clone());
         async move {
             store
-                .insert_or_rearm(&job, Some(&task), Some((&kd, &uo)))
+                .arm_close(&job, Some(&task), Some((&kd, &uo)), true)
                 .await
                 .unwrap()
         }
     };
-    assert_eq!(insert(&first).await, Inserted::New);
-    assert_eq!(insert(&first).await, Inserted::Known, "a repeated event");
+    assert_eq!(insert(&first).await, Armed::Queued);
+    assert_eq!(
+        insert(&first).await,
+        Armed::Recheck,
+        "a repeated event, while pending"
+    );
     let claimed = store
         .claim_due("w", now_ms(), now_ms() + 60_000, 10)
         .await
@@ -619,7 +632,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
     assert!(store.record(claimed[0].id, "w", &kept).await.unwrap());
     assert_eq!(store.for_task(&first).await.unwrap().len(), 1);
     // The next task's end re-arms the kept-open job, now about that task.
-    assert_eq!(insert(&second).await, Inserted::New);
+    assert_eq!(insert(&second).await, Armed::Queued);
     let job = store.find(JobKind::Close, &ch).await.unwrap().unwrap();
     assert_eq!(
         (job.state, job.outcome.as_deref()),
@@ -647,7 +660,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
         .unwrap());
     assert_eq!(
         insert(&first).await,
-        Inserted::Known,
+        Armed::Known,
         "a closed job stays closed"
     );
     let kinds: Vec<JobKind> = store
@@ -682,6 +695,209 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
     );
     store.forget_callback(&workspace).await.unwrap();
     assert_eq!(store.remembered_callback(&workspace).await.unwrap(), None);
+}
+
+/// The flags that keep "never twice" (issue 22): a takeover is due only a lookup delay
+/// after the lease its create went out under; Flex's acceptance survives later retries; a
+/// message stays sent across `kept_open` and re-arms, and a dead close job is retried
+/// without one; a task that ends while its close job is in flight turns `kept_open` into
+/// another look; an `ignored` interaction job is due again for a later message, with its
+/// facts and that message's time.
+async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Store) {
+    use flexhook::domain::{InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid};
+    use flexhook::store::CloseInput;
+    // A takeover: the write-ahead mark makes the job due only after lease + lookup delay.
+    let ch = sid("CH");
+    let conversation = ConversationSid::parse(&ch).unwrap();
+    store.insert_batch(&[new_job(&ch, now_ms())]).await.unwrap();
+    let lease_ends = now_ms() + 300;
+    store.claim_due("a", now_ms(), lease_ends, 1).await.unwrap();
+    let id = id_of(&store, &conversation).await;
+    assert!(store
+        .mark_attempt_started(id, "a", Duration::from_millis(700))
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store
+            .claim_due("b", now_ms(), now_ms() + 60_000, 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the lease is over, but a create sent under it may not show yet"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let taken = store
+        .claim_due("b", now_ms(), now_ms() + 60_000, 1)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(taken[0].needs_lookup && !taken[0].create_accepted);
+    // Accepted once, kept through a later retry that does not say so.
+    let retry = |accepted| Transition::Retry {
+        next_attempt_at: now_ms(),
+        error: error(20503),
+        needs_lookup: true,
+        accepted,
+    };
+    assert!(store.record(id, "b", &retry(true)).await.unwrap());
+    store
+        .claim_due("c", now_ms(), now_ms() + 60_000, 1)
+        .await
+        .unwrap();
+    assert!(store.record(id, "c", &retry(false)).await.unwrap());
+    let job = store.get(&conversation).await.unwrap().unwrap();
+    assert!(job.create_accepted, "{job:?}");
+    assert_eq!(job.last_error.unwrap().code, Some(20503));
+
+    // A close job's message stays sent across kept_open and a re-arm.
+    let close_ch = sid("CH");
+    let (kd, uo) = (
+        InteractionSid::parse(&sid("KD")).unwrap(),
+        InteractionChannelSid::parse(&sid("UO")).unwrap(),
+    );
+    let close = |task: &TaskSid| NewJob {
+        action: Action::CloseOrphan(CloseInput {
+            workspace_sid: WorkspaceSid::parse(&sid("WS")).unwrap(),
+            task_sid: task.clone(),
+            event: "workflow.timeout".into(),
+            reason: None,
+            interaction_sid: kd.clone(),
+            channel_sid: uo.clone(),
+        }),
+        ..new_job(&close_ch, now_ms())
+    };
+    let (t1, t2) = (
+        TaskSid::parse(&sid("WT")).unwrap(),
+        TaskSid::parse(&sid("WT")).unwrap(),
+    );
+    let arm = |task: &TaskSid, insert: bool| {
+        let (store, job, task) = (store.clone(), close(task), task.clone());
+        let (kd, uo) = (kd.clone(), uo.clone());
+        async move {
+            store
+                .arm_close(&job, Some(&task), Some((&kd, &uo)), insert)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        arm(&t1, false).await,
+        Armed::Known,
+        "a completion inserts nothing"
+    );
+    assert!(store
+        .find(JobKind::Close, &close_ch)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(arm(&t1, true).await, Armed::Queued);
+    let claimed = store
+        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .await
+        .unwrap();
+    let close_id = claimed
+        .iter()
+        .find(|j| j.kind == JobKind::Close)
+        .unwrap()
+        .id;
+    assert!(store.mark_message(close_id, "w", true).await.unwrap());
+    // While in flight, another task ends: the attempt's `kept_open` becomes another look.
+    assert_eq!(arm(&t2, true).await, Armed::Recheck);
+    let kept = Transition::Finished {
+        state: JobState::KeptOpen,
+        outcome: "kept open: task WT… is assigned".into(),
+    };
+    assert!(store.record(close_id, "w", &kept).await.unwrap());
+    let job = store
+        .find(JobKind::Close, &close_ch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, JobState::Pending, "looked at again: {job:?}");
+    assert_eq!(job.task_sid.as_ref(), Some(&t2));
+    assert!(job.message_sent);
+    // This time it stays kept open; a completion re-arms it, and the message stays sent.
+    let claimed = store
+        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .await
+        .unwrap();
+    assert!(!claimed.is_empty());
+    assert!(store.record(close_id, "w", &kept).await.unwrap());
+    let job = store
+        .find(JobKind::Close, &close_ch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, JobState::KeptOpen);
+    assert_eq!(arm(&t1, false).await, Armed::Queued);
+    let job = store
+        .find(JobKind::Close, &close_ch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, JobState::Pending);
+    assert!(job.message_sent, "never told twice");
+    // Dead, then retried: no lookup, and the message as it was.
+    store
+        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .await
+        .unwrap();
+    assert!(store.mark_message(close_id, "w", false).await.unwrap());
+    let dead = Transition::Dead {
+        error: error(20403),
+    };
+    assert!(store.record(close_id, "w", &dead).await.unwrap());
+    let close_conversation = ConversationSid::parse(&close_ch).unwrap();
+    assert_eq!(
+        store.retry_dead(Some(&close_conversation)).await.unwrap(),
+        1
+    );
+    let job = store
+        .find(JobKind::Close, &close_ch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!job.needs_lookup && !job.message_sent, "{job:?}");
+
+    // An ignored interaction job: a later message makes it due again, with the stored
+    // facts and the later message's time; a pending or created one is left alone.
+    let ignored_ch = sid("CH");
+    let ignored = ConversationSid::parse(&ignored_ch).unwrap();
+    let mut first = new_job(&ignored_ch, now_ms());
+    if let Action::CreateInteraction(routing) = &mut first.action {
+        routing.at_ms = Some(1_000);
+        routing.address = Some("whatsapp:+15550001111".into());
+    }
+    store.insert_batch(&[first]).await.unwrap();
+    let claimed = store
+        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .await
+        .unwrap();
+    let ignored_id = claimed.iter().find(|j| j.key == ignored_ch).unwrap().id;
+    let no_task = Transition::Finished {
+        state: JobState::Ignored,
+        outcome: "no task".into(),
+    };
+    assert!(store.record(ignored_id, "w", &no_task).await.unwrap());
+    let mut later = new_job(&ignored_ch, now_ms());
+    if let Action::CreateInteraction(routing) = &mut later.action {
+        routing.at_ms = Some(2_000);
+    }
+    let outcomes = store
+        .insert_batch(&[later.clone(), later.clone()])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Inserted::New, Inserted::Known]);
+    let job = store.get(&ignored).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Pending, 0));
+    let routing = job.routing().unwrap();
+    assert_eq!(routing.at_ms, Some(2_000));
+    assert_eq!(routing.address.as_deref(), Some("whatsapp:+15550001111"));
+    assert_eq!(
+        store.insert_batch(&[later]).await.unwrap(),
+        [Inserted::Known]
+    );
 }
 
 /// One backend's store for one test, with what must outlive it.
@@ -744,4 +960,5 @@ on_both_backends!(
     purging_removes_only_finished_jobs_older_than_the_cutoff,
     jobs_are_found_by_task_sid,
     lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_outcomes,
+    never_twice_flags_hold_across_retries_re_arms_and_takeovers,
 );

@@ -21,7 +21,8 @@ pub struct JobsArgs {
 pub enum JobsCommand {
     /// List jobs, newest first.
     List {
-        /// Only jobs in this state: pending, created, ignored, set, closed, kept_open, sent or dead.
+        /// Only jobs in this state: pending, created, ignored, set, closed, kept_open, sent,
+        /// conversation_closed or dead.
         #[arg(long, value_parser = parse_state)]
         state: Option<JobState>,
         /// Only jobs of this kind: interaction, timers, close or reply.
@@ -226,6 +227,11 @@ fn print_job(job: &Job) {
     if job.state == JobState::Pending {
         println!("next attempt     {}", time(job.next_attempt_at));
         println!("lookup first     {}", job.needs_lookup);
+    }
+    match job.kind {
+        JobKind::Interaction => println!("create accepted  {}", job.create_accepted),
+        JobKind::Reply | JobKind::Close => println!("message sent     {}", job.message_sent),
+        JobKind::Timers => {}
     }
     println!(
         "interaction      {}",

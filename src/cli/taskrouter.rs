@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::domain::WorkspaceSid;
-use crate::event::task::TASK_ENDED_EVENTS;
+use crate::event::task::LIFECYCLE_EVENTS;
 use crate::store::{Store, StoreOptions, WorkspaceCallback};
 use crate::twilio::TwilioClient;
 
@@ -92,7 +92,7 @@ pub(crate) fn merged_filter(existing: Option<&str>) -> String {
         .filter(|e| !e.is_empty())
         .map(str::to_owned)
         .collect();
-    for ours in TASK_ENDED_EVENTS {
+    for ours in LIFECYCLE_EVENTS {
         if !events.iter().any(|e| e == ours) {
             events.push(ours.to_owned());
         }
@@ -106,7 +106,7 @@ pub(crate) fn missing_events(filter: Option<&str>) -> Vec<&'static str> {
         return Vec::new();
     };
     let listed: Vec<&str> = filter.split(',').map(str::trim).collect();
-    TASK_ENDED_EVENTS
+    LIFECYCLE_EVENTS
         .into_iter()
         .filter(|e| !listed.contains(e))
         .collect()
@@ -294,11 +294,18 @@ mod tests {
     fn the_filter_keeps_what_was_there_and_adds_only_what_is_missing() {
         assert_eq!(
             merged_filter(None),
-            "task.canceled,task.deleted,task.system-deleted,workflow.timeout"
+            "task.canceled,task.deleted,task.system-deleted,workflow.timeout,task.completed"
         );
         assert_eq!(
             merged_filter(Some("task.created, task.canceled")),
-            "task.created,task.canceled,task.deleted,task.system-deleted,workflow.timeout"
+            "task.created,task.canceled,task.deleted,task.system-deleted,workflow.timeout,task.completed"
+        );
+        // A filter that predates task.completed is reported as lacking it.
+        assert_eq!(
+            missing_events(Some(
+                "task.canceled,task.deleted,task.system-deleted,workflow.timeout"
+            )),
+            ["task.completed"]
         );
     }
 }

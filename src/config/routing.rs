@@ -149,6 +149,14 @@ pub struct RoutingConfig {
     pub rules: Vec<RuleConfig>,
 }
 
+impl RoutingConfig {
+    /// Whether some rule may turn a conversation away (`action = "ignore"`): its later
+    /// messages are then decided again.
+    pub fn may_ignore(&self) -> bool {
+        self.rules.iter().any(|r| r.ignore)
+    }
+}
+
 impl RoutingSettings {
     pub(super) fn validate(&self, p: &mut Problems) -> Option<RoutingConfig> {
         let before = p.count();

@@ -9,12 +9,26 @@ use crate::domain::{
 };
 use crate::signature::{Payload, Verified};
 
-/// The events after which a task no longer puts anyone on its conversation.
+/// The events after which a task no longer puts anyone on its conversation, and never had
+/// (or no longer has) an agent for it: its conversation may be an orphan.
 pub const TASK_ENDED_EVENTS: [&str; 4] = [
     "task.canceled",
     "task.deleted",
     "task.system-deleted",
     "workflow.timeout",
+];
+
+/// The end of a task an agent had, once its wrap-up is over. It orphans nothing by itself,
+/// but a conversation that task kept open must be looked at again.
+pub const TASK_COMPLETED: &str = "task.completed";
+
+/// Every event the lifecycle acts on: what `flexhook taskrouter connect` subscribes to.
+pub const LIFECYCLE_EVENTS: [&str; 5] = [
+    TASK_ENDED_EVENTS[0],
+    TASK_ENDED_EVENTS[1],
+    TASK_ENDED_EVENTS[2],
+    TASK_ENDED_EVENTS[3],
+    TASK_COMPLETED,
 ];
 
 /// A TaskRouter event callback.
@@ -31,8 +45,14 @@ pub struct TaskEvent {
 }
 
 impl TaskEvent {
-    /// Whether the event ended its task without an agent (see [`TASK_ENDED_EVENTS`]).
+    /// Whether the event ended its task (see [`LIFECYCLE_EVENTS`]).
     pub fn ends_task(&self) -> bool {
+        LIFECYCLE_EVENTS.contains(&self.event_type.as_str())
+    }
+
+    /// Whether the event ended its task without an agent (see [`TASK_ENDED_EVENTS`]): its
+    /// conversation gets a close job. A completed task only re-checks one kept open.
+    pub fn may_orphan(&self) -> bool {
         TASK_ENDED_EVENTS.contains(&self.event_type.as_str())
     }
 
@@ -120,7 +140,7 @@ mod tests {
             ("TaskAttributes", r#"{"conversationSid":"CH00000000000000000000000000000001","flexInteractionSid":"KD00000000000000000000000000000001","flexInteractionChannelSid":"UO00000000000000000000000000000001"}"#),
         ])
         .unwrap();
-        assert!(e.ends_task());
+        assert!(e.ends_task() && e.may_orphan());
         assert_eq!(e.task_sid.as_ref().unwrap().as_str(), WT);
         assert_eq!(e.reason.as_deref(), Some("Task timed out of Workflow"));
         let a = e.flex_attributes().unwrap();
@@ -129,6 +149,19 @@ mod tests {
             "CH00000000000000000000000000000001"
         );
         assert!(a.interaction_sid.is_some() && a.channel_sid.is_some());
+    }
+
+    #[test]
+    fn a_completed_task_ends_without_orphaning_its_conversation() {
+        let e = event(&[
+            ("EventType", "task.completed"),
+            ("AccountSid", AC),
+            ("WorkspaceSid", WS),
+            ("TaskSid", WT),
+        ])
+        .unwrap();
+        assert!(e.ends_task());
+        assert!(!e.may_orphan());
     }
 
     #[test]

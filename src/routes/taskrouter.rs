@@ -53,7 +53,7 @@ async fn handle(
     let handled = tokio::time::timeout(state.ack_timeout, state.lifecycle.task_ended(&event)).await;
     let outcome = match handled {
         Ok(Ok(Outcome::Queued(conversation))) => {
-            tracing::info!(%conversation, "task ended with nobody on it: close job queued");
+            tracing::info!(%conversation, "task ended: the conversation's close job is queued to look at it");
             WebhookOutcome::Accepted
         }
         Ok(Ok(Outcome::AlreadyQueued(conversation))) => {

@@ -43,3 +43,33 @@ pub(super) fn outcomes(jobs: &[NewJob], mut inserted: HashSet<(String, String)>)
         })
         .collect()
 }
+
+/// The first job of each kind and key, in order: one statement may not touch a row twice
+/// (PostgreSQL refuses an upsert that would), and the later ones are `Known` anyway.
+pub(super) fn distinct(jobs: &[NewJob]) -> Vec<&NewJob> {
+    let mut seen: HashSet<(&'static str, String)> = HashSet::new();
+    jobs.iter()
+        .filter(|j| seen.insert((j.action.kind().as_str(), j.key())))
+        .collect()
+}
+
+/// The conflict clause of a new-job insert: a job of the key is left alone, unless it is an
+/// interaction job a rule `ignored`, which is due again with `input` (the backend's way of
+/// keeping the stored facts with the new message's `at_ms`). Returns the rows made or
+/// re-armed.
+pub(super) fn rearm_ignored(input: &str) -> String {
+    format!(
+        " ON CONFLICT (kind, job_key) DO UPDATE SET state = 'pending', input = {input}, \
+         attempts = 0, next_attempt_at = excluded.next_attempt_at, needs_lookup = FALSE, \
+         create_accepted = FALSE, outcome = NULL, last_error_code = NULL, \
+         last_error_status = NULL, last_error_message = NULL, lease_owner = NULL, \
+         lease_until = NULL, age_from = excluded.age_from, updated_at = excluded.updated_at \
+         WHERE jobs.state = 'ignored' RETURNING kind, job_key"
+    )
+}
+
+/// What re-arming a finished lifecycle job resets: due again with no attempts, errors or
+/// lease; `message_sent` stays.
+pub(super) const REARM: &str = "state = 'pending', attempts = 0, needs_lookup = FALSE, \
+    outcome = NULL, last_error_code = NULL, last_error_status = NULL, \
+    last_error_message = NULL, lease_owner = NULL, lease_until = NULL, recheck = FALSE";

@@ -4,12 +4,12 @@
 /// The columns a copied job carries over.
 pub(super) const COLUMNS: &str = "kind, job_key, conversation_sid, account_sid, \
     chat_service_sid, webhook_sid, first_message_sid, input, state, attempts, next_attempt_at, \
-    needs_lookup, interaction_sid, interaction_channel_sid, task_sid, last_error_code, \
+    needs_lookup, create_accepted, message_sent, interaction_sid, interaction_channel_sid, task_sid, last_error_code, \
     last_error_status, last_error_message, outcome, webhook_removed, age_from, created_at, \
     updated_at";
 
-/// Rows per statement: 23 parameters each stays under SQLite's 999-variable floor.
-pub(super) const ROWS_PER_STATEMENT: usize = 40;
+/// Rows per statement: 25 parameters each stays under SQLite's 999-variable floor.
+pub(super) const ROWS_PER_STATEMENT: usize = 39;
 
 /// Binds one job's [`COLUMNS`], in order, to a `push_values` row.
 macro_rules! bind_job_columns {
@@ -29,6 +29,8 @@ macro_rules! bind_job_columns {
             .push_bind(i64::from(job.attempts))
             .push_bind(job.next_attempt_at)
             .push_bind(job.needs_lookup)
+            .push_bind(job.create_accepted)
+            .push_bind(job.message_sent)
             .push_bind(sid(job.interaction_sid.as_ref().map(|s| s.as_str())))
             .push_bind(sid(job
                 .interaction_channel_sid

@@ -62,6 +62,8 @@ pub(super) fn job(row: &impl Columns) -> Result<Job, StoreError> {
         attempts: u32::try_from(int("attempts")?).unwrap_or(u32::MAX),
         next_attempt_at: int("next_attempt_at")?,
         needs_lookup: row.flag("needs_lookup")?,
+        create_accepted: row.flag("create_accepted")?,
+        message_sent: row.flag("message_sent")?,
         lease_owner: row.text("lease_owner")?,
         interaction_sid: sid(row, "interaction_sid", d::InteractionSid::parse)?,
         interaction_channel_sid: sid(

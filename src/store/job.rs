@@ -143,13 +143,17 @@ pub enum JobState {
     KeptOpen,
     /// A reply job that posted its message.
     Sent,
-    /// An interaction job whose rule said to create no task.
+    /// An interaction job whose rule said to create no task (yet: the conversation's next
+    /// message decides again, at its own time).
     Ignored,
+    /// Twilio answered 45354: the conversation is closed, so there is nothing left to do
+    /// for it. Final, and not a failure to alert on.
+    ConversationClosed,
     Dead,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 8] = [
+    pub const ALL: [JobState; 9] = [
         Self::Pending,
         Self::Created,
         Self::Set,
@@ -157,6 +161,7 @@ impl JobState {
         Self::KeptOpen,
         Self::Sent,
         Self::Ignored,
+        Self::ConversationClosed,
         Self::Dead,
     ];
 
@@ -169,6 +174,7 @@ impl JobState {
             Self::KeptOpen => "kept_open",
             Self::Sent => "sent",
             Self::Ignored => "ignored",
+            Self::ConversationClosed => "conversation_closed",
             Self::Dead => "dead",
         }
     }
@@ -182,7 +188,7 @@ impl FromStr for JobState {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "`{s}` is not pending, created, set, closed, kept_open, sent, ignored or dead"
+                    "`{s}` is not pending, created, set, closed, kept_open, sent, ignored, conversation_closed or dead"
                 )
             })
     }
@@ -240,8 +246,12 @@ pub struct Job {
     pub state: JobState,
     pub attempts: u32,
     pub next_attempt_at: i64,
-    /// The last attempt ended in a way that may have done the action: look first.
+    /// An interaction job's create may have reached Twilio: look for its task first.
     pub needs_lookup: bool,
+    /// Flex accepted this interaction job's create: it is never sent again.
+    pub create_accepted: bool,
+    /// A reply or close job's message was, or may have been, posted: never again.
+    pub message_sent: bool,
     /// Who holds (or last held) the job's lease: `{pid}-{random}#{claim}`.
     pub lease_owner: Option<String>,
     pub interaction_sid: Option<InteractionSid>,
@@ -279,6 +289,8 @@ pub enum Transition {
         next_attempt_at: i64,
         error: JobError,
         needs_lookup: bool,
+        /// Flex accepted the create: kept for good (a later `false` does not clear it).
+        accepted: bool,
     },
     /// A job other than an interaction is done, in `state`, with what it did.
     Finished {

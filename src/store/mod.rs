@@ -25,6 +25,17 @@ pub use job::{
     TimersInput, Transition,
 };
 
+/// What became of a task's end for its conversation's close job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Armed {
+    /// A new close job, or one re-armed after `kept_open`: due now.
+    Queued,
+    /// The close job is pending (perhaps in flight): it looks at the live tasks again.
+    Recheck,
+    /// Nothing to do: the job is done (closed, dead), or there is none and none is inserted.
+    Known,
+}
+
 /// A send slot in the shared rate-limit budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
@@ -230,32 +241,23 @@ impl Store {
         }
     }
 
-    /// Inserts the job, or re-arms its kind's existing job for the key if that one finished
-    /// `kept_open`; `Known` when an existing job was left alone. `task` and `interaction`
-    /// (KD, UO) are kept with the job.
-    pub async fn insert_or_rearm(
+    /// Arms the conversation's close job for a task that ended: a job still pending (perhaps
+    /// in flight) is told to look again ([`Armed::Recheck`]: it will not settle for
+    /// `kept_open` on a list read before this end), one that finished `kept_open` is re-armed
+    /// with `job`'s input, and, with `insert`, a missing one is inserted. `task` and
+    /// `interaction` (KD, UO) are kept with the job. A finished job's `message_sent` stays.
+    pub async fn arm_close(
         &self,
         job: &NewJob,
         task: Option<&TaskSid>,
         interaction: Option<(&InteractionSid, &InteractionChannelSid)>,
-    ) -> Result<Inserted, StoreError> {
+        insert: bool,
+    ) -> Result<Armed, StoreError> {
+        let task = task.map(TaskSid::as_str);
+        let interaction = interaction.map(|(kd, uo)| (kd.as_str(), uo.as_str()));
         match self {
-            Self::Sqlite(s) => {
-                s.insert_or_rearm(
-                    job,
-                    task.map(TaskSid::as_str),
-                    interaction.map(|(kd, uo)| (kd.as_str(), uo.as_str())),
-                )
-                .await
-            }
-            Self::Postgres(p) => {
-                p.insert_or_rearm(
-                    job,
-                    task.map(TaskSid::as_str),
-                    interaction.map(|(kd, uo)| (kd.as_str(), uo.as_str())),
-                )
-                .await
-            }
+            Self::Sqlite(s) => s.arm_close(job, task, interaction, insert).await,
+            Self::Postgres(p) => p.arm_close(job, task, interaction, insert).await,
         }
     }
 
@@ -293,12 +295,35 @@ impl Store {
     }
 
     /// Write-ahead before a create is sent: until an outcome is recorded, the job counts as
-    /// possibly created, so whoever claims it next looks for its task first. `false`: the
-    /// lease is no longer `owner`'s, and nothing may be sent.
-    pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
+    /// possibly created, so whoever claims it next looks for its task first, and not before
+    /// `lookup_delay` past this claim's lease, by when a create sent under it has reached
+    /// Twilio and its task has had time to show. `false`: the lease is no longer `owner`'s,
+    /// and nothing may be sent.
+    pub async fn mark_attempt_started(
+        &self,
+        job: i64,
+        owner: &str,
+        lookup_delay: Duration,
+    ) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(s) => s.mark_attempt_started(job, owner).await,
-            Self::Postgres(p) => p.mark_attempt_started(job, owner).await,
+            Self::Sqlite(s) => s.mark_attempt_started(job, owner, ms(lookup_delay)).await,
+            Self::Postgres(p) => p.mark_attempt_started(job, owner, ms(lookup_delay)).await,
+        }
+    }
+
+    /// Write-ahead before a reply or close job posts its message (`sent = true`): from then
+    /// on it counts as posted and is never posted again. `sent = false` takes it back after
+    /// Twilio surely did not take it (a refusal, a refused connection). `false`: the lease is
+    /// no longer `owner`'s.
+    pub async fn mark_message(
+        &self,
+        job: i64,
+        owner: &str,
+        sent: bool,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.mark_message(job, owner, sent).await,
+            Self::Postgres(p) => p.mark_message(job, owner, sent).await,
         }
     }
 

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Acquire, Postgres, QueryBuilder, Row};
 
 use super::{
-    stats, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
+    stats, Armed, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
     Transition, WorkspaceCallback,
 };
 use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
@@ -81,7 +81,7 @@ impl PostgresStore {
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(&format!(
-            "UPDATE jobs SET lease_owner = $1, lease_until = {NOW_MS} + $2 \
+            "UPDATE jobs SET lease_owner = $1, lease_until = {NOW_MS} + $2, recheck = FALSE \
              WHERE id IN ( \
                  SELECT id FROM jobs \
                  WHERE state = 'pending' AND next_attempt_at <= {NOW_MS} \
@@ -118,45 +118,83 @@ impl PostgresStore {
         Ok(true)
     }
 
-    pub async fn insert_or_rearm(
+    /// See [`super::Store::arm_close`].
+    pub async fn arm_close(
         &self,
         job: &NewJob,
         task: Option<&str>,
         interaction: Option<(&str, &str)>,
-    ) -> Result<Inserted, StoreError> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
-             webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
-             created_at, updated_at, task_sid, interaction_sid, interaction_channel_sid) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, \
-             {NOW_MS}, $9, $10, $11) \
-             ON CONFLICT (kind, job_key) DO UPDATE SET input = EXCLUDED.input, \
-             state = 'pending', attempts = 0, next_attempt_at = EXCLUDED.next_attempt_at, \
-             needs_lookup = FALSE, outcome = NULL, last_error_code = NULL, \
-             last_error_status = NULL, last_error_message = NULL, lease_owner = NULL, \
-             lease_until = NULL, age_from = EXCLUDED.age_from, updated_at = EXCLUDED.updated_at, \
-             task_sid = EXCLUDED.task_sid, interaction_sid = EXCLUDED.interaction_sid, \
-             interaction_channel_sid = EXCLUDED.interaction_channel_sid \
-             WHERE jobs.state = 'kept_open' \
-             RETURNING id"
+        insert: bool,
+    ) -> Result<Armed, StoreError> {
+        let recheck = sqlx::query(&format!(
+            "UPDATE jobs SET recheck = TRUE, input = $1, task_sid = $2, \
+             interaction_sid = COALESCE($3, interaction_sid), \
+             interaction_channel_sid = COALESCE($4, interaction_channel_sid), \
+             updated_at = {NOW_MS} \
+             WHERE kind = $5 AND job_key = $6 AND state = 'pending'"
         ))
-        .bind(job.action.kind().as_str())
-        .bind(job.key())
-        .bind(job.conversation_sid.as_str())
-        .bind(job.account_sid.as_str())
-        .bind(job.chat_service_sid.as_ref().map(|s| s.as_str()))
-        .bind(job.webhook_sid.as_ref().map(|s| s.as_str()))
-        .bind(job.first_message_sid.as_ref().map(|s| s.as_str()))
         .bind(job.action.to_stored())
         .bind(task)
         .bind(interaction.map(|(kd, _)| kd))
         .bind(interaction.map(|(_, uo)| uo))
-        .fetch_optional(&self.pool)
+        .bind(job.action.kind().as_str())
+        .bind(job.key())
+        .execute(&self.pool)
         .await?;
-        Ok(if row.is_some() {
-            Inserted::New
+        if recheck.rows_affected() == 1 {
+            return Ok(Armed::Recheck);
+        }
+        let rearm = super::columns::REARM;
+        let row = if insert {
+            sqlx::query(&format!(
+                "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
+                 webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
+                 created_at, updated_at, task_sid, interaction_sid, interaction_channel_sid) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, \
+                 {NOW_MS}, $9, $10, $11) \
+                 ON CONFLICT (kind, job_key) DO UPDATE SET input = EXCLUDED.input, {rearm}, \
+                 next_attempt_at = EXCLUDED.next_attempt_at, age_from = EXCLUDED.age_from, \
+                 updated_at = EXCLUDED.updated_at, task_sid = EXCLUDED.task_sid, \
+                 interaction_sid = EXCLUDED.interaction_sid, \
+                 interaction_channel_sid = EXCLUDED.interaction_channel_sid \
+                 WHERE jobs.state = 'kept_open' \
+                 RETURNING id"
+            ))
+            .bind(job.action.kind().as_str())
+            .bind(job.key())
+            .bind(job.conversation_sid.as_str())
+            .bind(job.account_sid.as_str())
+            .bind(job.chat_service_sid.as_ref().map(|s| s.as_str()))
+            .bind(job.webhook_sid.as_ref().map(|s| s.as_str()))
+            .bind(job.first_message_sid.as_ref().map(|s| s.as_str()))
+            .bind(job.action.to_stored())
+            .bind(task)
+            .bind(interaction.map(|(kd, _)| kd))
+            .bind(interaction.map(|(_, uo)| uo))
+            .fetch_optional(&self.pool)
+            .await?
         } else {
-            Inserted::Known
+            sqlx::query(&format!(
+                "UPDATE jobs SET input = $3, {rearm}, next_attempt_at = {NOW_MS}, \
+                 age_from = {NOW_MS}, updated_at = {NOW_MS}, task_sid = $4, \
+                 interaction_sid = COALESCE($5, interaction_sid), \
+                 interaction_channel_sid = COALESCE($6, interaction_channel_sid) \
+                 WHERE kind = $1 AND job_key = $2 AND state = 'kept_open' \
+                 RETURNING id"
+            ))
+            .bind(job.action.kind().as_str())
+            .bind(job.key())
+            .bind(job.action.to_stored())
+            .bind(task)
+            .bind(interaction.map(|(kd, _)| kd))
+            .bind(interaction.map(|(_, uo)| uo))
+            .fetch_optional(&self.pool)
+            .await?
+        };
+        Ok(if row.is_some() {
+            Armed::Queued
+        } else {
+            Armed::Known
         })
     }
 
@@ -177,13 +215,37 @@ impl PostgresStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
+    pub async fn mark_attempt_started(
+        &self,
+        job: i64,
+        owner: &str,
+        lookup_delay_ms: i64,
+    ) -> Result<bool, StoreError> {
         let result = sqlx::query(
-            "UPDATE jobs SET needs_lookup = TRUE \
+            "UPDATE jobs SET needs_lookup = TRUE, next_attempt_at = lease_until + $3 \
              WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
         )
         .bind(job)
         .bind(owner)
+        .bind(lookup_delay_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn mark_message(
+        &self,
+        job: i64,
+        owner: &str,
+        sent: bool,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET message_sent = $3 \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+        )
+        .bind(job)
+        .bind(owner)
+        .bind(sent)
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -263,10 +325,11 @@ impl PostgresStore {
         &self,
         conversation: Option<&ConversationSid>,
     ) -> Result<u64, StoreError> {
-        // A dead job may have died after an ambiguous failure: look for its task first.
+        // A dead interaction job may have died after an ambiguous failure: look for its task
+        // first. Other kinds keep `message_sent`, which says alone whether they posted.
         let result = sqlx::query(&format!(
             "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = {NOW_MS}, \
-             needs_lookup = TRUE, age_from = {NOW_MS}, updated_at = {NOW_MS}, \
+             needs_lookup = (kind = 'interaction'), age_from = {NOW_MS}, updated_at = {NOW_MS}, \
              lease_owner = NULL, lease_until = NULL \
              WHERE state = 'dead' AND ($1::TEXT IS NULL OR conversation_sid = $1)"
         ))
@@ -429,12 +492,14 @@ async fn update_outcome(
         Transition::Retry {
             error,
             needs_lookup,
+            accepted,
             ..
         } => {
             sqlx::query(&format!(
                 "UPDATE jobs SET attempts = attempts + 1, next_attempt_at = {NOW_MS} + $3, \
              needs_lookup = $4, last_error_code = $5, last_error_status = $6, \
-             last_error_message = $7, {released} {guard}"
+             last_error_message = $7, create_accepted = create_accepted OR $8, \
+             {released} {guard}"
             ))
             .bind(job)
             .bind(owner)
@@ -443,13 +508,19 @@ async fn update_outcome(
             .bind(error.code)
             .bind(error.status.map(i64::from))
             .bind(&error.message)
+            .bind(accepted)
             .execute(&mut *conn)
             .await?
         }
         Transition::Finished { state, outcome } => {
+            // A task that ended while this attempt ran (`recheck`) may have been the one it
+            // saw live: look again rather than settle for `kept_open`.
             sqlx::query(&format!(
-                "UPDATE jobs SET state = $3, outcome = $4, attempts = attempts + 1, \
-             needs_lookup = FALSE, {released} {guard}"
+                "UPDATE jobs SET \
+             state = CASE WHEN $3 = 'kept_open' AND recheck THEN 'pending' ELSE $3 END, \
+             next_attempt_at = CASE WHEN $3 = 'kept_open' AND recheck THEN {NOW_MS} \
+                 ELSE next_attempt_at END, \
+             outcome = $4, attempts = attempts + 1, needs_lookup = FALSE, {released} {guard}"
             ))
             .bind(job)
             .bind(owner)
@@ -503,7 +574,7 @@ async fn insert_batch_in(
     jobs: &[NewJob],
 ) -> Result<Vec<Inserted>, StoreError> {
     let mut inserted: HashSet<(String, String)> = HashSet::new();
-    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+    for chunk in super::columns::distinct(jobs).chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new(super::columns::NEW_JOB_INSERT);
         q.push_values(chunk, |mut row, job| {
             super::columns::bind_new_job!(row, job)
@@ -512,7 +583,11 @@ async fn insert_batch_in(
                 .push(NOW_MS)
                 .push(NOW_MS);
         });
-        q.push(" ON CONFLICT (kind, job_key) DO NOTHING RETURNING kind, job_key");
+        // An `ignored` interaction job is decided again for this later message, at its
+        // time: the first message's facts are kept, with the new message's time.
+        q.push(super::columns::rearm_ignored(
+            "(jobs.input::jsonb || jsonb_build_object('at_ms', (excluded.input::jsonb) -> 'at_ms'))::text",
+        ));
         let rows = q.build().fetch_all(&mut **tx).await?;
         for row in rows {
             inserted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));

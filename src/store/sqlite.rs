@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::{
-    stats, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
+    stats, Armed, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
     Transition,
 };
 use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
@@ -91,7 +91,7 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(
-            "UPDATE jobs SET lease_owner = ?1, lease_until = ?2 \
+            "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, recheck = 0 \
              WHERE id IN ( \
                  SELECT id FROM jobs \
                  WHERE state = 'pending' AND next_attempt_at <= ?3 \
@@ -132,48 +132,77 @@ impl SqliteStore {
         Ok(true)
     }
 
-    /// Inserts the job, or re-arms the existing one of its kind and key if it finished as
-    /// `kept_open`; any other existing job is left alone. Also records the job's task and
-    /// interaction, so that it is found by task.
-    pub async fn insert_or_rearm(
+    /// See [`super::Store::arm_close`].
+    pub async fn arm_close(
         &self,
         job: &NewJob,
         task: Option<&str>,
         interaction: Option<(&str, &str)>,
-    ) -> Result<Inserted, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
-             webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
-             created_at, updated_at, task_sid, interaction_sid, interaction_channel_sid) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?9, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (kind, job_key) DO UPDATE SET input = excluded.input, \
-             state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, \
-             needs_lookup = 0, outcome = NULL, last_error_code = NULL, \
-             last_error_status = NULL, last_error_message = NULL, lease_owner = NULL, \
-             lease_until = NULL, age_from = excluded.age_from, updated_at = excluded.updated_at, \
-             task_sid = excluded.task_sid, interaction_sid = excluded.interaction_sid, \
-             interaction_channel_sid = excluded.interaction_channel_sid \
-             WHERE jobs.state = 'kept_open' \
-             RETURNING id",
+        insert: bool,
+    ) -> Result<Armed, StoreError> {
+        let now = job.received_at;
+        let recheck = sqlx::query(
+            "UPDATE jobs SET recheck = 1, input = ?1, task_sid = ?2, \
+             interaction_sid = COALESCE(?3, interaction_sid), \
+             interaction_channel_sid = COALESCE(?4, interaction_channel_sid), updated_at = ?5 \
+             WHERE kind = ?6 AND job_key = ?7 AND state = 'pending'",
         )
-        .bind(job.action.kind().as_str())
-        .bind(job.key())
-        .bind(job.conversation_sid.as_str())
-        .bind(job.account_sid.as_str())
-        .bind(job.chat_service_sid.as_ref().map(|s| s.as_str()))
-        .bind(job.webhook_sid.as_ref().map(|s| s.as_str()))
-        .bind(job.first_message_sid.as_ref().map(|s| s.as_str()))
         .bind(job.action.to_stored())
-        .bind(job.received_at)
         .bind(task)
         .bind(interaction.map(|(kd, _)| kd))
         .bind(interaction.map(|(_, uo)| uo))
-        .fetch_optional(&self.pool)
+        .bind(now)
+        .bind(job.action.kind().as_str())
+        .bind(job.key())
+        .execute(&self.pool)
         .await?;
-        Ok(if row.is_some() {
-            Inserted::New
+        if recheck.rows_affected() == 1 {
+            return Ok(Armed::Recheck);
+        }
+        let rearm = super::columns::REARM;
+        let query = if insert {
+            format!(
+                "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
+                 webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
+                 created_at, updated_at, task_sid, interaction_sid, interaction_channel_sid) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?9, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (kind, job_key) DO UPDATE SET input = excluded.input, {rearm}, \
+                 next_attempt_at = excluded.next_attempt_at, age_from = excluded.age_from, \
+                 updated_at = excluded.updated_at, task_sid = excluded.task_sid, \
+                 interaction_sid = excluded.interaction_sid, \
+                 interaction_channel_sid = excluded.interaction_channel_sid \
+                 WHERE jobs.state = 'kept_open' \
+                 RETURNING id"
+            )
         } else {
-            Inserted::Known
+            // Bound like the insert above: SQLite takes the unused numbers (?3 to ?7).
+            format!(
+                "UPDATE jobs SET input = ?8, {rearm}, next_attempt_at = ?9, age_from = ?9, \
+                 updated_at = ?9, task_sid = ?10, interaction_sid = COALESCE(?11, interaction_sid), \
+                 interaction_channel_sid = COALESCE(?12, interaction_channel_sid) \
+                 WHERE kind = ?1 AND job_key = ?2 AND state = 'kept_open' \
+                 RETURNING id"
+            )
+        };
+        let row = sqlx::query(&query)
+            .bind(job.action.kind().as_str())
+            .bind(job.key())
+            .bind(job.conversation_sid.as_str())
+            .bind(job.account_sid.as_str())
+            .bind(job.chat_service_sid.as_ref().map(|s| s.as_str()))
+            .bind(job.webhook_sid.as_ref().map(|s| s.as_str()))
+            .bind(job.first_message_sid.as_ref().map(|s| s.as_str()))
+            .bind(job.action.to_stored())
+            .bind(now)
+            .bind(task)
+            .bind(interaction.map(|(kd, _)| kd))
+            .bind(interaction.map(|(_, uo)| uo))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(if row.is_some() {
+            Armed::Queued
+        } else {
+            Armed::Known
         })
     }
 
@@ -194,13 +223,37 @@ impl SqliteStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_attempt_started(&self, job: i64, owner: &str) -> Result<bool, StoreError> {
+    pub async fn mark_attempt_started(
+        &self,
+        job: i64,
+        owner: &str,
+        lookup_delay_ms: i64,
+    ) -> Result<bool, StoreError> {
         let result = sqlx::query(
-            "UPDATE jobs SET needs_lookup = 1 \
+            "UPDATE jobs SET needs_lookup = 1, next_attempt_at = lease_until + ?3 \
              WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
         )
         .bind(job)
         .bind(owner)
+        .bind(lookup_delay_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn mark_message(
+        &self,
+        job: i64,
+        owner: &str,
+        sent: bool,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET message_sent = ?3 \
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+        )
+        .bind(job)
+        .bind(owner)
+        .bind(sent)
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -285,9 +338,10 @@ impl SqliteStore {
         conversation: Option<&ConversationSid>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        // A dead job may have died after an ambiguous failure: look for its task first.
+        // A dead interaction job may have died after an ambiguous failure: look for its task
+        // first. Other kinds keep `message_sent`, which says alone whether they posted.
         let set = "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, \
-                   needs_lookup = 1, age_from = ?1, updated_at = ?1, lease_owner = NULL, \
+                   needs_lookup = (kind = 'interaction'), age_from = ?1, updated_at = ?1, lease_owner = NULL, \
                    lease_until = NULL WHERE state = 'dead'";
         let result = match conversation {
             Some(c) => {
@@ -420,12 +474,13 @@ async fn update_outcome(
             next_attempt_at,
             error,
             needs_lookup,
+            accepted,
         } => {
             sqlx::query(
                 "UPDATE jobs SET attempts = attempts + 1, next_attempt_at = ?1, \
                      needs_lookup = ?2, last_error_code = ?3, last_error_status = ?4, \
                      last_error_message = ?5, lease_owner = NULL, lease_until = NULL, \
-                     updated_at = ?6 \
+                     updated_at = ?6, create_accepted = MAX(create_accepted, ?9) \
                      WHERE id = ?7 AND lease_owner = ?8 AND state = 'pending'",
             )
             .bind(next_attempt_at)
@@ -436,12 +491,19 @@ async fn update_outcome(
             .bind(now)
             .bind(job)
             .bind(owner)
+            .bind(accepted)
             .execute(&mut *conn)
             .await?
         }
         Transition::Finished { state, outcome } => {
+            // A task that ended while this attempt ran (`recheck`) may have been the one it
+            // saw live: look again rather than settle for `kept_open`.
             sqlx::query(
-                "UPDATE jobs SET state = ?1, outcome = ?2, attempts = attempts + 1, \
+                "UPDATE jobs SET \
+                     state = CASE WHEN ?1 = 'kept_open' AND recheck = 1 THEN 'pending' ELSE ?1 END, \
+                     next_attempt_at = CASE WHEN ?1 = 'kept_open' AND recheck = 1 THEN ?3 \
+                         ELSE next_attempt_at END, \
+                     outcome = ?2, attempts = attempts + 1, \
                      needs_lookup = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?3 \
                      WHERE id = ?4 AND lease_owner = ?5 AND state = 'pending'",
             )
@@ -503,7 +565,7 @@ async fn insert_batch_in(
     jobs: &[NewJob],
 ) -> Result<Vec<Inserted>, StoreError> {
     let mut inserted: HashSet<(String, String)> = HashSet::new();
-    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+    for chunk in super::columns::distinct(jobs).chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(super::columns::NEW_JOB_INSERT);
         q.push_values(chunk, |mut row, job| {
             super::columns::bind_new_job!(row, job)
@@ -512,7 +574,11 @@ async fn insert_batch_in(
                 .push_bind(job.received_at)
                 .push_bind(job.received_at);
         });
-        q.push(" ON CONFLICT (kind, job_key) DO NOTHING RETURNING kind, job_key");
+        // An `ignored` interaction job is decided again for this later message, at its
+        // time: the first message's facts are kept, with the new message's time.
+        q.push(super::columns::rearm_ignored(
+            "json_set(jobs.input, '$.at_ms', json_extract(excluded.input, '$.at_ms'))",
+        ));
         let rows = q.build().fetch_all(&mut **tx).await?;
         for row in rows {
             inserted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));

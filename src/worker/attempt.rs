@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::{Claim, Worker};
-use crate::store::{ms, now_ms, Action, Job, JobError, NewJob, Transition};
+use crate::store::{ms, now_ms, Action, Job, JobError, JobState, NewJob, Transition};
 use crate::twilio::TwilioError;
 
 /// What an attempt decided, and the jobs it asks for once that is recorded (in the same
@@ -116,11 +116,19 @@ impl Worker {
                 message: format!("store: {message}"),
             },
             needs_lookup,
+            accepted: false,
         }
     }
 
-    /// Retry later, or give up: a 4xx other than 429 is permanent, and so is old age.
+    /// Retry later, or give up: a 4xx other than 429 is permanent, and so is old age. A
+    /// conversation Twilio says is closed (45354) is final, but no failure.
     pub(super) fn failed(&self, job: &Job, e: &TwilioError, ambiguous: bool) -> Transition {
+        if e.code() == Some(CONVERSATION_CLOSED) {
+            return Transition::Finished {
+                state: JobState::ConversationClosed,
+                outcome: format!("nothing to do: the conversation is closed ({e})"),
+            };
+        }
         let error = JobError {
             code: e.code(),
             status: e.status(),
@@ -156,9 +164,13 @@ impl Worker {
             next_attempt_at: now + ms(delay),
             error,
             needs_lookup: ambiguous,
+            accepted: false,
         }
     }
 }
+
+/// Twilio's error 45354: the conversation is closed.
+const CONVERSATION_CLOSED: i64 = 45354;
 
 fn log_transition(job: &Job, transition: &Transition) {
     match transition {
@@ -176,12 +188,14 @@ fn log_transition(job: &Job, transition: &Transition) {
             next_attempt_at,
             error,
             needs_lookup,
+            accepted,
         } => tracing::warn!(
             code = error.code,
             status = error.status,
             error = %error.message,
             retry_in_ms = next_attempt_at - now_ms(),
             lookup_first = needs_lookup,
+            accepted,
             "job attempt failed; will retry"
         ),
         Transition::Finished { state, outcome } => tracing::info!(

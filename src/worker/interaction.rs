@@ -26,6 +26,7 @@ fn out_of_lease(job: &Job) -> Transition {
             message: "nothing sent: the turn to create came too late in the claim's lease (worker.lease_secs) for the request to end within it".into(),
         },
         needs_lookup: job.needs_lookup,
+        accepted: false,
     }
 }
 
@@ -36,14 +37,8 @@ const CREATED_UNKNOWN: Transition = Transition::Created {
     task_sid: None,
 };
 
-/// Whether the job's last create was answered with a 2xx that could not be read: the
-/// interaction exists, and the retry is a lookup only (its `last_error` keeps the status).
-fn accepted_unreadably(job: &Job) -> bool {
-    job.last_error
-        .as_ref()
-        .and_then(|e| e.status)
-        .is_some_and(|s| (200..300).contains(&s))
-}
+/// Twilio's warning 45353: a duplicate channel create was dropped, so the interaction exists.
+const DUPLICATE_DROPPED: i64 = 45353;
 
 impl Worker {
     /// What this attempt did; `None` when the lease was lost before anything was sent.
@@ -161,8 +156,8 @@ impl Worker {
         decision: &Decision,
         claim: &Claim,
     ) -> Option<(Transition, bool)> {
-        if job.needs_lookup {
-            let accepted = accepted_unreadably(job);
+        if job.needs_lookup || job.create_accepted {
+            let accepted = job.create_accepted;
             match self
                 .client
                 .find_task_for_conversation(self.router.workspace_sid(), &job.conversation_sid)
@@ -192,7 +187,11 @@ impl Worker {
 
         // Write-ahead, and a last check of the lease: from here on a crash leaves the job
         // marked as possibly created, and a lost lease sends nothing.
-        match self.store.mark_attempt_started(job.id, &claim.lease).await {
+        match self
+            .store
+            .mark_attempt_started(job.id, &claim.lease, self.config.lookup_delay)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => {
@@ -235,15 +234,20 @@ impl Worker {
                 // A 2xx: Twilio accepted it, so it is never sent again. Which interaction it
                 // made, only TaskRouter can now say, once the asynchronous creation is done.
                 tracing::warn!(status, %message, "interaction accepted but its answer was unreadable; its task will be looked up");
-                Transition::Retry {
-                    next_attempt_at: now_ms() + ms(self.config.lookup_delay),
-                    error: JobError {
-                        code: None,
-                        status: Some(status),
-                        message: format!("accepted, but the answer was unreadable: {message}"),
-                    },
-                    needs_lookup: true,
-                }
+                self.accepted(JobError {
+                    code: None,
+                    status: Some(status),
+                    message: format!("accepted, but the answer was unreadable: {message}"),
+                })
+            }
+            Err(e) if e.code() == Some(DUPLICATE_DROPPED) => {
+                // Twilio dropped this create as a duplicate of one it already has.
+                tracing::warn!(code = e.code(), error = %e, "Flex dropped the create as a duplicate; the interaction exists and its task will be looked up");
+                self.accepted(JobError {
+                    code: e.code(),
+                    status: e.status(),
+                    message: format!("a duplicate of an interaction Flex already has: {e}"),
+                })
             }
             Err(e) => {
                 let ambiguous = e.may_have_been_processed();
@@ -251,6 +255,17 @@ impl Worker {
             }
         };
         Some((created, false))
+    }
+
+    /// Flex has the interaction: never send the create again, look for its task once
+    /// Twilio's asynchronous creation has had time.
+    fn accepted(&self, error: JobError) -> Transition {
+        Transition::Retry {
+            next_attempt_at: now_ms() + ms(self.config.lookup_delay),
+            error,
+            needs_lookup: true,
+            accepted: true,
+        }
     }
 
     pub(super) async fn remove_webhook(&self, job: &Job) {
@@ -329,6 +344,7 @@ impl Worker {
                         ),
                         },
                         needs_lookup: job.needs_lookup,
+                        accepted: false,
                     })
                 }
                 Err(e) => {
@@ -345,6 +361,7 @@ impl Worker {
                 message: "this process kept waking up too late for its rate-limit slots".into(),
             },
             needs_lookup: job.needs_lookup,
+            accepted: false,
         })
     }
 }

@@ -44,7 +44,7 @@ impl Worker {
         }
     }
 
-    /// Posts a rule's reply, at most once: the attempt is marked before it is sent, and a
+    /// Posts a rule's reply, at most once: the message is marked before it is sent, and a
     /// job so marked is never sent again.
     pub(super) async fn send_reply(
         &self,
@@ -52,7 +52,7 @@ impl Worker {
         reply: &ReplyInput,
         lease: &str,
     ) -> Option<Transition> {
-        if job.needs_lookup {
+        if job.message_sent {
             return Some(Transition::Finished {
                 state: JobState::Sent,
                 outcome: format!(
@@ -61,10 +61,8 @@ impl Worker {
                 ),
             });
         }
-        match self.store.mark_attempt_started(job.id, lease).await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => return Some(self.store_failed(job, &e.to_string(), false)),
+        if let Err(stop) = self.mark_message(job, lease).await {
+            return stop;
         }
         let posted = self
             .client
@@ -80,8 +78,36 @@ impl Worker {
                 state: JobState::Sent,
                 outcome: format!("rule `{}`'s reply sent", reply.rule),
             },
-            Err(e) => keep_flag(self.failed(job, &e, false), e.may_have_been_processed()),
+            Err(e) => {
+                self.unmark_unless_sent(job, lease, &e).await;
+                self.failed(job, &e, false)
+            }
         })
+    }
+
+    /// Write-ahead before a message is posted. `Err(None)`: the lease was lost, nothing may
+    /// be sent; `Err(Some(retry))`: the store failed, nothing was sent.
+    async fn mark_message(&self, job: &Job, lease: &str) -> Result<(), Option<Transition>> {
+        match self.store.mark_message(job.id, lease, true).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not mark the message; trying later");
+                Err(Some(self.store_failed(job, &e.to_string(), false)))
+            }
+        }
+    }
+
+    /// Takes the mark back when Twilio surely did not take the message (a refusal, a refused
+    /// connection), so that a retry, or `flexhook jobs retry`, really sends it. Kept when it
+    /// may have gone out, or when the store cannot be told: then it is never sent again.
+    async fn unmark_unless_sent(&self, job: &Job, lease: &str, e: &TwilioError) {
+        if e.may_have_been_processed() {
+            return;
+        }
+        if let Err(err) = self.store.mark_message(job.id, lease, false).await {
+            tracing::warn!(error = %err, "could not take back the message's mark; it will not be sent again");
+        }
     }
 
     /// Setting timers twice sets the same values: a retry needs no lookup.
@@ -108,15 +134,16 @@ impl Worker {
         }
     }
 
-    /// `None` when the lease was lost before anything was sent. The job's `needs_lookup`
-    /// flag means here "the customer's message may have gone out": it is never sent again.
+    /// `None` when the lease was lost before anything was sent. The job's `message_sent`
+    /// says the customer's message may have gone out: it is never sent again, across
+    /// retries, `kept_open` and re-arms.
     pub(super) async fn close_orphan(
         &self,
         job: &Job,
         close: &CloseInput,
         lease: &str,
     ) -> Option<Transition> {
-        let message_sent = job.needs_lookup;
+        let message_sent = job.message_sent;
         // Never cut off an agent: a transfer or a second task may still have the customer.
         match self
             .client
@@ -134,19 +161,14 @@ impl Worker {
                     });
                 }
             }
-            Err(e) => return Some(keep_flag(self.failed(job, &e, false), message_sent)),
+            Err(e) => return Some(self.failed(job, &e, false)),
         }
 
         let mut note = String::new();
         if let (Some(text), false) = (&self.config.lifecycle.orphan_message, message_sent) {
             // Write-ahead: from here on the message counts as sent, whatever happens.
-            match self.store.mark_attempt_started(job.id, lease).await {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not mark the message; trying later");
-                    return Some(self.store_failed(job, &e.to_string(), false));
-                }
+            if let Err(stop) = self.mark_message(job, lease).await {
+                return stop;
             }
             let posted = self
                 .client
@@ -161,8 +183,8 @@ impl Worker {
                 Ok(()) => note.push_str("; the customer was told"),
                 // Surely not sent (429, refused connection): it may be sent on the retry.
                 Err(e) if e.is_retryable() => {
-                    let sent = e.may_have_been_processed();
-                    return Some(keep_flag(self.failed(job, &e, false), sent));
+                    self.unmark_unless_sent(job, lease, &e).await;
+                    return Some(self.failed(job, &e, false));
                 }
                 Err(e) => {
                     tracing::warn!(code = e.code(), error = %e, "could not tell the customer; closing anyway");
@@ -170,8 +192,6 @@ impl Worker {
                 }
             }
         }
-        let told = message_sent || self.config.lifecycle.orphan_message.is_some();
-
         let why = match &close.reason {
             Some(reason) => format!("{} ({reason})", close.event),
             None => close.event.clone(),
@@ -199,23 +219,7 @@ impl Worker {
                     _ => self.failed(job, &e, false),
                 }
             }
-            Err(e) => keep_flag(self.failed(job, &e, false), told),
+            Err(e) => self.failed(job, &e, false),
         })
-    }
-}
-
-/// A retry that keeps "the message may have gone out".
-fn keep_flag(transition: Transition, message_sent: bool) -> Transition {
-    match transition {
-        Transition::Retry {
-            next_attempt_at,
-            error,
-            ..
-        } => Transition::Retry {
-            next_attempt_at,
-            error,
-            needs_lookup: message_sent,
-        },
-        other => other,
     }
 }

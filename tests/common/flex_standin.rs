@@ -51,6 +51,7 @@ impl Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interaction {
     pub sid: String,
+    created_at: Instant,
     pub channel_sid: String,
     pub task_sid: String,
     workspace_sid: String,
@@ -76,6 +77,8 @@ struct Ledger {
     lookups: HashMap<String, usize>,
     webhook_deletes: Vec<String>,
     webhook_delete_status: u16,
+    /// How long after its create a task shows in TaskRouter (creation is asynchronous).
+    task_delay: Duration,
 }
 
 /// A running stand-in; it stops when dropped (a held answer is then never sent).
@@ -103,6 +106,7 @@ impl FlexStandIn {
             lookups: HashMap::new(),
             webhook_deletes: Vec::new(),
             webhook_delete_status: 204,
+            task_delay: Duration::ZERO,
         }));
         let server = tokio::spawn(accept(listener, ledger.clone()));
         Self {
@@ -141,6 +145,12 @@ impl FlexStandIn {
     /// for a conversation that is already closed.
     pub fn answer_webhook_deletes_with(&self, status: u16) {
         self.ledger().webhook_delete_status = status;
+    }
+
+    /// From now on a task shows in TaskRouter only this long after its create arrived, as
+    /// Twilio's asynchronous creation can take.
+    pub fn tasks_appear_after(&self, delay: Duration) {
+        self.ledger().task_delay = delay;
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
@@ -446,6 +456,7 @@ impl Ledger {
         let properties = &routing["properties"];
         let interaction = Interaction {
             sid: sid("KD"),
+            created_at: Instant::now(),
             channel_sid: sid("UO"),
             task_sid: sid("WT"),
             workspace_sid: properties["workspace_sid"]
@@ -490,6 +501,7 @@ impl Ledger {
             .values()
             .flatten()
             .filter(|i| i.workspace_sid == workspace)
+            .filter(|i| i.created_at.elapsed() >= self.task_delay)
             .filter(|i| i.task_attributes()["conversationSid"] == conversation.as_str())
             .map(Interaction::task)
             .collect();
@@ -519,6 +531,7 @@ impl Ledger {
             .interactions
             .values()
             .flatten()
+            .filter(|i| i.created_at.elapsed() >= self.task_delay)
             .find(|i| i.task_sid == task)
         {
             Some(i) => Response::json(200, i.task()),
