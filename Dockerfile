@@ -19,7 +19,10 @@ COPY --from=build /src/target/release/flexhook /usr/local/bin/flexhook
 COPY deploy/entrypoint.sh /usr/local/bin/flexhook-entrypoint
 COPY config /app/config
 # The store is config/production.toml's (SQLite on /data) unless DATABASE_URL says otherwise.
+# The config folder is absolute, so that a command run from any folder (`fly ssh console -C`
+# starts in /, not in WORKDIR) reads production.toml: production refuses to run without it.
 ENV FLEXHOOK_ENV=production \
+    FLEXHOOK_CONFIG_DIR=/app/config \
     FLEXHOOK_RUN_AS=flexhook
 # No USER line: the container starts as root so that the entrypoint can hand a freshly
 # mounted, root-owned volume to `flexhook`; it then drops to that user before flexhook runs.

@@ -3,8 +3,10 @@
 # root-owned with mode 0755 over /data, hiding the image's own chown, so the non-root
 # service could not create its SQLite file. Started as root, this script gives the
 # store's directory (and the store's files) to the service user, then drops to that user
-# with setpriv and execs flexhook: flexhook itself never runs as root. Started as any
-# other user (`docker run --user …`), it changes nothing and just execs flexhook.
+# with setpriv and execs flexhook: flexhook itself never runs as root, and can never regain
+# a privilege. Started as any other user (`docker run --user …`), it changes nothing and
+# just execs flexhook. Run `flexhook-entrypoint jobs list` (any command) to run a command
+# as the service does.
 #
 # FLEXHOOK_RUN_AS   the service user (default: flexhook)
 # FLEXHOOK_BIN      the flexhook binary (default: flexhook on PATH)
@@ -38,7 +40,10 @@ if [ "$(id -u)" = 0 ]; then
             if [ -e "$f" ]; then chown -- "$run_as:" "$f"; fi
         done
     fi
-    exec setpriv --reuid="$run_as" --regid="$(id -g -- "$run_as")" --init-groups --inh-caps=-all \
+    # No capability left, none that could ever come back (an empty bounding set), and
+    # no-new-privs: no setuid binary or file capability can raise flexhook or its children.
+    exec setpriv --reuid="$run_as" --regid="$(id -g -- "$run_as")" --init-groups \
+        --inh-caps=-all --bounding-set=-all --no-new-privs \
         -- "$bin" "$@"
 fi
 exec "$bin" "$@"

@@ -675,6 +675,28 @@ fn production_without_credentials_refuses_to_start_naming_the_keys() {
     }
 }
 
+/// `fly ssh console -C "flexhook jobs list"` starts in `/`, not in the image's `/app`: with
+/// no config folder there, production must refuse rather than open a new, empty store.
+#[test]
+fn production_without_its_config_file_refuses_instead_of_opening_a_new_store() {
+    let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "production");
+    let mut cmd = sandbox.command(&["jobs", "list"]);
+    cmd.env_remove("FLEXHOOK_CONFIG_DIR")
+        .env_remove("FLEXHOOK_STORE__URL");
+    let out = run(cmd);
+    assert!(!out.status.success(), "{out:?}");
+    let looked_at = sandbox.path().join("config/production.toml");
+    assert!(
+        out.stderr.contains(&looked_at.display().to_string()),
+        "names the path it looked at: {out:?}"
+    );
+    assert!(out.stderr.contains("FLEXHOOK_CONFIG_DIR"), "{out:?}");
+    assert!(
+        !sandbox.path().join("data").exists(),
+        "no store was created in the working directory"
+    );
+}
+
 #[test]
 fn a_malformed_workflow_sid_is_refused_at_start() {
     let sandbox = Sandbox::new()

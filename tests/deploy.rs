@@ -1,10 +1,42 @@
 //! The deployment files agree with the service: fly.toml's port, health check and warm
-//! machine; the Dockerfile's non-root runtime; a comment on every setting.
+//! machine; the Dockerfile's non-root runtime and fixed config folder; a comment on every
+//! setting.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 fn read(file: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap()
+}
+
+/// The Dockerfile's last stage, the runtime image, one instruction a line.
+fn runtime_stage() -> String {
+    let dockerfile = read("Dockerfile").replace("\\\n", " ");
+    dockerfile.rsplit("\nFROM ").next().unwrap().to_owned()
+}
+
+/// The runtime image's `ENV` variables, as every process in it gets them.
+fn image_env() -> BTreeMap<String, String> {
+    runtime_stage()
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .flat_map(str::split_whitespace)
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').expect("ENV NAME=value");
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// Where the runtime image holds `config/`.
+fn image_config_dir() -> String {
+    runtime_stage()
+        .lines()
+        .find_map(|l| l.strip_prefix("COPY config "))
+        .expect("the image copies config/")
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -68,9 +100,9 @@ fn the_dockerfile_builds_in_two_stages_and_starts_through_the_privilege_dropping
     assert!(dockerfile
         .lines()
         .any(|l| l == r#"ENTRYPOINT ["flexhook-entrypoint"]"#));
-    let run_as = dockerfile
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("FLEXHOOK_RUN_AS="))
+    let env = image_env();
+    let run_as = env
+        .get("FLEXHOOK_RUN_AS")
         .expect("the image names the service user");
     assert!(
         dockerfile.contains(&format!(
@@ -171,5 +203,74 @@ fn fly_scrapes_the_metrics_port_flexhook_serves_and_never_exposes_it() {
     assert!(
         fly.get("services").is_none(),
         "no [[services]] could publish the metrics port"
+    );
+}
+
+#[test]
+fn the_image_reads_its_config_from_where_it_copies_it_whatever_the_working_directory() {
+    let env = image_env();
+    assert_eq!(env["FLEXHOOK_ENV"], "production");
+    let dir = env.get("FLEXHOOK_CONFIG_DIR").expect(
+        "the image sets FLEXHOOK_CONFIG_DIR, or a command run outside WORKDIR reads no config",
+    );
+    assert!(
+        dir.starts_with('/'),
+        "FLEXHOOK_CONFIG_DIR={dir} is relative"
+    );
+    assert_eq!(*dir, image_config_dir());
+    let production: toml::Value = toml::from_str(&read("config/production.toml")).unwrap();
+    let store = production["store"]["url"].as_str().unwrap();
+    assert!(
+        store.starts_with("sqlite:///"),
+        "production's store must not depend on the working directory: {store}"
+    );
+}
+
+/// `fly ssh console -C "flexhook jobs list"`: the image's environment, but not its WORKDIR.
+#[test]
+fn a_command_run_in_the_image_from_another_folder_uses_production_toml_and_its_store() {
+    // The image's file system under a temporary root: config/ where the Dockerfile copies
+    // it, production.toml's store on the volume under that root too.
+    let root = tempfile::tempdir().unwrap();
+    let in_image = |path: &str| root.path().join(path.trim_start_matches('/'));
+    let config_dir = in_image(&image_config_dir());
+    std::fs::create_dir_all(&config_dir).unwrap();
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "sqlite:///",
+            &format!("sqlite://{}/", root.path().display()),
+        );
+        std::fs::write(config_dir.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let store = in_image("/data/flexhook.db");
+    let elsewhere = in_image("/tmp");
+    std::fs::create_dir(&elsewhere).unwrap();
+
+    let image_env = image_env().into_iter().map(|(name, value)| {
+        let value = if value.starts_with('/') {
+            in_image(&value).into_os_string()
+        } else {
+            value.into()
+        };
+        (name, value)
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_flexhook"))
+        .args(["jobs", "list"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(image_env)
+        .current_dir(&elsewhere)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    assert!(out.status.success(), "{stderr}");
+    assert!(store.is_file(), "production.toml's store was opened");
+    assert!(
+        std::fs::read_dir(&elsewhere).unwrap().next().is_none(),
+        "nothing was created in the working directory"
     );
 }

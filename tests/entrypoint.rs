@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -14,7 +14,8 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/entrypoint.sh"
 const SERVICE_USER: &str = "nobody";
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Root, `setpriv` and a `nobody` user are what these tests need; say so when one is missing.
+/// Root, `setpriv` and a `nobody` user are what these tests need; say so when one is
+/// missing, and fail under `CI=true`, where a skipped test would pass unnoticed.
 fn can_run() -> bool {
     let ok = nix::unistd::Uid::effective().is_root()
         && Path::new("/usr/bin/setpriv").exists()
@@ -23,7 +24,12 @@ fn can_run() -> bool {
             .flatten()
             .is_some();
     if !ok {
-        eprintln!("skipped: needs root, /usr/bin/setpriv and a `{SERVICE_USER}` user");
+        let needs = format!("needs root, /usr/bin/setpriv and a `{SERVICE_USER}` user");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true, but this test cannot run: it {needs}"
+        );
+        eprintln!("SKIPPED: this test {needs}");
     }
     ok
 }
@@ -95,25 +101,61 @@ impl Image {
             .stdin(Stdio::null());
         cmd
     }
+
+    /// `entrypoint serve`, once flexhook listens.
+    fn serve(&self) -> Child {
+        let mut child = self
+            .entrypoint(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let listening = line.contains("flexhook listening");
+                let _ = tx.send((listening, line));
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(DEADLINE) {
+                Ok((true, _)) => return child,
+                Ok((false, line)) => seen.push(line),
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("flexhook never listened ({e}): {seen:#?}");
+                }
+            }
+        }
+    }
 }
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// The real and effective uid and gid of a running process, from `/proc`.
+/// A field of a running process's `/proc/<pid>/status`, e.g. `Uid:` or `CapBnd:`.
+fn status_field(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        .trim()
+        .to_owned()
+}
+
+/// The real, effective, saved and fs uid and gid of a running process.
 fn ids_of(pid: u32) -> (Vec<u32>, Vec<u32>) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> Vec<u32> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
+    let ids = |name: &str| -> Vec<u32> {
+        status_field(pid, name)
             .split_whitespace()
             .map(|n| n.parse().unwrap())
             .collect()
     };
-    (field("Uid:"), field("Gid:"))
+    (ids("Uid:"), ids("Gid:"))
 }
 
 #[test]
@@ -128,31 +170,7 @@ fn started_as_root_it_hands_the_volume_to_the_service_user_and_serves_as_that_us
     let unrelated = image.volume().join("lost+found");
     std::fs::create_dir(&unrelated).unwrap();
 
-    let mut child = image
-        .entrypoint(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let listening = line.contains("flexhook listening");
-            let _ = tx.send((listening, line));
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(DEADLINE) {
-            Ok((true, _)) => break,
-            Ok((false, line)) => seen.push(line),
-            Err(e) => {
-                let _ = child.kill();
-                panic!("flexhook never listened ({e}): {seen:#?}");
-            }
-        }
-    }
+    let mut child = image.serve();
 
     // The entrypoint exec'd flexhook in the same process, as the service user.
     let (uid, gid) = nobody();
@@ -179,6 +197,54 @@ fn started_as_root_it_hands_the_volume_to_the_service_user_and_serves_as_that_us
     );
     // flexhook migrated the store, so it really wrote to it.
     assert!(std::fs::metadata(image.db()).unwrap().len() > 0);
+}
+
+#[test]
+fn the_service_can_never_regain_a_privilege_it_dropped() {
+    if !can_run() {
+        return;
+    }
+    let image = Image::new();
+    let mut child = image.serve();
+    let field = |name: &str| status_field(child.id(), name);
+    let (no_new_privs, bounding) = (field("NoNewPrivs:"), field("CapBnd:"));
+    let held: Vec<String> = ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"]
+        .into_iter()
+        .map(field)
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        no_new_privs, "1",
+        "no setuid binary or file capability can raise it again"
+    );
+    assert_eq!(
+        bounding, "0000000000000000",
+        "no capability can ever be gained back"
+    );
+    assert_eq!(held, ["0000000000000000"; 4], "it holds no capability");
+}
+
+/// README: `fly ssh console -C "flexhook-entrypoint jobs list"`, which starts as root in `/`.
+#[test]
+fn a_command_run_through_it_as_root_runs_as_the_service_user() {
+    if !can_run() {
+        return;
+    }
+    let image = Image::new();
+    let out = image
+        .entrypoint(&["jobs", "list"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (uid, _) = nobody();
+    let created = std::fs::metadata(image.db()).unwrap();
+    assert_eq!(
+        created.uid(),
+        uid,
+        "the store was created by the service user"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Settings: the compiled-in `config/default.toml`, then `config/<FLEXHOOK_ENV>.toml`,
-//! then `--config FILE`, then Twilio's standard variables, then `FLEXHOOK_<SECTION>__<KEY>`.
+//! Settings: the compiled-in `config/default.toml`, then `config/<FLEXHOOK_ENV>.toml`
+//! (in `FLEXHOOK_CONFIG_DIR`; optional but for `production.toml`), then `--config FILE`,
+//! then Twilio's standard variables, then `FLEXHOOK_<SECTION>__<KEY>`.
 //!
 //! Each `[section]` has a file here: its raw form as read, and the typed, checked form it
 //! validates into. A command validates only the sections it uses: `serve` all of them
@@ -17,7 +18,7 @@ mod store;
 mod twilio;
 mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -111,6 +112,21 @@ fn local() -> Environment {
     Environment::Local
 }
 
+/// Why `FLEXHOOK_ENV=production` refuses to run without `path`, and how to fix it.
+fn no_production_file(path: &Path) -> String {
+    let looked_at = match std::path::absolute(path) {
+        Ok(full) if path.is_relative() => format!(
+            "{} (`{}` is relative to the working directory)",
+            full.display(),
+            path.display()
+        ),
+        _ => path.display().to_string(),
+    };
+    format!(
+        "FLEXHOOK_ENV=production needs {looked_at}, which does not exist: set FLEXHOOK_CONFIG_DIR to the folder that holds production.toml (the image's is /app/config)"
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not read the settings: {0}")]
@@ -161,11 +177,17 @@ impl Settings {
             .clone()
             .or_else(|| env_var("FLEXHOOK_CONFIG_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("config"));
+        let env_file = dir.join(format!("{}.toml", environment.name()));
+        // production.toml holds the store's path: without it, a command run from another
+        // folder would silently open a new, empty store there. Other files are optional.
+        if environment == Environment::Production && !env_file.is_file() {
+            return Err(ConfigError::Load(no_production_file(&env_file)));
+        }
 
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
             .add_source(
-                config::File::from(dir.join(format!("{}.toml", environment.name())))
+                config::File::from(env_file)
                     .format(config::FileFormat::Toml)
                     .required(false),
             );
