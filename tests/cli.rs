@@ -705,6 +705,36 @@ fn a_store_that_cannot_be_opened_stops_start_up_naming_store_url() {
     assert!(!out.stderr.contains("flexhook listening"), "{out:?}");
 }
 
+/// A password given in the store URL's query (`?password=`, `?sslpassword=`) is redacted
+/// wherever the URL is printed: start-up's refusal, and `store copy`'s error.
+#[test]
+fn a_password_in_the_store_urls_query_is_never_printed() {
+    let url = "postgres://flexhook@127.0.0.1:1/flexhook?sslmode=disable&password=pw-in-query&sslpassword=key-passphrase";
+    let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
+    let mut serve = sandbox.command(&["serve"]);
+    serve.env("FLEXHOOK_STORE__URL", url);
+    // `jobs list` creates the SQLite store that `store copy` reads.
+    assert!(sandbox.run(&["jobs", "list"]).status.success());
+    let from = sandbox.store_url();
+    for out in [
+        run(serve),
+        sandbox.run(&["store", "copy", "--from", &from, "--to", url]),
+    ] {
+        assert!(!out.status.success(), "{out:?}");
+        let printed = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            printed.contains("store.url") || printed.contains("--to"),
+            "{out:?}"
+        );
+        assert!(
+            printed.contains("password=[redacted]") && printed.contains("sslmode=disable"),
+            "the URL is printed, redacted: {out:?}"
+        );
+        assert!(!printed.contains("pw-in-query"), "{out:?}");
+        assert!(!printed.contains("key-passphrase"), "{out:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // jobs retry (live mode against a mock Twilio)
 // ---------------------------------------------------------------------------------------
