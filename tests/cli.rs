@@ -660,19 +660,26 @@ fn a_request_signed_with_another_token_is_refused_and_the_log_names_the_urls_tri
 // start-up refusals
 // ---------------------------------------------------------------------------------------
 
+/// `serve` refused its settings (exit code 2), naming each of `names` on stderr.
+fn assert_refused_naming(out: &Run, names: &[&str]) {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    for name in names {
+        assert!(out.stderr.contains(name), "stderr names {name}: {out:?}");
+    }
+}
+
 #[test]
 fn production_without_credentials_refuses_to_start_naming_the_keys() {
     let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "production");
-    let out = sandbox.run(&["serve"]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    for name in [
-        "twilio.account_sid",
-        "TWILIO_ACCOUNT_SID",
-        "twilio.auth_token",
-        "flex.workflow_sid",
-    ] {
-        assert!(out.stderr.contains(name), "stderr names {name}: {out:?}");
-    }
+    assert_refused_naming(
+        &sandbox.run(&["serve"]),
+        &[
+            "twilio.account_sid",
+            "TWILIO_ACCOUNT_SID",
+            "twilio.auth_token",
+            "flex.workflow_sid",
+        ],
+    );
 }
 
 /// `fly ssh console -C "flexhook jobs list"` starts in `/`, not in the image's `/app`: with
@@ -725,6 +732,117 @@ fn a_store_that_cannot_be_opened_stops_start_up_naming_store_url() {
     assert!(!out.status.success(), "{out:?}");
     assert!(out.stderr.contains("store.url"), "{out:?}");
     assert!(!out.stderr.contains("flexhook listening"), "{out:?}");
+}
+
+/// No FLEXHOOK_ENV (so `local`), an account and an API key, but no TWILIO_AUTH_TOKEN: the
+/// token would silently be local.toml's public development token, which anyone can sign with.
+#[test]
+fn a_live_account_without_its_auth_token_refuses_to_start_rather_than_take_the_development_token() {
+    let sandbox = Sandbox::new()
+        .with("TWILIO_ACCOUNT_SID", &account_sid())
+        .with(
+            "TWILIO_API_KEY",
+            &format!("SK{}", "0123456789abcdef".repeat(2)),
+        )
+        .with("TWILIO_API_SECRET", "api-secret-not-a-token");
+    let out = sandbox.run(&["serve"]);
+    assert_refused_naming(
+        &out,
+        &[
+            "twilio.auth_token",
+            "TWILIO_AUTH_TOKEN",
+            "development token",
+        ],
+    );
+    assert!(!out.stderr.contains(DEV_TOKEN), "{out:?}");
+}
+
+/// A password given in the store URL's query (`?password=`, `?sslpassword=`) is redacted
+/// wherever the URL is printed: start-up's refusal, and `store copy`'s error.
+#[test]
+fn a_password_in_the_store_urls_query_is_never_printed() {
+    let url = "postgres://flexhook@127.0.0.1:1/flexhook?sslmode=disable&password=pw-in-query&sslpassword=key-passphrase";
+    let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
+    let mut serve = sandbox.command(&["serve"]);
+    serve.env("FLEXHOOK_STORE__URL", url);
+    // `jobs list` creates the SQLite store that `store copy` reads.
+    assert!(sandbox.run(&["jobs", "list"]).status.success());
+    let from = sandbox.store_url();
+    for out in [
+        run(serve),
+        sandbox.run(&["store", "copy", "--from", &from, "--to", url]),
+    ] {
+        assert!(!out.status.success(), "{out:?}");
+        let printed = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            printed.contains("store.url") || printed.contains("--to"),
+            "{out:?}"
+        );
+        assert!(
+            printed.contains("password=[redacted]") && printed.contains("sslmode=disable"),
+            "the URL is printed, redacted: {out:?}"
+        );
+        assert!(!printed.contains("pw-in-query"), "{out:?}");
+        assert!(!printed.contains("key-passphrase"), "{out:?}");
+    }
+}
+
+/// `store.retention_days = 0` would purge every finished job at start-up, dead ones too:
+/// the lifecycle could then not find a task's conversation, and a restart could create an
+/// interaction twice. It is refused before the store is touched.
+#[test]
+fn retention_days_0_refuses_to_start_and_leaves_the_stores_jobs_alone() {
+    let conversation = "CH0000000000000000000000000000a010";
+    let sandbox = Sandbox::new().with("FLEXHOOK_ENV", "local");
+    let server = sandbox.serve();
+    let out = sandbox.simulate(&server, conversation, &["--author", CUSTOMER]);
+    assert!(out.status.success(), "{out:?}");
+    sandbox.wait_for_job(conversation, &[], |j| j["state"] == "created");
+    drop(server);
+
+    let mut serve = sandbox.command(&["serve"]);
+    serve.env("FLEXHOOK_STORE__RETENTION_DAYS", "0");
+    assert_refused_naming(
+        &run(serve),
+        &["store.retention_days", "FLEXHOOK_STORE__RETENTION_DAYS"],
+    );
+    let jobs = sandbox.jobs_json(&[]);
+    assert!(
+        jobs.iter()
+            .any(|j| j["conversation_sid"] == conversation && j["state"] == "created"),
+        "the job is still there: {jobs:#?}"
+    );
+}
+
+/// In production, the URL Twilio signed must not be rebuilt from the client's `Host`:
+/// `server.public_base_url` (or trusted forwarded headers) is required, and either starts it.
+#[test]
+fn production_without_public_base_url_refuses_to_start_naming_what_to_set() {
+    let production = || {
+        Sandbox::live("http://127.0.0.1:9", "0000000000000000000000000000b011")
+            .with("FLEXHOOK_ENV", "production")
+    };
+    assert_refused_naming(
+        &production().run(&["serve"]),
+        &[
+            "server.public_base_url",
+            "FLEXHOOK_SERVER__PUBLIC_BASE_URL",
+            "server.trust_forwarded_headers",
+        ],
+    );
+    let sandbox = production().with(
+        "FLEXHOOK_SERVER__PUBLIC_BASE_URL",
+        "https://flexhook.example.com",
+    );
+    let server = sandbox.serve();
+    assert!(
+        server.logs().contains("https://flexhook.example.com"),
+        "{}",
+        server.logs()
+    );
+    drop(server);
+    let sandbox = production().with("FLEXHOOK_SERVER__TRUST_FORWARDED_HEADERS", "true");
+    drop(sandbox.serve());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -136,6 +136,24 @@ async fn a_rule_may_reply_and_still_create_the_task() {
 
 #[tokio::test]
 async fn the_address_from_the_webhook_url_picks_the_rule_and_its_route_reaches_flex() {
+    the_address_in_this_webhook_url_picks_the_spanish_line(
+        "/webhooks/conversations?address=whatsapp%3A%2B15550003333",
+    )
+    .await;
+}
+
+/// As the README writes it, and as Twilio calls it: a raw `+` in `?address=` is a `+` (an
+/// address never holds a space), and the signature still covers the URL as written.
+#[tokio::test]
+async fn a_raw_plus_in_the_address_of_the_webhook_url_is_a_plus_not_a_space() {
+    the_address_in_this_webhook_url_picks_the_spanish_line(
+        "/webhooks/conversations?address=whatsapp:+15550003333",
+    )
+    .await;
+}
+
+/// A signed first message to `route` is routed by the `spanish-line` address rule.
+async fn the_address_in_this_webhook_url_picks_the_spanish_line(route: &str) {
     let env = Env::new().await;
     let ch = random_sid("CH");
     create_interaction()
@@ -148,7 +166,7 @@ async fn the_address_from_the_webhook_url_picks_the_rule_and_its_route_reaches_f
     // The address configuration's URL carries the address (`flexhook address connect`).
     let response = app
         .post_signed(message(&ch, "whatsapp:+34600111222"))
-        .to("/webhooks/conversations?address=whatsapp%3A%2B15550003333")
+        .to(route)
         .send()
         .await;
     assert_eq!(response.status(), 200);

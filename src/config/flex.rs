@@ -38,6 +38,17 @@ pub struct FlexConfig {
     pub max_creates_per_second: u32,
 }
 
+/// How long TaskRouter lets a task wait when it is given no timeout.
+const TASKROUTER_DEFAULT_TIMEOUT_SECS: u32 = 86_400;
+
+impl FlexConfig {
+    /// `flex.task_timeout_secs`, or TaskRouter's default when it is unset.
+    pub fn task_timeout_secs_or_default(&self) -> u32 {
+        self.task_timeout_secs
+            .unwrap_or(TASKROUTER_DEFAULT_TIMEOUT_SECS)
+    }
+}
+
 impl FlexSettings {
     pub(super) fn validate(&self, p: &mut Problems) -> Option<FlexConfig> {
         let before = p.count();

@@ -19,6 +19,7 @@ mod twilio;
 mod worker;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -256,7 +257,7 @@ impl Settings {
     /// Checks every section and returns what the service runs with, or every problem at once.
     pub fn validate(self) -> Result<ValidSettings, ConfigError> {
         let mut p = Problems::default();
-        let server = self.server.validate(&mut p);
+        let server = self.server.validate(&self.environment, &mut p);
         let twilio = self.twilio.validate(&self.environment, &mut p);
         let flex = self.flex.validate(&mut p);
         let store = self.store.validate(&mut p);
@@ -265,6 +266,11 @@ impl Settings {
         let lifecycle = self.lifecycle.validate(&mut p);
         let routing = self.routing.validate(&mut p);
         self.check_across_sections(&mut p);
+        if let (Some(store), Some(flex), Some(worker), Some(lifecycle), Some(routing)) =
+            (&store, &flex, &worker, &lifecycle, &routing)
+        {
+            store.check_retention(&retention_needs(flex, worker, lifecycle, routing), &mut p);
+        }
         let sections = server
             .zip(twilio)
             .zip(flex)
@@ -356,6 +362,51 @@ impl Settings {
     }
 }
 
+/// What may still need a finished job, and for how long after its last change.
+fn retention_needs(
+    flex: &FlexConfig,
+    worker: &WorkerConfig,
+    lifecycle: &LifecycleConfig,
+    routing: &RoutingConfig,
+) -> Vec<store::RetentionNeed> {
+    use store::RetentionNeed;
+    const TASK_WAITS: &str = "a task may wait that long for an agent, and when it times out \
+                              the lifecycle finds its conversation by the job";
+    let mut needs = vec![RetentionNeed {
+        key: "worker.max_age_secs".into(),
+        lasts: worker.max_age,
+        why: "a job is tried that long: keep it longer, so that `flexhook jobs` shows a dead \
+              job and `flexhook jobs retry` can revive it",
+    }];
+    if let Some(close_after) = lifecycle.close_after {
+        needs.push(RetentionNeed {
+            key: "lifecycle.close_after".into(),
+            lasts: close_after,
+            why: "a handed-off conversation stays open that long, and its job is what keeps \
+                  its later messages from creating a second interaction",
+        });
+    }
+    let flex_timeout = match flex.task_timeout_secs {
+        Some(_) => "flex.task_timeout_secs".to_owned(),
+        None => "flex.task_timeout_secs (unset: TaskRouter's default)".to_owned(),
+    };
+    needs.push(RetentionNeed {
+        key: flex_timeout,
+        lasts: Duration::from_secs(flex.task_timeout_secs_or_default().into()),
+        why: TASK_WAITS,
+    });
+    for rule in &routing.rules {
+        if let Some(secs) = rule.set.timeout_secs {
+            needs.push(RetentionNeed {
+                key: format!("the timeout_secs of routing rule `{}`", rule.name),
+                lasts: Duration::from_secs(secs.into()),
+                why: TASK_WAITS,
+            });
+        }
+    }
+    needs
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -436,6 +487,7 @@ mod tests {
                 ("twilio.api_secret", "api-secret-2"),
                 ("flex.workspace_sid", "WS00000000000000000000000000000001"),
                 ("flex.workflow_sid", "WW00000000000000000000000000000001"),
+                ("server.public_base_url", "https://flexhook.example.com"),
             ],
         )
         .unwrap()
@@ -577,6 +629,7 @@ mod tests {
         let no_flex = [
             ("twilio.account_sid", "AC00000000000000000000000000000001"),
             ("twilio.auth_token", "tok"),
+            ("server.public_base_url", "https://flexhook.example.com"),
         ];
         let settings = load("production", &no_flex).unwrap();
         let twilio = settings.twilio().unwrap();
@@ -608,5 +661,121 @@ mod tests {
         assert!(!text.contains(":pw@"), "{text}");
         let store = load("local", &[]).unwrap().store().unwrap();
         assert_eq!(store.url.expose(), "sqlite://data/flexhook-local.db");
+    }
+
+    const LIVE: [(&str, &str); 4] = [
+        ("twilio.account_sid", "AC00000000000000000000000000000001"),
+        ("twilio.auth_token", "tok"),
+        ("flex.workspace_sid", "WS00000000000000000000000000000001"),
+        ("flex.workflow_sid", "WW00000000000000000000000000000001"),
+    ];
+
+    /// The problems of `env` with [`LIVE`] and `extra`, as `(key, text)`.
+    fn live_problems(env: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let overrides: Vec<(&str, &str)> = LIVE.iter().chain(extra).copied().collect();
+        match load(env, &overrides).unwrap().validate() {
+            Ok(_) => Vec::new(),
+            Err(e) => problems(e)
+                .into_iter()
+                .map(|p| (p.key.clone(), p.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_live_account_refuses_the_public_development_token_of_local_toml() {
+        let dev = load("local", &[]).unwrap().twilio.auth_token.unwrap();
+        let dev = dev.expose_secret();
+        // No FLEXHOOK_ENV (local), an account and an API key, no TWILIO_AUTH_TOKEN: the
+        // token would silently be local.toml's.
+        let err = load(
+            "local",
+            &[
+                ("twilio.account_sid", "AC00000000000000000000000000000001"),
+                ("twilio.api_key", "SK00000000000000000000000000000001"),
+                ("twilio.api_secret", "api-secret"),
+            ],
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        let p = problems(err);
+        let token = p.iter().find(|p| p.key == "twilio.auth_token");
+        let text = token.map(ToString::to_string).unwrap_or_default();
+        assert!(
+            text.contains("TWILIO_AUTH_TOKEN") && text.contains("development"),
+            "{p:?}"
+        );
+        assert!(
+            !text.contains(dev),
+            "the token itself is not printed: {text}"
+        );
+        // As the rotation's other token, too, and in any environment.
+        let p = live_problems("production", &[("twilio.secondary_auth_token", dev)]);
+        assert!(
+            p.iter().any(|(k, _)| k == "twilio.secondary_auth_token"),
+            "{p:?}"
+        );
+        let p = live_problems("staging", &[("twilio.auth_token", dev)]);
+        assert!(p.iter().any(|(k, _)| k == "twilio.auth_token"), "{p:?}");
+        // Dry-run is what it is for.
+        assert!(load("local", &[]).unwrap().validate().unwrap().is_dry_run());
+    }
+
+    #[test]
+    fn a_retention_shorter_than_what_still_needs_the_jobs_is_refused() {
+        let retention = |extra: &[(&str, &str)]| -> Vec<String> {
+            live_problems("local", extra)
+                .into_iter()
+                .filter(|(k, _)| k == "store.retention_days")
+                .map(|(_, text)| text)
+                .collect()
+        };
+        let zero = retention(&[("store.retention_days", "0")]);
+        assert_eq!(zero.len(), 1, "{zero:?}");
+        assert!(
+            zero[0].contains("FLEXHOOK_STORE__RETENTION_DAYS"),
+            "{zero:?}"
+        );
+        // A task waits up to TaskRouter's default timeout, a day, for an agent; the
+        // lifecycle finds its conversation by the job.
+        let one = retention(&[("store.retention_days", "1")]);
+        assert!(one.iter().any(|t| t.contains("at least 2")), "{one:?}");
+        assert!(retention(&[("store.retention_days", "2")]).is_empty());
+        for (key, value, needed) in [
+            ("worker.max_age_secs", "172800", "at least 3"),
+            ("lifecycle.close_after", "72h", "at least 4"),
+            ("flex.task_timeout_secs", "345600", "at least 5"),
+        ] {
+            let short = retention(&[("store.retention_days", "2"), (key, value)]);
+            assert!(
+                short.iter().any(|t| t.contains(key) && t.contains(needed)),
+                "{key}: {short:?}"
+            );
+        }
+        assert!(retention(&[]).is_empty(), "the default, 30 days, is enough");
+    }
+
+    #[test]
+    fn production_needs_public_base_url_or_trusted_forwarded_headers() {
+        let p = live_problems("production", &[]);
+        let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["server.public_base_url"], "{p:?}");
+        for needed in [
+            "FLEXHOOK_SERVER__PUBLIC_BASE_URL",
+            "server.trust_forwarded_headers",
+            "Host",
+        ] {
+            assert!(p[0].1.contains(needed), "{needed}: {p:?}");
+        }
+        assert!(live_problems(
+            "production",
+            &[("server.public_base_url", "https://x.fly.dev")]
+        )
+        .is_empty());
+        assert!(
+            live_problems("production", &[("server.trust_forwarded_headers", "true")]).is_empty()
+        );
+        assert!(live_problems("staging", &[]).is_empty(), "only production");
     }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::de::{empty_as_none, empty_secret_as_none, optional_port};
 use super::problems::Problems;
+use super::Environment;
 
 #[derive(Deserialize, Debug, Clone)]
 pub struct ServerSettings {
@@ -88,7 +89,11 @@ pub struct ServerConfig {
 }
 
 impl ServerSettings {
-    pub(super) fn validate(&self, p: &mut Problems) -> Option<ServerConfig> {
+    pub(super) fn validate(
+        &self,
+        environment: &Environment,
+        p: &mut Problems,
+    ) -> Option<ServerConfig> {
         let before = p.count();
         let ngrok = self.public_base_url.as_deref().map(str::trim) == Some(crate::ngrok::NGROK);
         let public_base_url = match &self.public_base_url {
@@ -96,6 +101,20 @@ impl ServerSettings {
             Some(u) => p.check("server.public_base_url", check_base_url(u)),
             None => None,
         };
+        if *environment == Environment::Production
+            && self.public_base_url.is_none()
+            && !self.trust_forwarded_headers
+        {
+            p.add(
+                "server.public_base_url",
+                "is required with FLEXHOOK_ENV=production: without it, the URL a signature is \
+                 checked against is rebuilt from each request's Host header, which the client \
+                 chooses. Set it to the https:// URL Twilio calls (fly.toml sets it), or, only \
+                 behind a proxy that sets X-Forwarded-Proto and X-Forwarded-Host (or Forwarded) \
+                 on every request, set server.trust_forwarded_headers = true \
+                 (FLEXHOOK_SERVER__TRUST_FORWARDED_HEADERS)",
+            );
+        }
         let ngrok_api_url = if ngrok {
             p.check("server.ngrok_api_url", check_base_url(&self.ngrok_api_url))
         } else {

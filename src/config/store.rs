@@ -7,6 +7,11 @@ use serde::Deserialize;
 use super::problems::Problems;
 use crate::domain::DatabaseUrl;
 
+/// The shortest `store.retention_days` accepted, whatever else is set.
+const MIN_RETENTION_DAYS: u32 = 1;
+
+const DAY_SECS: u64 = 86_400;
+
 #[derive(Deserialize, Debug, Clone)]
 pub struct StoreSettings {
     pub url: String,
@@ -38,15 +43,54 @@ impl StoreSettings {
                 ),
             );
         }
+        if self.retention_days < MIN_RETENTION_DAYS {
+            p.add(
+                "store.retention_days",
+                format!(
+                    "is {}; it must be at least {MIN_RETENTION_DAYS}: finished jobs are what stops a \
+                     repeated webhook or a restart from creating an interaction twice, and how the \
+                     lifecycle finds a task's conversation, and 0 would delete them all at start-up",
+                    self.retention_days
+                ),
+            );
+        }
         if self.batch_max == 0 {
             p.add("store.batch_max", "must be at least 1");
         }
         (p.count() == before).then(|| StoreConfig {
             url,
-            retention: Duration::from_secs(u64::from(self.retention_days) * 86_400),
+            retention: Duration::from_secs(u64::from(self.retention_days) * DAY_SECS),
             busy_timeout: Duration::from_millis(self.busy_timeout_ms),
             known_cache_capacity: self.known_cache_capacity,
             batch_max: self.batch_max,
         })
+    }
+}
+
+/// Something that may still need a finished job some time after its last change.
+pub(super) struct RetentionNeed {
+    /// The setting it comes from, as the message shows it.
+    pub key: String,
+    pub lasts: Duration,
+    /// What would go wrong if the job were deleted sooner.
+    pub why: &'static str,
+}
+
+impl StoreConfig {
+    /// Refuses a retention that deletes finished jobs while something may still need them.
+    pub(super) fn check_retention(&self, needs: &[RetentionNeed], p: &mut Problems) {
+        let days = self.retention.as_secs() / DAY_SECS;
+        for need in needs.iter().filter(|n| self.retention <= n.lasts) {
+            p.add(
+                "store.retention_days",
+                format!(
+                    "is {days} (days), not longer than {} = {}: {}. Set it to at least {}",
+                    need.key,
+                    humantime::format_duration(need.lasts),
+                    need.why,
+                    need.lasts.as_secs() / DAY_SECS + 1
+                ),
+            );
+        }
     }
 }

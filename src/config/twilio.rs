@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::de::{empty_as_none, empty_secret_as_none, shared_keys};
@@ -12,6 +12,9 @@ use super::problems::Problems;
 use super::server::check_base_url;
 use super::Environment;
 use crate::domain::AccountSid;
+
+/// `config/local.toml`'s auth token: public, so only for dry-run (a test checks the file).
+const DEVELOPMENT_TOKEN: &str = "local-development-token-not-secret";
 
 #[derive(Deserialize, Debug, Clone)]
 pub struct TwilioSettings {
@@ -89,6 +92,9 @@ impl TwilioSettings {
                 "is required: it checks the signature of every webhook, and flexhook never runs unprotected",
             );
         }
+        if self.account_sid.is_some() {
+            self.refuse_development_token(p);
+        }
         let api_key = match (&self.api_key, &self.api_secret) {
             (Some(k), Some(_)) if !k.starts_with("SK") => {
                 p.add(
@@ -152,5 +158,28 @@ impl TwilioSettings {
             taskrouter_api_base_url: taskrouter_api_base_url?,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
         })
+    }
+
+    /// With an account, webhooks are real: a token anyone can read would let anyone sign one.
+    fn refuse_development_token(&self, p: &mut Problems) {
+        let is_development = |t: &Option<SecretString>| {
+            t.as_ref()
+                .is_some_and(|t| t.expose_secret() == DEVELOPMENT_TOKEN)
+        };
+        if is_development(&self.auth_token) {
+            p.add(
+                "twilio.auth_token",
+                "is config/local.toml's development token, which is public and only for dry-run; \
+                 with twilio.account_sid set, set TWILIO_AUTH_TOKEN to the account's auth token \
+                 (Twilio Console, Account info)",
+            );
+        }
+        if is_development(&self.secondary_auth_token) {
+            p.add(
+                "twilio.secondary_auth_token",
+                "is config/local.toml's development token, which is public and only for dry-run; \
+                 set it to the account's other auth token during a rotation, or leave it empty",
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! (`server.client_body_timeout_ms`), form parsing, the URL Twilio signed, and the account
 //! check all happen here, once for every webhook route.
 
+use std::borrow::Cow;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::Poll;
@@ -201,16 +202,28 @@ pub(crate) fn verify(
     })?;
     Ok(VerifiedWebhook {
         payload: verified,
-        address: form_urlencoded::parse(req.query_string().as_bytes())
-            .find(|(k, _)| k == "address")
-            .map(|(_, v)| v.into_owned())
-            .filter(|v| !v.trim().is_empty()),
+        address: address_param(req.query_string()),
     })
+}
+
+/// `?address=` of a webhook URL's query. A raw `+` is a `+`, not a space: an address never
+/// holds a space, and `?address=whatsapp:+1555…` (as the README writes it) must match the
+/// rule for `whatsapp:+1555…`. The signature is checked over the URL as written either way.
+fn address_param(query: &str) -> Option<String> {
+    let query = if query.contains('+') {
+        Cow::Owned(query.replace('+', "%2B"))
+    } else {
+        Cow::Borrowed(query)
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "address")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.trim().is_empty())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{signature, SIGNATURE, SIGNATURE_SETTINGS};
+    use super::{address_param, signature, SIGNATURE, SIGNATURE_SETTINGS};
     use crate::signature::Payload;
 
     /// The form parser every webhook route uses, strict.
@@ -219,6 +232,24 @@ mod tests {
             Payload::Form(form) => Some(form.to_pairs()),
             Payload::Json(_) => None,
         }
+    }
+
+    #[test]
+    fn the_address_in_the_query_keeps_a_raw_plus() {
+        for query in [
+            "address=whatsapp:+15550003333",
+            "address=whatsapp%3A%2B15550003333",
+            "x=a+b&address=whatsapp:%2B15550003333&y=1",
+        ] {
+            assert_eq!(
+                address_param(query).as_deref(),
+                Some("whatsapp:+15550003333"),
+                "{query}"
+            );
+        }
+        assert_eq!(address_param("address=+").as_deref(), Some("+"));
+        assert_eq!(address_param("address=%20&x=1"), None);
+        assert_eq!(address_param("other=1"), None);
     }
 
     fn lenient(body: &[u8]) -> Vec<(String, String)> {

@@ -36,7 +36,14 @@ impl PostgresStore {
             reason,
         };
         let statement_timeout = options.busy_timeout.as_millis().max(1).to_string();
-        let connect = PgConnectOptions::from_str(url.expose())
+        let (driver_url, ignored) = url.for_postgres_driver();
+        for name in ignored {
+            tracing::warn!(
+                parameter = %name,
+                "store.url: the query parameter is not supported by the PostgreSQL driver and is ignored"
+            );
+        }
+        let connect = PgConnectOptions::from_str(&driver_url)
             .map_err(|e| open_err(e.to_string()))?
             .application_name("flexhook")
             // No statement may hold a webhook past its answer deadline.

@@ -352,6 +352,8 @@ mod tests {
             overrides: [
                 ("twilio.taskrouter_api_base_url", base),
                 ("twilio.account_sid", account.unwrap_or("")),
+                // Not local.toml's development token: an account refuses it.
+                ("twilio.auth_token", "twilio-client-test-token"),
             ]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
