@@ -376,3 +376,43 @@ async fn flex_s_acceptance_survives_a_failed_fact_lookup_and_the_create_is_never
         "accepted once, never sent again"
     );
 }
+
+#[tokio::test]
+async fn a_retried_dead_reply_is_really_sent() {
+    let env = Env::new().await;
+    let ch = random_sid("CH");
+    webhooks_are_removable(&env).await;
+    // Conversations refuses the reply once (a 4xx: the job dies, nothing was posted).
+    Mock::given(method("POST"))
+        .respond_with(twilio_error(400, 50413, "Invalid author"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&env.conversations)
+        .await;
+    replies_accepted(&env).await;
+    let app = TestApp::start_with_config(&env, &[], Some(RULES)).await;
+    assert_eq!(
+        app.post_form(&message(&ch, "+14155550100")).await.status(),
+        200
+    );
+    let store = env.store().await;
+    let dead = wait_for_kind(&store, JobKind::Reply, &ch, |j| {
+        j.state != JobState::Pending
+    })
+    .await;
+    assert_eq!(dead.state, JobState::Dead, "{dead:?}");
+    let conversation = flexhook::domain::ConversationSid::parse(&ch).unwrap();
+    assert_eq!(store.retry_dead(Some(&conversation)).await.unwrap(), 1);
+    let sent = wait_for_kind(&store, JobKind::Reply, &ch, |j| {
+        j.state != JobState::Pending
+    })
+    .await;
+    assert_eq!(sent.state, JobState::Sent, "{sent:?}");
+    assert!(sent.outcome.unwrap().ends_with("reply sent"));
+    app.stop().await;
+    assert_eq!(
+        messages_posted(&env, &ch).await.len(),
+        2,
+        "refused once, then really sent"
+    );
+}
