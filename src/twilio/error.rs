@@ -169,6 +169,16 @@ impl TwilioError {
         }
     }
 
+    /// Whether Twilio surely did not act on the request: it refused it (a 4xx, 429
+    /// included) or never received it. A 2xx it answered unreadably was acted on.
+    pub fn surely_not_processed(&self) -> bool {
+        match self {
+            Self::Api(a) => a.status < 500,
+            Self::Connect(_) => true,
+            Self::Timeout(_) | Self::Transport(_) | Self::Decode { .. } => false,
+        }
+    }
+
     /// What to do about it, when Twilio's code says (see [`ApiError::hint`]).
     pub fn hint(&self) -> Option<&'static str> {
         match self {
@@ -307,5 +317,25 @@ mod tests {
         assert!(e.may_have_been_processed());
         assert_eq!(e.code(), None);
         assert!(e.to_string().contains("502"));
+    }
+
+    #[test]
+    fn only_a_refusal_or_a_refused_connection_surely_did_nothing() {
+        let status = |s: StatusCode| {
+            TwilioError::Api(ApiError::from_response(s, &HeaderMap::new(), b""))
+                .surely_not_processed()
+        };
+        assert!(status(StatusCode::BAD_REQUEST));
+        assert!(status(StatusCode::TOO_MANY_REQUESTS));
+        assert!(!status(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(TwilioError::Connect("refused".into()).surely_not_processed());
+        assert!(!TwilioError::Timeout("slow".into()).surely_not_processed());
+        assert!(!TwilioError::Transport("reset".into()).surely_not_processed());
+        // A 2xx Twilio answered unreadably was acted on.
+        let unreadable = TwilioError::Decode {
+            status: 201,
+            message: "not JSON".into(),
+        };
+        assert!(!unreadable.surely_not_processed());
     }
 }

@@ -100,9 +100,10 @@ impl Worker {
 
     /// Takes the mark back when Twilio surely did not take the message (a refusal, a refused
     /// connection), so that a retry, or `flexhook jobs retry`, really sends it. Kept when it
-    /// may have gone out, or when the store cannot be told: then it is never sent again.
+    /// may have gone out (a 5xx, a timeout, a 2xx it answered unreadably), or when the store
+    /// cannot be told: then it is never sent again.
     async fn unmark_unless_sent(&self, job: &Job, lease: &str, e: &TwilioError) {
-        if e.may_have_been_processed() {
+        if !e.surely_not_processed() {
             return;
         }
         if let Err(err) = self.store.mark_message(job.id, lease, false).await {
@@ -187,6 +188,7 @@ impl Worker {
                     return Some(self.failed(job, &e, false));
                 }
                 Err(e) => {
+                    self.unmark_unless_sent(job, lease, &e).await;
                     tracing::warn!(code = e.code(), error = %e, "could not tell the customer; closing anyway");
                     note.push_str(&format!("; the message failed: {e}"));
                 }
