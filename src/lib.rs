@@ -14,6 +14,7 @@ pub(crate) mod intake;
 pub(crate) mod lifecycle;
 pub mod metrics;
 pub(crate) mod ngrok;
+pub mod reconcile;
 pub(crate) mod routes;
 pub mod routing;
 pub mod signature;

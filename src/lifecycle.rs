@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::domain::ConversationSid;
+use crate::domain::{ConversationSid, InteractionChannelSid, InteractionSid, TaskSid};
 use crate::event::task::TaskEvent;
 use crate::store::{now_ms, Action, Armed, CloseInput, JobKind, NewJob, Store, StoreError};
 
@@ -25,6 +25,16 @@ pub enum Outcome {
     UnknownTask,
     /// Nothing useful can be done with it; why.
     Unusable(String),
+}
+
+/// A task's end, resolved: the conversation it leaves, and the close job it asks for.
+#[derive(Debug, Clone)]
+pub struct CloseTarget {
+    pub conversation: ConversationSid,
+    pub task: TaskSid,
+    /// The interaction and channel to close.
+    pub interaction: (InteractionSid, InteractionChannelSid),
+    pub job: NewJob,
 }
 
 #[derive(Debug)]
@@ -47,8 +57,20 @@ impl Lifecycle {
     /// ended without an agent inserts one; a completed task only re-arms one that it (or
     /// another task) kept open, since an agent had the customer until then.
     pub async fn task_ended(&self, event: &TaskEvent) -> Result<Outcome, StoreError> {
+        match self.resolve(event).await? {
+            Ok(target) => self.arm(&target, event.may_orphan()).await,
+            Err(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Which conversation a task's end is about, and its close job; `Err` with the outcome
+    /// when it is none of flexhook's, or nothing can be done with it.
+    pub async fn resolve(
+        &self,
+        event: &TaskEvent,
+    ) -> Result<Result<CloseTarget, Outcome>, StoreError> {
         let Some(task) = &event.task_sid else {
-            return Ok(Outcome::Unusable("the event names no TaskSid".into()));
+            return Ok(Err(Outcome::Unusable("the event names no TaskSid".into())));
         };
         let mut ours = self
             .store
@@ -86,20 +108,20 @@ impl Lifecycle {
             None if self.adopt_flex_tasks => {
                 let attributes = match event.flex_attributes() {
                     Ok(a) => a,
-                    Err(e) => return Ok(Outcome::Unusable(e.to_string())),
+                    Err(e) => return Ok(Err(Outcome::Unusable(e.to_string()))),
                 };
                 let Some(conversation) = attributes.conversation_sid else {
-                    return Ok(Outcome::UnknownTask);
+                    return Ok(Err(Outcome::UnknownTask));
                 };
                 let interaction = attributes.interaction_sid.zip(attributes.channel_sid);
                 (conversation, None, interaction)
             }
-            None => return Ok(Outcome::UnknownTask),
+            None => return Ok(Err(Outcome::UnknownTask)),
         };
         let Some((interaction_sid, channel_sid)) = interaction else {
-            return Ok(Outcome::Unusable(format!(
+            return Ok(Err(Outcome::Unusable(format!(
                 "the interaction of conversation {conversation} is unknown: its task carries no flexInteractionSid and flexInteractionChannelSid"
-            )));
+            ))));
         };
         let job = NewJob {
             conversation_sid: conversation.clone(),
@@ -117,15 +139,28 @@ impl Lifecycle {
             }),
             received_at: now_ms(),
         };
+        Ok(Ok(CloseTarget {
+            conversation,
+            task: task.clone(),
+            interaction: (interaction_sid, channel_sid),
+            job,
+        }))
+    }
+
+    /// Arms the target's close job (see [`Store::arm_close`]); `insert`: a missing one is
+    /// inserted, as for a task that ended without an agent.
+    pub async fn arm(&self, target: &CloseTarget, insert: bool) -> Result<Outcome, StoreError> {
+        let (interaction, channel) = &target.interaction;
         let armed = self
             .store
             .arm_close(
-                &job,
-                Some(task),
-                Some((&interaction_sid, &channel_sid)),
-                event.may_orphan(),
+                &target.job,
+                Some(&target.task),
+                Some((interaction, channel)),
+                insert,
             )
             .await?;
+        let conversation = target.conversation.clone();
         Ok(match armed {
             Armed::Queued | Armed::Recheck => {
                 self.wake.notify_one();

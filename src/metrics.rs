@@ -224,6 +224,9 @@ struct Families {
     oldest_pending_age: Gauge<f64, AtomicU64>,
     rate_limit_waiting: Gauge,
     ready: Gauge,
+    reconcile_findings: Family<KindLabel, Counter>,
+    reconcile_last_success: Gauge<f64, AtomicU64>,
+    reconcile_duration: Histogram,
 }
 
 /// The registry and its families. Cheap to clone: every clone counts into the same ones.
@@ -282,6 +285,9 @@ impl Metrics {
             oldest_pending_age: Gauge::default(),
             rate_limit_waiting: Gauge::default(),
             ready: Gauge::default(),
+            reconcile_findings: Family::default(),
+            reconcile_last_success: Gauge::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
         };
         registry.register(
             "webhooks",
@@ -343,6 +349,25 @@ impl Metrics {
             families.ready.clone(),
         );
         registry.register(
+            "reconcile_findings",
+            "What reconciliation sweeps found, by kind (missed, orphaned, kept_open, \
+             stale_webhook, dead); a dead job is counted by every sweep that reports it",
+            families.reconcile_findings.clone(),
+        );
+        registry.register_with_unit(
+            "reconcile_last_success_timestamp",
+            "When the last successful reconciliation sweep of this process ended, Unix time \
+             (0 before the first)",
+            Unit::Seconds,
+            families.reconcile_last_success.clone(),
+        );
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Time one reconciliation sweep took, successful or not",
+            Unit::Seconds,
+            families.reconcile_duration.clone(),
+        );
+        registry.register(
             "build",
             "The running version and its store backend",
             Info::new(BuildLabels {
@@ -384,6 +409,11 @@ impl Metrics {
             let _ = f
                 .webhook_duration
                 .get_or_create_owned(&RouteLabel { route });
+        }
+        for kind in RECONCILE_FINDINGS {
+            f.reconcile_findings
+                .get_or_create(&KindLabel { kind })
+                .inc_by(0);
         }
         for kind in JobKind::ALL {
             let kind = kind.as_str();
@@ -481,6 +511,23 @@ impl Metrics {
         f.oldest_pending_age.set(age.as_secs_f64());
     }
 
+    /// One sweep's findings of `kind` (one of [`RECONCILE_FINDINGS`]).
+    pub fn reconcile_finding(&self, kind: &'static str) {
+        self.families
+            .reconcile_findings
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// One sweep that took `elapsed`; `ended_at` (Unix seconds) when it succeeded.
+    pub fn reconcile_sweep(&self, elapsed: Duration, ended_at: Option<f64>) {
+        let f = &self.families;
+        f.reconcile_duration.observe(elapsed.as_secs_f64());
+        if let Some(at) = ended_at {
+            f.reconcile_last_success.set(at);
+        }
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.families.ready.set(i64::from(ready));
     }
@@ -492,6 +539,10 @@ impl Metrics {
         text
     }
 }
+
+/// The `kind` label of `flexhook_reconcile_findings_total`.
+pub const RECONCILE_FINDINGS: [&str; 5] =
+    ["missed", "orphaned", "kept_open", "stale_webhook", "dead"];
 
 /// Decrements `flexhook_rate_limit_queue_depth` when dropped.
 #[must_use]

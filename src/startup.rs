@@ -18,6 +18,7 @@ use crate::config::{ClientTimeouts, ValidSettings};
 use crate::intake::Intake;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::reconcile::{self, ReconcileHandle, Reconciler, Target};
 use crate::routes::{track_answers, watch_connections, AppState, WebhookAuth};
 use crate::routing::Router;
 use crate::signature::Verifier;
@@ -31,6 +32,8 @@ pub struct Application {
     /// `server.metrics_port`'s server and its port, when set.
     metrics_server: Option<(u16, Server)>,
     worker: WorkerHandle,
+    /// The periodic reconciliation sweep, when `reconcile.interval` is set.
+    reconcile: Option<ReconcileHandle>,
     writer: JoinHandle<()>,
     store: Store,
     /// `server.shutdown_timeout_secs`: in-flight webhooks and jobs share it.
@@ -69,6 +72,24 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) =
             JobWriter::spawn(store.clone(), settings.store.batch_max, wake.clone());
+        let reconcile = match (
+            settings.reconcile.interval,
+            Target::of(&settings, public_base_url.as_deref()),
+        ) {
+            (Some(interval), Some(target)) => {
+                let reconciler = Reconciler::new(
+                    store.clone(),
+                    client.clone(),
+                    wake.clone(),
+                    settings.lifecycle.adopt_flex_tasks,
+                    target,
+                    settings.reconcile.clone(),
+                )
+                .with_metrics(metrics.clone());
+                Some(reconcile::spawn(reconciler, interval))
+            }
+            _ => None,
+        };
         let worker = worker::spawn(
             store.clone(),
             client,
@@ -185,6 +206,7 @@ impl Application {
             server,
             metrics_server,
             worker,
+            reconcile,
             writer: writer_task,
             store,
             shutdown_budget,
@@ -234,6 +256,9 @@ impl Application {
         if let Some((handle, served)) = metrics_server {
             handle.stop(true).await;
             let _ = served.await;
+        }
+        if let Some(reconcile) = self.reconcile {
+            reconcile.stop().await;
         }
         self.worker
             .stop(self.shutdown_budget.saturating_sub(stopping.elapsed()))

@@ -1382,3 +1382,181 @@ async fn every_request_of_flexhook_check_is_an_operation_of_the_spec() {
         assert!(seen.contains(id), "{id} was never sent: {seen:?}");
     }
 }
+
+/// The spec's example answer of `id` (its first example when `name` is `None`), served at
+/// `at` on `server`.
+async fn serve_example(
+    server: &wiremock::MockServer,
+    spec: &Value,
+    id: &str,
+    name: &str,
+    at: &str,
+) {
+    answer_with_example(server, spec, id, name, "GET", at).await;
+}
+
+#[tokio::test]
+async fn every_request_of_a_reconciliation_sweep_is_an_operation_of_the_spec() {
+    use common::twilio_world::{Conversation, World};
+    let spec = spec();
+    let env = Env::new().await;
+    let world = World::default();
+    let base = "https://flexhook.example.com";
+    let hook = format!("{base}/webhooks/conversations");
+    // One conversation of a service, one of the account's default service.
+    world.add(Conversation::with_webhook(
+        &hook,
+        "+14155550100",
+        "2026-12-05T09:30:00Z",
+    ));
+    let mut unscoped = Conversation::with_webhook(&hook, "+14155550101", "2026-12-05T09:31:00Z");
+    unscoped.chat_service = None;
+    world.add(unscoped);
+    world.task_ended(
+        "workflow.timeout",
+        &random_sid("WT"),
+        &random_sid("CH"),
+        &random_sid("KD"),
+        &random_sid("UO"),
+    );
+    world.serve(&env.conversations).await;
+    world.serve(&env.taskrouter).await;
+    let settings = env.settings(&[("server.public_base_url", base)]);
+    let store = env.store().await;
+    let reconciler = flexhook::reconcile::Reconciler::new(
+        store.clone(),
+        flexhook::twilio::TwilioClient::new(&settings.twilio).unwrap(),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+        false,
+        flexhook::reconcile::Target::of(&settings, Some(base)).unwrap(),
+        settings.reconcile.clone(),
+    );
+    let sweep = reconciler.sweep(None, true).await.unwrap();
+    assert_eq!(sweep.findings.len(), 2, "{sweep:?}");
+
+    let mut seen = BTreeSet::new();
+    for server in [&env.taskrouter, &env.conversations] {
+        for request in server.received_requests().await.unwrap() {
+            seen.insert(assert_request_fits(&spec, &request));
+        }
+    }
+    for id in [
+        "ListConversation",
+        "ListServiceConversationScopedWebhook",
+        "ListConversationScopedWebhook",
+        "ListServiceConversationParticipant",
+        "ListConversationParticipant",
+        "ListServiceConversationMessage",
+        "ListConversationMessage",
+        "ListEvent",
+    ] {
+        assert!(seen.contains(id), "{id} was never sent: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_spec_example_lists_are_read_as_a_sweep_reads_them() {
+    use flexhook::domain::{ChatServiceSid, ConversationSid, WorkspaceSid};
+    let spec = spec();
+    let env = Env::new().await;
+    let ch = "CHaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let is = "ISaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let scoped = format!("/v1/Services/{is}/Conversations/{ch}");
+    serve_example(
+        &env.conversations,
+        &spec,
+        "ListConversation",
+        "readFull",
+        "/v1/Conversations",
+    )
+    .await;
+    serve_example(
+        &env.conversations,
+        &spec,
+        "ListServiceConversationScopedWebhook",
+        "readFull",
+        &format!("{scoped}/Webhooks"),
+    )
+    .await;
+    serve_example(
+        &env.conversations,
+        &spec,
+        "ListServiceConversationParticipant",
+        "read",
+        &format!("{scoped}/Participants"),
+    )
+    .await;
+    serve_example(
+        &env.conversations,
+        &spec,
+        "ListServiceConversationMessage",
+        "readFull",
+        &format!("{scoped}/Messages"),
+    )
+    .await;
+    serve_example(
+        &env.taskrouter,
+        &spec,
+        "ListEvent",
+        "readFull",
+        &format!("/v1/Workspaces/{WORKSPACE}/Events"),
+    )
+    .await;
+    let settings = env.settings(&[]);
+    let client = flexhook::twilio::TwilioClient::new(&settings.twilio).unwrap();
+
+    let listed = client
+        .active_conversations_since("2015-12-16T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].sid.as_str(), ch);
+    assert_eq!(listed[0].chat_service_sid.as_ref().unwrap().as_str(), is);
+    assert_eq!(
+        listed[0].date_created.as_deref(),
+        Some("2015-12-16T22:18:37Z")
+    );
+
+    let (service, conversation) = (
+        ChatServiceSid::parse(is).unwrap(),
+        ConversationSid::parse(ch).unwrap(),
+    );
+    let hooks = client
+        .conversation_webhooks(Some(&service), &conversation)
+        .await
+        .unwrap();
+    assert!(!hooks.is_empty());
+    assert_eq!(hooks[0].target, "webhook");
+    assert_eq!(hooks[0].url.as_deref(), Some("https://example.com"));
+
+    let binding = client
+        .customer_binding(Some(&service), &conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(binding.address, "+15558675310");
+    assert_eq!(binding.proxy_address.as_deref(), Some("+15017122661"));
+
+    let first = client
+        .first_message_by(Some(&service), &conversation, "cake_lover")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.date_created.as_deref(), Some("2016-03-24T20:38:21Z"));
+    assert!(client
+        .first_message_by(Some(&service), &conversation, "nobody")
+        .await
+        .unwrap()
+        .is_none());
+
+    // The example logs a worker's event: no task, so nothing for the lifecycle.
+    let events = client
+        .task_events_since(
+            &WorkspaceSid::parse(WORKSPACE).unwrap(),
+            "workflow.timeout",
+            "2015-02-07T00:00:00Z",
+        )
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+}

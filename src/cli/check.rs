@@ -3,6 +3,7 @@
 //! so it reads the settings it needs one by one instead of validating them all.
 
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
@@ -61,6 +62,7 @@ const TASK_CHANNEL: &str = "the task channel";
 const HEALTHZ: &str = "server.public_base_url answers /healthz";
 const ADDRESSES: &str = "the connected addresses";
 const CALLBACK: &str = "the TaskRouter event callback";
+const SWEEP: &str = "the last reconciliation sweep";
 
 /// `fix KEY (ENV)`.
 fn fix(key: &str) -> String {
@@ -83,7 +85,8 @@ fn failure(e: &TwilioError, not_found: &str, key: &str) -> String {
 }
 
 pub async fn run(settings: &Settings, args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let lines = checklist(settings).await;
+    let mut lines = checklist(settings).await;
+    lines.push(last_sweep(settings).await);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&lines)?);
     } else {
@@ -226,6 +229,88 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
         None => Line::fail(CALLBACK, "not checked: no workspace"),
     });
     lines
+}
+
+/// What the account's last reconciliation sweep found, from the store.
+async fn last_sweep(settings: &Settings) -> Line {
+    let Some(account) = settings.twilio.account_sid.as_deref().map(str::trim) else {
+        return Line::ok(SWEEP, "not checked: no Twilio account");
+    };
+    let status = match read_sweep(settings, account).await {
+        Ok(status) => status.unwrap_or_default(),
+        Err(e) => return Line::fail(SWEEP, format!("could not read the store: {e:#}")),
+    };
+    let interval = settings.reconcile().ok().and_then(|r| r.interval);
+    let Some(success) = status.last_success_at else {
+        return match status.last_error {
+            Some(error) => Line::fail(SWEEP, format!("no sweep has succeeded yet: {error}")),
+            None => {
+                let mut line = Line::ok(SWEEP, "none yet");
+                line.notes.push(
+                    "the service sweeps at start-up and every reconcile.interval; `flexhook reconcile` sweeps now"
+                        .into(),
+                );
+                line
+            }
+        };
+    };
+    let findings: Vec<crate::reconcile::Finding> = status
+        .last_findings
+        .as_deref()
+        .and_then(|f| serde_json::from_str(f).ok())
+        .unwrap_or_default();
+    let when = jiff::Timestamp::from_millisecond(success)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let mut line = Line::ok(
+        SWEEP,
+        format!("{when}: {}", crate::reconcile::summarize(&findings)),
+    );
+    line.notes = findings.iter().take(10).map(ToString::to_string).collect();
+    if let Some(error) = status.last_error {
+        line = Line::fail(
+            SWEEP,
+            format!("the latest sweep failed: {error}; {}", line.detail),
+        );
+    } else if let Some(interval) = interval {
+        let age =
+            Duration::from_millis(u64::try_from(crate::store::now_ms() - success).unwrap_or(0));
+        if age > interval * 3 {
+            line = Line::fail(
+                SWEEP,
+                format!(
+                    "no successful sweep for {} (3 × reconcile.interval): is the service running? {}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs())),
+                    line.detail
+                ),
+            );
+        }
+    }
+    line
+}
+
+async fn read_sweep(
+    settings: &Settings,
+    account: &str,
+) -> anyhow::Result<Option<crate::store::SweepStatus>> {
+    let config = settings.store()?;
+    if config.url.scheme() == "sqlite" {
+        // No store yet: nothing swept, and `check` creates none.
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(config.url.expose())?;
+        if !options.get_filename().exists() {
+            return Ok(None);
+        }
+    }
+    let store = crate::store::Store::open(
+        &config.url,
+        &crate::store::StoreOptions {
+            busy_timeout: config.busy_timeout,
+        },
+    )
+    .await?;
+    let status = store.sweep_status(account).await;
+    store.close().await;
+    Ok(status?)
 }
 
 /// The credentials failed (or there are none): every Twilio line says so.

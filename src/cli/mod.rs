@@ -6,6 +6,7 @@ mod address;
 mod check;
 mod flexflow;
 mod jobs;
+mod reconcile;
 mod routes;
 mod sign;
 mod simulate;
@@ -47,6 +48,10 @@ pub enum Command {
     /// Connect the Flex workspace's event callback to flexhook, so that orphaned
     /// conversations are closed; disconnect it; or show its status.
     Taskrouter(taskrouter::TaskrouterArgs),
+    /// Compare Twilio's state with the store once, now, and make up for webhooks and task
+    /// events that never arrived. Exit 0: nothing was wrong; 1: something was found (and
+    /// fixed, unless --dry-run); 2: the sweep failed.
+    Reconcile(reconcile::ReconcileArgs),
     /// Copy the job store to another one (SQLite to PostgreSQL, say).
     Store(store::StoreArgs),
     /// Check the routing rules, and explain what they decide for a message.
@@ -79,6 +84,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(args) => jobs::run(&load_settings(&load)?, &args).await,
         Command::Taskrouter(args) => {
             taskrouter::run(&with_ngrok_url(load_settings(&load)?).await?, &args).await
+        }
+        Command::Reconcile(args) => {
+            reconcile::run(&with_ngrok_url(load_settings(&load)?).await?, &args).await
         }
         Command::Store(args) => store::run(&args).await,
         Command::Routes(args) => routes::run(&load_settings(&load)?, &args),

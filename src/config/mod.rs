@@ -12,6 +12,7 @@ mod flex;
 mod lifecycle;
 mod log;
 mod problems;
+mod reconcile;
 mod routing;
 mod server;
 mod store;
@@ -27,6 +28,7 @@ pub use flex::{FlexConfig, FlexSettings};
 pub use lifecycle::{iso8601, LifecycleConfig, LifecycleSettings};
 pub use log::LogSettings;
 pub use problems::{env_vars_for, Problem};
+pub use reconcile::{ReconcileConfig, ReconcileSettings};
 pub use routing::{
     RoutingConfig, RoutingSettings, RuleConfig, RuleSettings, ScheduleSettings, SetConfig, When,
     PLACEHOLDERS,
@@ -105,6 +107,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub log: LogSettings,
     pub lifecycle: LifecycleSettings,
+    pub reconcile: ReconcileSettings,
     #[serde(default)]
     pub routing: RoutingSettings,
 }
@@ -147,6 +150,7 @@ pub struct ValidSettings {
     pub worker: WorkerConfig,
     pub log: LogSettings,
     pub lifecycle: LifecycleConfig,
+    pub reconcile: ReconcileConfig,
     pub routing: RoutingConfig,
 }
 
@@ -264,6 +268,7 @@ impl Settings {
         let worker = self.worker.validate(&mut p);
         let log = self.log.validate(&mut p);
         let lifecycle = self.lifecycle.validate(&mut p);
+        let reconcile = self.reconcile.validate(&mut p);
         let routing = self.routing.validate(&mut p);
         self.check_across_sections(&mut p);
         if let (Some(store), Some(flex), Some(worker), Some(lifecycle), Some(routing)) =
@@ -278,23 +283,24 @@ impl Settings {
             .zip(worker)
             .zip(log)
             .zip(lifecycle)
+            .zip(reconcile)
             .zip(routing);
         match sections {
-            Some((((((((server, twilio), flex), store), worker), log), lifecycle), routing))
-                if p.count() == 0 =>
-            {
-                Ok(ValidSettings {
-                    environment: self.environment,
-                    server,
-                    twilio,
-                    flex,
-                    store,
-                    worker,
-                    log,
-                    lifecycle,
-                    routing,
-                })
-            }
+            Some((
+                (((((((server, twilio), flex), store), worker), log), lifecycle), reconcile),
+                routing,
+            )) if p.count() == 0 => Ok(ValidSettings {
+                environment: self.environment,
+                server,
+                twilio,
+                flex,
+                store,
+                worker,
+                log,
+                lifecycle,
+                reconcile,
+                routing,
+            }),
             _ => Err(ConfigError::Invalid(p.0)),
         }
     }
@@ -330,6 +336,14 @@ impl Settings {
         let flex = self.flex.validate(&mut p);
         let routing = self.routing.validate(&mut p);
         flex.zip(routing).ok_or(ConfigError::Invalid(p.0))
+    }
+
+    /// `[reconcile]` alone.
+    pub fn reconcile(&self) -> Result<ReconcileConfig, ConfigError> {
+        let mut p = Problems::default();
+        self.reconcile
+            .validate(&mut p)
+            .ok_or(ConfigError::Invalid(p.0))
     }
 
     /// `[store]` alone, for commands that only read and write jobs.

@@ -17,7 +17,7 @@ use actix_web::web;
 
 pub(crate) use connection::{track_answers, watch_connections};
 pub(crate) use state::{AppState, WebhookAuth};
-pub(crate) use verified::{body_kind, verify};
+pub(crate) use verified::{address_param, body_kind, verify};
 
 /// The webhook port's routes. The webhooks are wrapped in [`observed::observe`].
 pub fn configure(cfg: &mut web::ServiceConfig) {

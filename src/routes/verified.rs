@@ -209,7 +209,7 @@ pub(crate) fn verify(
 /// `?address=` of a webhook URL's query. A raw `+` is a `+`, not a space: an address never
 /// holds a space, and `?address=whatsapp:+1555…` (as the README writes it) must match the
 /// rule for `whatsapp:+1555…`. The signature is checked over the URL as written either way.
-fn address_param(query: &str) -> Option<String> {
+pub(crate) fn address_param(query: &str) -> Option<String> {
     let query = if query.contains('+') {
         Cow::Owned(query.replace('+', "%2B"))
     } else {

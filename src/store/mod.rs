@@ -11,6 +11,7 @@ mod job;
 mod postgres;
 mod sqlite;
 mod stats;
+mod sweeps;
 mod writable;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,6 +55,7 @@ pub struct WorkspaceCallback {
 pub use postgres::{PostgresStore, PostgresWriter};
 pub use sqlite::{SqliteStore, SqliteWriter};
 pub use stats::{Counts, StoreStats};
+pub use sweeps::SweepStatus;
 
 /// Milliseconds since the Unix epoch: the store's clock.
 pub fn now_ms() -> i64 {

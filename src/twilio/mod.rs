@@ -9,6 +9,7 @@ mod conversations;
 mod error;
 mod flexflows;
 mod interactions;
+pub mod reconcile;
 mod taskrouter;
 
 use std::time::{Duration, Instant};
