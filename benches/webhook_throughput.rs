@@ -14,6 +14,9 @@
 //!   connections. Targets: throughput at least 0.8 of the bare handler's (the median of the
 //!   turn-by-turn ratios, each turn against the other's beside it), p99 at most 1.5×
 //!   its p99, flexhook's peak RSS (its own process's VmHWM) under 30 MB.
+//! * the same, while a reconciliation sweep runs: `flexhook serve` live against a Twilio
+//!   stand-in (threads of this bench) whose conversation list is long and slow, sweeping from
+//!   start-up; every flexhook turn must overlap the sweep's requests. Target: the same ratio.
 //!
 //! Every request is signed and serialized before the clock starts; the load generator is
 //! raw HTTP/1.1 over keep-alive connections on a thread of its own, so that the cores mostly
@@ -31,7 +34,8 @@
 //! `info`, to include logging's cost in the in-process runs, whose logs go to stderr; it is
 //! also the `flexhook serve` process's filter, default `info`), `FLEXHOOK_BENCH_SERVE_BIN` (the
 //! flexhook binary to compare with the bare handler, e.g. a build of another commit; default
-//! the one cargo built with this bench). Run without `--bench` (as
+//! the one cargo built with this bench), `FLEXHOOK_BENCH_SWEEP_PAGES` (pages of 100
+//! conversations the sweep reads, default 400). Run without `--bench` (as
 //! `cargo test --benches` does) it is a quick smoke run, which judges no target.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -52,6 +56,10 @@ use tokio::net::TcpStream;
 
 /// `twilio.auth_token` of config/local.toml.
 const DEV_TOKEN: &str = "local-development-token-not-secret";
+/// The live flexhook's (a live account refuses the development token).
+const LIVE_TOKEN: &str = "bench-auth-token-not-secret";
+/// The live flexhook's `server.public_base_url`, which its webhooks are signed for.
+const LIVE_BASE_URL: &str = "https://flexhook.bench.example";
 const WEBHOOK_PATH: &str = "/webhooks/conversations";
 const TARGET_RPS: f64 = 10_000.0;
 /// The PostgreSQL first-message path's target at 64 connections.
@@ -179,6 +187,7 @@ async fn run(plan: &Plan) -> Result<()> {
     if plan.hot_n > 0 {
         checks.push(hot_path_scenario(&base, plan).await?);
         checks.push(bare_comparison_scenario(&base, plan).await?);
+        checks.push(sweep_comparison_scenario(&base, plan).await?);
     }
     for check in checks {
         check.verify().await?;
@@ -330,21 +339,70 @@ async fn bare_comparison_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck
     let dir = tempfile::tempdir_in(base)?;
     let store_url = format!("sqlite://{}", dir.path().join("serve.db").display());
     let log_filter = std::env::var("FLEXHOOK_BENCH_LOG").unwrap_or_else(|_| "info".into());
-    let mut flexhook = ChildServer::flexhook(&store_url, &log_filter)?;
-    let bare = ChildServer::bare()?;
+    let flexhook = ChildServer::flexhook(&store_url, &log_filter)?;
+    let signer = Signer::local(flexhook.port);
+    let conversations = take_turns(plan, flexhook, &store_url, &signer, None).await?;
+    Ok(StoreCheck {
+        label: "flexhook serve".into(),
+        store_url,
+        expected: conversations.into_iter().collect(),
+        _dir: dir,
+    })
+}
 
+/// The same comparison while a reconciliation sweep runs in `flexhook serve` (live against
+/// a Twilio stand-in whose conversation list is long, each answer a little late): the sweep
+/// must not slow the hot path. Every flexhook turn must see the sweep's requests go on.
+async fn sweep_comparison_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck> {
+    let pages = env_usize(
+        "FLEXHOOK_BENCH_SWEEP_PAGES",
+        if plan.full { 400 } else { 5 },
+    )?;
+    let twilio = TwilioStandIn::start(pages, Duration::from_millis(2))?;
+    let dir = tempfile::tempdir_in(base)?;
+    let store_url = format!("sqlite://{}", dir.path().join("sweep.db").display());
+    let log_filter = std::env::var("FLEXHOOK_BENCH_LOG").unwrap_or_else(|_| "info".into());
+    let flexhook = ChildServer::flexhook_sweeping(&store_url, &log_filter, &twilio.url)?;
+    let signer = Signer::live(flexhook.port);
+    println!(
+        "while a reconciliation sweep runs: {pages} pages of 100 conversations, each answer 2 ms late, each conversation's webhooks read one by one"
+    );
+    let conversations = take_turns(plan, flexhook, &store_url, &signer, Some(&twilio)).await?;
+    println!(
+        "  the sweep's requests served in all: {}",
+        twilio.requests()
+    );
+    Ok(StoreCheck {
+        label: "flexhook serve while sweeping".into(),
+        store_url,
+        expected: conversations.into_iter().collect(),
+        _dir: dir,
+    })
+}
+
+/// Seeds `flexhook`'s conversations, then lets it and a bare handler take turns on their
+/// later messages, and judges the targets; stops it and returns the conversations. With
+/// `sweeping`, each flexhook turn must overlap the sweep's requests.
+async fn take_turns(
+    plan: &Plan,
+    mut flexhook: ChildServer,
+    store_url: &str,
+    signer: &Signer,
+    sweeping: Option<&TwilioStandIn>,
+) -> Result<Vec<String>> {
+    let bare = ChildServer::bare()?;
     let n = plan.hot_conversations;
     let conversations: Vec<String> = (0..n).map(|_| random_sid("CH")).collect();
     let seed: Vec<Vec<u8>> = conversations
         .iter()
         .enumerate()
-        .map(|(i, ch)| signed_webhook(flexhook.port, ch, &random_sid("IM"), 0, i))
+        .map(|(i, ch)| signed_webhook_for(signer, ch, &random_sid("IM"), 0, i))
         .collect();
     // The same bytes go to both: the bare handler reads the body and checks nothing.
     let requests: Arc<[Vec<u8>]> = (0..plan.hot_n)
         .map(|i| {
             let ch = &conversations[i % n];
-            signed_webhook(flexhook.port, ch, &random_sid("IM"), 1 + i / n, i % n)
+            signed_webhook_for(signer, ch, &random_sid("IM"), 1 + i / n, i % n)
         })
         .collect::<Vec<_>>()
         .into();
@@ -354,7 +412,7 @@ async fn bare_comparison_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck
         n,
         c.min(n),
     );
-    wait_until_no_pending(&store_url, Duration::from_secs(30)).await?;
+    wait_until_no_pending(store_url, Duration::from_secs(30)).await?;
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!(
@@ -371,6 +429,7 @@ async fn bare_comparison_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck
             if plan.full {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
+            let swept_before = sweeping.map(TwilioStandIn::requests);
             let cpu_before = server.cpu_ticks()?;
             let result = load(server.port, requests.clone(), c).await?;
             let cpu_ticks = server.cpu_ticks()?.saturating_sub(cpu_before);
@@ -381,7 +440,19 @@ async fn bare_comparison_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck
                 p99: result.percentile(990),
                 cpu_us: cpu_ticks as f64 / TICKS_PER_SECOND * 1e6 / plan.hot_n as f64,
             };
-            println!("  turn {}: {:<13} {turn}", round + 1, server.name);
+            let swept = match (sweeping, swept_before) {
+                (Some(twilio), Some(before)) => {
+                    let during = twilio.requests() - before;
+                    ensure!(
+                        which == 0 || during > 0,
+                        "the sweep was over before flexhook's turn {}: raise FLEXHOOK_BENCH_SWEEP_PAGES",
+                        round + 1
+                    );
+                    format!(", sweep requests meanwhile {during}")
+                }
+                _ => String::new(),
+            };
+            println!("  turn {}: {:<13} {turn}{swept}", round + 1, server.name);
             turns[which].push(turn);
         }
     }
@@ -432,12 +503,7 @@ async fn bare_comparison_scenario(base: &Path, plan: &Plan) -> Result<StoreCheck
     );
     drop(bare);
     flexhook.stop()?;
-    Ok(StoreCheck {
-        label: "flexhook serve".into(),
-        store_url,
-        expected: conversations.into_iter().collect(),
-        _dir: dir,
-    })
+    Ok(conversations)
 }
 
 /// The median and quartiles of some figures (each the nearest figure, no interpolation).
@@ -615,8 +681,45 @@ impl Drop for Service {
 
 /// A signed `onMessageAdded` to the service on `port`, as raw HTTP/1.1 bytes.
 fn signed_webhook(port: u16, conversation: &str, message: &str, index: usize, n: usize) -> Vec<u8> {
-    let host = format!("127.0.0.1:{port}");
-    let url = format!("http://{host}{WEBHOOK_PATH}");
+    signed_webhook_for(&Signer::local(port), conversation, message, index, n)
+}
+
+/// Who a webhook is signed for: the URL Twilio called, the token, and the account.
+struct Signer {
+    port: u16,
+    url: String,
+    token: &'static str,
+}
+
+impl Signer {
+    /// flexhook on `port`, in dry-run, as the request itself says (no public_base_url).
+    fn local(port: u16) -> Self {
+        Self {
+            port,
+            url: format!("http://127.0.0.1:{port}{WEBHOOK_PATH}"),
+            token: DEV_TOKEN,
+        }
+    }
+
+    /// The live flexhook of [`ChildServer::flexhook_sweeping`].
+    fn live(port: u16) -> Self {
+        Self {
+            port,
+            url: format!("{LIVE_BASE_URL}{WEBHOOK_PATH}"),
+            token: LIVE_TOKEN,
+        }
+    }
+}
+
+fn signed_webhook_for(
+    signer: &Signer,
+    conversation: &str,
+    message: &str,
+    index: usize,
+    n: usize,
+) -> Vec<u8> {
+    let host = format!("127.0.0.1:{}", signer.port);
+    let url = &signer.url;
     let author = format!("+1555{:07}", n % 10_000_000);
     let params: Vec<(String, String)> = [
         ("EventType", "onMessageAdded".to_owned()),
@@ -639,7 +742,7 @@ fn signed_webhook(port: u16, conversation: &str, message: &str, index: usize, n:
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let signature = compute_signature(DEV_TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &params);
+    let signature = compute_signature(signer.token.as_bytes(), Algorithm::HmacSha1, url, &params);
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&params)
         .finish();
@@ -674,6 +777,28 @@ impl ChildServer {
     /// The release binary, as deployed but in dry-run: JSON logs at `log_filter`, to a pipe
     /// this bench drains.
     fn flexhook(store_url: &str, log_filter: &str) -> Result<Self> {
+        Self::flexhook_with(store_url, log_filter, &[])
+    }
+
+    /// Live against `twilio` (a [`TwilioStandIn`]), sweeping at start-up: a reconciliation
+    /// sweep runs while the turns are taken.
+    fn flexhook_sweeping(store_url: &str, log_filter: &str, twilio: &str) -> Result<Self> {
+        Self::flexhook_with(
+            store_url,
+            log_filter,
+            &[
+                ("TWILIO_ACCOUNT_SID", &format!("AC{}", "0".repeat(32))),
+                ("TWILIO_AUTH_TOKEN", LIVE_TOKEN),
+                ("FLEXHOOK_SERVER__PUBLIC_BASE_URL", LIVE_BASE_URL),
+                ("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", twilio),
+                ("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", twilio),
+                ("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", twilio),
+                ("FLEXHOOK_RECONCILE__INTERVAL", "30s"),
+            ],
+        )
+    }
+
+    fn flexhook_with(store_url: &str, log_filter: &str, extra: &[(&str, &str)]) -> Result<Self> {
         let bin = std::env::var_os("FLEXHOOK_BENCH_SERVE_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_flexhook").into());
         let mut child = Command::new(&bin)
@@ -689,6 +814,7 @@ impl ChildServer {
             .env("FLEXHOOK_FLEX__MAX_CREATES_PER_SECOND", "20")
             .env("FLEXHOOK_LOG__FORMAT", "json")
             .env("FLEXHOOK_LOG__FILTER", log_filter)
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1303,4 +1429,140 @@ fn thread_times() -> BTreeMap<String, ThreadTime> {
         entry.runqueue_ns += time.runqueue_ns;
     }
     out
+}
+
+/// Twilio as a reconciliation sweep reads it, on threads of this process: `pages` pages of
+/// 100 active conversations (none of them flexhook's: each has Studio's webhook, so the
+/// sweep reads every one's webhooks and moves on), no task events, and each answer `delay`
+/// late. It also accepts the seed conversations' creates and webhook removals.
+struct TwilioStandIn {
+    url: String,
+    served: Arc<AtomicU64>,
+}
+
+impl TwilioStandIn {
+    fn start(pages: usize, delay: Duration) -> Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let served = Arc::new(AtomicU64::new(0));
+        let (base, count) = (url.clone(), served.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (base, count) = (base.clone(), count.clone());
+                std::thread::spawn(move || serve_twilio(stream, &base, pages, delay, &count));
+            }
+        });
+        Ok(Self { url, served })
+    }
+
+    /// GETs answered so far (the sweep's requests).
+    fn requests(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+}
+
+/// One keep-alive connection of the stand-in, until the client closes it.
+fn serve_twilio(
+    stream: std::net::TcpStream,
+    base: &str,
+    pages: usize,
+    delay: Duration,
+    served: &AtomicU64,
+) {
+    use std::io::Read;
+    let mut reader = std::io::BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut writer = stream;
+    loop {
+        let mut head = String::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut words = head.split_whitespace();
+        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        std::thread::sleep(delay);
+        let (status, answer) = twilio_answer(method, target, base, pages);
+        if method == "GET" {
+            served.fetch_add(1, Ordering::Relaxed);
+        }
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The stand-in's answer to `method target`.
+fn twilio_answer(method: &str, target: &str, base: &str, pages: usize) -> (&'static str, String) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let page: usize = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("Page="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let meta = |key: &str, next: Option<String>| serde_json::json!({"page": page, "page_size": 100, "key": key, "next_page_url": next});
+    let ok = |v: serde_json::Value| ("200 OK", v.to_string());
+    match (method, path) {
+        ("GET", "/v1/Conversations") => {
+            let conversations: Vec<serde_json::Value> = (0..100)
+                .map(|i| {
+                    serde_json::json!({"sid": format!("CH{page:016x}{i:016x}"),
+                        "chat_service_sid": format!("IS{}", "1".repeat(32)),
+                        "state": "active", "date_created": "2026-12-05T10:00:00Z"})
+                })
+                .collect();
+            let next = (page + 1 < pages).then(|| {
+                format!(
+                    "{base}/v1/Conversations?State=active&PageSize=100&Page={}",
+                    page + 1
+                )
+            });
+            ok(
+                serde_json::json!({"conversations": conversations, "meta": meta("conversations", next)}),
+            )
+        }
+        ("GET", p) if p.ends_with("/Webhooks") => ok(serde_json::json!({
+            "webhooks": [{"sid": format!("WH{}", "6".repeat(32)), "target": "studio",
+                "configuration": {"flow_sid": format!("FW{}", "7".repeat(32))}}],
+            "meta": meta("webhooks", None),
+        })),
+        ("GET", p) if p.ends_with("/Events") => {
+            ok(serde_json::json!({"events": [], "meta": meta("events", None)}))
+        }
+        ("GET", p) if p.ends_with("/Tasks") => {
+            ok(serde_json::json!({"tasks": [], "meta": meta("tasks", None)}))
+        }
+        ("POST", "/v1/Interactions") => ok(serde_json::json!({
+            "sid": format!("KD{}", "8".repeat(32)),
+            "channel": {"type": "sms", "sid": format!("UO{}", "8".repeat(32))},
+            "routing": {"properties": {"sid": format!("WT{}", "8".repeat(32))}},
+        })),
+        ("DELETE", _) => ("204 No Content", String::new()),
+        _ => (
+            "404 Not Found",
+            r#"{"code": 20404, "message": "The requested resource was not found", "status": 404}"#
+                .into(),
+        ),
+    }
 }

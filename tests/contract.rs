@@ -1505,10 +1505,9 @@ async fn the_spec_example_lists_are_read_as_a_sweep_reads_them() {
     let settings = env.settings(&[]);
     let client = flexhook::twilio::TwilioClient::new(&settings.twilio).unwrap();
 
-    let listed = client
-        .active_conversations_since("2015-12-16T00:00:00Z")
-        .await
-        .unwrap();
+    let mut pages = client.active_conversations_since("2015-12-16T00:00:00Z");
+    let listed = pages.next_page().await.unwrap().unwrap();
+    assert!(pages.next_page().await.unwrap().is_none(), "one page");
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].sid.as_str(), ch);
     assert_eq!(listed[0].chat_service_sid.as_ref().unwrap().as_str(), is);

@@ -591,3 +591,54 @@ async fn the_cli_sweeps_once_dry_run_or_not_and_says_by_its_exit_code_what_it_fo
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("soon"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_conversation_list_is_read_a_page_at_a_time_and_only_on_twilio_s_own_host() {
+    use wiremock::matchers::query_param;
+    let env = Env::new().await;
+    let page = |sids: &[&str], next: Option<String>| {
+        let conversations: Vec<serde_json::Value> = sids
+            .iter()
+            .map(|sid| serde_json::json!({"sid": sid, "state": "active"}))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "conversations": conversations,
+            "meta": {"key": "conversations", "next_page_url": next},
+        }))
+    };
+    let (a, b) = (random_sid("CH"), random_sid("CH"));
+    let second = format!(
+        "{}/v1/Conversations?PageSize=100&Page=1",
+        env.conversations.uri()
+    );
+    Mock::given(method("GET"))
+        .and(path("/v1/Conversations"))
+        .and(query_param("Page", "1"))
+        .respond_with(page(
+            &[&b],
+            Some("https://elsewhere.example/v1/Conversations?Page=2".into()),
+        ))
+        .mount(&env.conversations)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/Conversations"))
+        .and(query_param("State", "active"))
+        .and(query_param("StartDate", "2026-12-05T00:00:00Z"))
+        .respond_with(page(&[&a], Some(second)))
+        .mount(&env.conversations)
+        .await;
+    let settings = env.settings(&[]);
+    let client = TwilioClient::new(&settings.twilio).unwrap();
+    let mut pages = client.active_conversations_since("2026-12-05T00:00:00Z");
+    let first = pages.next_page().await.unwrap().unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].sid.as_str(), a);
+    assert_eq!(
+        env.conversations.received_requests().await.unwrap().len(),
+        1,
+        "the second page is read only when asked for"
+    );
+    let next = pages.next_page().await;
+    let error = next.expect_err("a next page on another host is not followed");
+    assert!(error.to_string().contains("elsewhere.example"), "{error}");
+}

@@ -151,24 +151,15 @@ impl Reconciler {
         let recorded = match &swept {
             Ok(sweep) => {
                 let findings = serde_json::to_string(&sweep.findings).unwrap_or_default();
-                // A dry run changes nothing, its anchor included.
+                // A dry run changes nothing, where the next sweep looks back from included.
                 let anchor = if dry_run {
                     last.last_since
                 } else {
                     Some(started)
                 };
-                match anchor {
-                    Some(anchor) => {
-                        self.store
-                            .sweep_end(account, &self.owner, ended, Ok((anchor, &findings)))
-                            .await
-                    }
-                    None => {
-                        self.store
-                            .sweep_end(account, &self.owner, ended, Err("only dry runs so far"))
-                            .await
-                    }
-                }
+                self.store
+                    .sweep_end(account, &self.owner, ended, Ok((anchor, &findings)))
+                    .await
             }
             Err(e) => {
                 self.store
@@ -180,8 +171,10 @@ impl Reconciler {
             tracing::warn!(error = %e, "could not record the sweep; its lease runs out on its own");
         }
         if let Some(metrics) = &self.metrics {
-            let succeeded = swept.is_ok() && !dry_run;
-            metrics.reconcile_sweep(began.elapsed(), succeeded.then(|| ended as f64 / 1000.0));
+            metrics.reconcile_sweep(
+                began.elapsed(),
+                swept.is_ok().then(|| ended as f64 / 1000.0),
+            );
             if let Ok(sweep) = &swept {
                 for finding in &sweep.findings {
                     metrics.reconcile_finding(finding.kind.as_str());
@@ -208,6 +201,15 @@ impl Reconciler {
         }
         self.dead(&mut sweep.findings).await?;
         for finding in &sweep.findings {
+            // Dead jobs are reported by every sweep until retried: not a new warning each time.
+            if finding.kind == FindingKind::Dead {
+                tracing::info!(
+                    conversation = %finding.conversation,
+                    why = %finding.why,
+                    "reconcile: found a dead job"
+                );
+                continue;
+            }
             tracing::warn!(
                 kind = %finding.kind,
                 conversation = %finding.conversation,
@@ -233,45 +235,53 @@ impl Reconciler {
             );
             return Ok(());
         };
-        let listed = self.client.active_conversations_since(since).await?;
-        let keys: Vec<String> = listed.iter().map(|c| c.sid.to_string()).collect();
-        let known = self.store.known_interactions(&keys).await?;
-        sweep.conversations = listed.len();
-        sweep.known = known.len();
-        for conversation in listed {
-            if known.contains(conversation.sid.as_str()) {
-                continue;
-            }
-            let job = match self.missed_job(&conversation, ours).await {
-                Ok(Some(job)) => job,
-                Ok(None) => continue,
-                Err(e) if gone(&e) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let why =
-                "active, with flexhook's webhook, and no job: its first message never arrived"
-                    .to_owned();
-            if dry_run {
-                sweep.findings.push(Finding {
-                    kind: FindingKind::Missed,
-                    conversation: conversation.sid,
-                    why,
-                    action: "would queue its interaction job".into(),
-                });
-                continue;
-            }
-            // Insert-if-absent: a webhook that arrives meanwhile makes the same one job.
-            if self.store.insert_batch(&[job]).await?.first() == Some(&Inserted::New) {
-                self.wake.notify_one();
-                sweep.findings.push(Finding {
-                    kind: FindingKind::Missed,
-                    conversation: conversation.sid,
-                    why,
-                    action: "queued its interaction job".into(),
-                });
+        let mut pages = self.client.active_conversations_since(since);
+        while let Some(listed) = pages.next_page().await? {
+            let keys: Vec<String> = listed.iter().map(|c| c.sid.to_string()).collect();
+            let known = self.store.known_interactions(&keys).await?;
+            sweep.conversations += listed.len();
+            sweep.known += known.len();
+            for conversation in listed {
+                if known.contains(conversation.sid.as_str()) {
+                    continue;
+                }
+                if let Some(finding) = self.missed_one(conversation, ours, dry_run).await? {
+                    sweep.findings.push(finding);
+                }
             }
         }
         Ok(())
+    }
+
+    /// One conversation flexhook does not know: a finding when it carries flexhook's webhook.
+    async fn missed_one(
+        &self,
+        conversation: ListedConversation,
+        ours: &str,
+        dry_run: bool,
+    ) -> Result<Option<Finding>, ReconcileError> {
+        let job = match self.missed_job(&conversation, ours).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return Ok(None),
+            Err(e) if gone(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let finding = |action: &str| Finding {
+            kind: FindingKind::Missed,
+            conversation: conversation.sid.clone(),
+            why: "active, with flexhook's webhook, and no job: its first message never arrived"
+                .into(),
+            action: action.into(),
+        };
+        if dry_run {
+            return Ok(Some(finding("would queue its interaction job")));
+        }
+        // Insert-if-absent: a webhook that arrives meanwhile makes the same one job.
+        if self.store.insert_batch(&[job]).await?.first() == Some(&Inserted::New) {
+            self.wake.notify_one();
+            return Ok(Some(finding("queued its interaction job")));
+        }
+        Ok(None)
     }
 
     /// The job the webhook would have queued, if the conversation carries flexhook's

@@ -73,14 +73,15 @@ impl Store {
         Ok(row)
     }
 
-    /// Releases the lease; with `Ok((since, findings))` records a success that looked back
-    /// to `since`, with `Err(error)` a failure (the anchor stays where it was).
+    /// Releases the lease; with `Ok((anchor, findings))` records a success and where the
+    /// next sweep looks back from (`None`: nowhere yet), with `Err(error)` a failure (the
+    /// anchor stays where it was).
     pub async fn sweep_end(
         &self,
         account: &str,
         owner: &str,
         now: i64,
-        outcome: Result<(i64, &str), &str>,
+        outcome: Result<(Option<i64>, &str), &str>,
     ) -> Result<(), StoreError> {
         match outcome {
             Ok((started, findings)) => {

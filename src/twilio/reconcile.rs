@@ -51,6 +51,73 @@ pub struct ListedMessage {
     pub date_created: Option<String>,
 }
 
+/// Where the conversations list goes on.
+enum Next {
+    First,
+    Url(String),
+    Done,
+}
+
+/// The pages of the active conversations list, read one by one.
+pub struct ConversationPages<'a> {
+    client: &'a TwilioClient,
+    since: String,
+    next: Next,
+    read: usize,
+}
+
+impl ConversationPages<'_> {
+    /// The next page's conversations; `None` after the last page.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<ListedConversation>>, TwilioError> {
+        let api = Api::Conversations;
+        let mut page: Value = match &self.next {
+            Next::Done => return Ok(None),
+            Next::First => {
+                let query = [
+                    ("State", "active"),
+                    ("StartDate", self.since.as_str()),
+                    ("PageSize", "100"),
+                ];
+                self.client
+                    .get_json(api, "/v1/Conversations", &query)
+                    .await?
+            }
+            Next::Url(url) => self.client.get_json(api, url, &[]).await?,
+        };
+        self.read += 1;
+        let raw: Vec<RawConversation> = super::page_items(&mut page, "conversations")?;
+        self.next = match super::next_page_url(&page) {
+            None => Next::Done,
+            Some(next) if !next.starts_with(self.client.base(api)) => {
+                return Err(TwilioError::Decode {
+                    status: 200,
+                    message: format!("next_page_url {next} is not on Conversations: not followed"),
+                })
+            }
+            Some(_) if self.read >= super::MAX_PAGES => {
+                return Err(TwilioError::Decode {
+                    status: 200,
+                    message: format!("more than {} pages of conversations", super::MAX_PAGES),
+                })
+            }
+            Some(next) => Next::Url(next),
+        };
+        Ok(Some(
+            raw.into_iter()
+                .filter_map(|c| {
+                    Some(ListedConversation {
+                        sid: ConversationSid::parse(&c.sid).ok()?,
+                        chat_service_sid: c
+                            .chat_service_sid
+                            .and_then(|s| ChatServiceSid::parse(&s).ok()),
+                        date_created: c.date_created,
+                    })
+                })
+                .collect(),
+        ))
+    }
+}
+
 #[derive(Deserialize)]
 struct RawConversation {
     sid: String,
@@ -90,35 +157,15 @@ struct RawEvent {
 }
 
 impl TwilioClient {
-    /// `GET /v1/Conversations?State=active&StartDate={since}`, every page. `since`: RFC 3339.
-    pub async fn active_conversations_since(
-        &self,
-        since: &str,
-    ) -> Result<Vec<ListedConversation>, TwilioError> {
-        let raw: Vec<RawConversation> = self
-            .list_all(
-                Api::Conversations,
-                "/v1/Conversations",
-                &[
-                    ("State", "active"),
-                    ("StartDate", since),
-                    ("PageSize", "100"),
-                ],
-                "conversations",
-            )
-            .await?;
-        Ok(raw
-            .into_iter()
-            .filter_map(|c| {
-                Some(ListedConversation {
-                    sid: ConversationSid::parse(&c.sid).ok()?,
-                    chat_service_sid: c
-                        .chat_service_sid
-                        .and_then(|s| ChatServiceSid::parse(&s).ok()),
-                    date_created: c.date_created,
-                })
-            })
-            .collect())
+    /// `GET /v1/Conversations?State=active&StartDate={since}`, a page at a time (`since`:
+    /// RFC 3339), so that a sweep holds one page of a long list, not all of it.
+    pub fn active_conversations_since(&self, since: &str) -> ConversationPages<'_> {
+        ConversationPages {
+            client: self,
+            since: since.to_owned(),
+            next: Next::First,
+            read: 0,
+        }
     }
 
     /// The conversation's webhooks (at most 5, so one page).
