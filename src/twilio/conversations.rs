@@ -108,6 +108,21 @@ impl TwilioClient {
         conversation: &ConversationSid,
         author: &str,
     ) -> Result<Option<String>, TwilioError> {
+        Ok(self
+            .messaging_bindings(service, conversation)
+            .await?
+            .into_iter()
+            .find(|b| b["address"].as_str() == Some(author))
+            .and_then(|b| b["proxy_address"].as_str().map(str::to_owned)))
+    }
+
+    /// The participants' messaging bindings (`GET …/Participants`, every page): the
+    /// participants that write through SMS, WhatsApp and the like, customers first of all.
+    pub(crate) async fn messaging_bindings(
+        &self,
+        service: Option<&ChatServiceSid>,
+        conversation: &ConversationSid,
+    ) -> Result<Vec<serde_json::Value>, TwilioError> {
         let path = format!("{}/Participants", conversation_path(service, conversation));
         let participants: Vec<Participant> = self
             .list_all(
@@ -120,8 +135,7 @@ impl TwilioClient {
         Ok(participants
             .into_iter()
             .filter_map(|p| p.messaging_binding)
-            .find(|b| b["address"].as_str() == Some(author))
-            .and_then(|b| b["proxy_address"].as_str().map(str::to_owned)))
+            .collect())
     }
 
     /// The conversation's `attributes`, parsed (`GET …/Conversations/{CH}`); `{}` when unset.

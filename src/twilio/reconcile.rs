@@ -134,11 +134,6 @@ struct RawWebhook {
 }
 
 #[derive(Deserialize)]
-struct RawParticipant {
-    messaging_binding: Option<Value>,
-}
-
-#[derive(Deserialize)]
 struct RawMessage {
     sid: Option<String>,
     author: Option<String>,
@@ -196,17 +191,8 @@ impl TwilioClient {
         service: Option<&ChatServiceSid>,
         conversation: &ConversationSid,
     ) -> Result<Option<CustomerBinding>, TwilioError> {
-        let path = format!("{}/Participants", conversation_path(service, conversation));
-        let raw: Vec<RawParticipant> = self
-            .list_all(
-                Api::Conversations,
-                &path,
-                &[("PageSize", "50")],
-                "participants",
-            )
-            .await?;
-        Ok(raw.into_iter().find_map(|p| {
-            let binding = p.messaging_binding?;
+        let bindings = self.messaging_bindings(service, conversation).await?;
+        Ok(bindings.into_iter().find_map(|binding| {
             Some(CustomerBinding {
                 address: binding["address"].as_str()?.to_owned(),
                 proxy_address: binding["proxy_address"].as_str().map(str::to_owned),
