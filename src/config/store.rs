@@ -12,13 +12,26 @@ const MIN_RETENTION_DAYS: u32 = 1;
 
 const DAY_SECS: u64 = 86_400;
 
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Deserialize, Clone)]
 pub struct StoreSettings {
     pub url: String,
     pub retention_days: u32,
     pub busy_timeout_ms: u64,
     pub known_cache_capacity: usize,
     pub batch_max: usize,
+}
+
+/// The URL as `DatabaseUrl` prints it: its password, wherever it is given, redacted.
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &DatabaseUrl::new(&self.url).redacted())
+            .field("retention_days", &self.retention_days)
+            .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .field("known_cache_capacity", &self.known_cache_capacity)
+            .field("batch_max", &self.batch_max)
+            .finish()
+    }
 }
 
 /// `[store]`, checked.
@@ -92,5 +105,27 @@ impl StoreConfig {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_database_password() {
+        let settings = StoreSettings {
+            url: "postgres://flexhook:s3cret@db.internal/flexhook?sslpassword=k3y".into(),
+            retention_days: 30,
+            busy_timeout_ms: 5000,
+            known_cache_capacity: 10,
+            batch_max: 10,
+        };
+        let shown = format!("{settings:?} {settings:#?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("k3y"),
+            "{shown}"
+        );
+        assert!(shown.contains("db.internal"), "{shown}");
     }
 }

@@ -1,0 +1,195 @@
+//! What task ends leave behind: orphans whose TaskRouter event never came, conversations
+//! kept open for a task that is gone, webhooks that outlived the hand-off, and dead jobs.
+
+use super::{gone, ms, Finding, FindingKind, ReconcileError, Reconciler, BATCH, REMOVAL_GRACE};
+use crate::event::task::TASK_ENDED_EVENTS;
+use crate::lifecycle::Outcome;
+use crate::store::{now_ms, Action, Job, JobKind, JobState, NewJob};
+
+impl Reconciler {
+    /// Tasks that ended with nobody on them whose event never reached flexhook.
+    pub(super) async fn orphaned(
+        &self,
+        since: &str,
+        dry_run: bool,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), ReconcileError> {
+        for event_type in TASK_ENDED_EVENTS {
+            let events = self
+                .client
+                .task_events_since(&self.target.workspace, event_type, since)
+                .await?;
+            for event in events {
+                if event.account_sid != self.target.account
+                    || event.workspace_sid != self.target.workspace
+                {
+                    continue;
+                }
+                let Ok(target) = self.lifecycle.resolve(&event).await? else {
+                    continue;
+                };
+                if self
+                    .store
+                    .find(JobKind::Close, target.conversation.as_str())
+                    .await?
+                    .is_some()
+                {
+                    // Its event arrived (or another task's did): the close job has it.
+                    continue;
+                }
+                let (interaction, channel) = &target.interaction;
+                match self
+                    .client
+                    .interaction_channel_status(interaction, channel)
+                    .await
+                {
+                    // Closed, or left or parked by an agent on purpose: not an orphan.
+                    Ok(Some(status)) if status == "closed" || status == "inactive" => continue,
+                    Ok(_) => {}
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                let why = format!(
+                    "task {} ended ({}) and its event never arrived; the channel is still open",
+                    target.task, event.event_type
+                );
+                let action = if dry_run {
+                    "would queue its close job".to_owned()
+                } else {
+                    match self.lifecycle.arm(&target, true).await? {
+                        Outcome::Queued(_) => {
+                            "queued its close job (it looks for live tasks first)".to_owned()
+                        }
+                        _ => continue,
+                    }
+                };
+                findings.push(Finding {
+                    kind: FindingKind::Orphaned,
+                    conversation: target.conversation,
+                    why,
+                    action,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Close jobs kept open for a task that is no longer live.
+    pub(super) async fn kept_open(
+        &self,
+        dry_run: bool,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), ReconcileError> {
+        let kept = self
+            .store
+            .list(Some(JobState::KeptOpen), Some(JobKind::Close), BATCH)
+            .await?;
+        for job in kept {
+            let Action::CloseOrphan(close) = &job.action else {
+                continue;
+            };
+            let live = self
+                .client
+                .live_tasks_for_conversation(&close.workspace_sid, &job.conversation_sid)
+                .await?;
+            if !live.is_empty() {
+                continue;
+            }
+            let why = "kept open for a task that is no longer live".to_owned();
+            let action = if dry_run {
+                "would look at it again".to_owned()
+            } else {
+                let again = NewJob {
+                    conversation_sid: job.conversation_sid.clone(),
+                    account_sid: job.account_sid.clone(),
+                    chat_service_sid: job.chat_service_sid.clone(),
+                    webhook_sid: None,
+                    first_message_sid: None,
+                    action: job.action.clone(),
+                    received_at: now_ms(),
+                };
+                let interaction = Some((&close.interaction_sid, &close.channel_sid));
+                self.store
+                    .arm_close(&again, Some(&close.task_sid), interaction, false)
+                    .await?;
+                self.wake.notify_one();
+                "re-armed its close job".to_owned()
+            };
+            findings.push(Finding {
+                kind: FindingKind::KeptOpen,
+                conversation: job.conversation_sid,
+                why,
+                action,
+            });
+        }
+        Ok(())
+    }
+
+    /// Conversation webhooks whose removal after the hand-off failed.
+    pub(super) async fn stale_webhooks(
+        &self,
+        dry_run: bool,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), ReconcileError> {
+        let stale = self
+            .store
+            .stale_webhooks(now_ms() - ms(REMOVAL_GRACE), BATCH)
+            .await?;
+        for job in stale {
+            let Some(webhook) = &job.webhook_sid else {
+                continue;
+            };
+            let why = format!("webhook {webhook} survived the hand-off");
+            let action = if dry_run {
+                "would remove it".to_owned()
+            } else {
+                match self
+                    .client
+                    .delete_conversation_webhook(
+                        job.chat_service_sid.as_ref(),
+                        &job.conversation_sid,
+                        webhook,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        self.store.mark_webhook_removed(job.id).await?;
+                        "removed it".to_owned()
+                    }
+                    Err(e) => format!("could not remove it: {e}"),
+                }
+            };
+            findings.push(Finding {
+                kind: FindingKind::StaleWebhook,
+                conversation: job.conversation_sid,
+                why,
+                action,
+            });
+        }
+        Ok(())
+    }
+
+    /// Dead jobs, with Twilio's error and the command that retries them.
+    pub(super) async fn dead(&self, findings: &mut Vec<Finding>) -> Result<(), ReconcileError> {
+        for job in self.store.list(Some(JobState::Dead), None, BATCH).await? {
+            findings.push(dead_finding(job));
+        }
+        Ok(())
+    }
+}
+
+fn dead_finding(job: Job) -> Finding {
+    let error = job
+        .last_error
+        .as_ref()
+        .map_or_else(|| "no error recorded".to_owned(), |e| e.message.clone());
+    Finding {
+        kind: FindingKind::Dead,
+        why: format!("{} job is dead: {error}", job.kind),
+        action: format!(
+            "retry it with `flexhook jobs retry {}`",
+            job.conversation_sid
+        ),
+        conversation: job.conversation_sid,
+    }
+}
