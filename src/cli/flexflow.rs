@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::address::{client, explain, plan_connect, print_table, webhook_url, AddressType};
+use super::address::{explain, plan_connect, webhook_url, AddressType};
+use super::{client, print_table};
 use crate::config::Settings;
 use crate::twilio::{FlexFlow, TwilioClient};
 

@@ -21,6 +21,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::{self, ConfigError, LoadOptions, Settings};
 use crate::startup::Application;
+use crate::twilio::TwilioClient;
 
 /// Twilio Conversations webhooks in, exactly one Flex interaction out.
 #[derive(Debug, Parser)]
@@ -177,4 +178,46 @@ fn shared_key<'a>(settings: &'a Settings, id: &str) -> anyhow::Result<&'a str> {
                 config::env_vars_for("twilio.webhook_shared_keys")
             )
         })
+}
+
+/// Credentials from `[twilio]`, or exit code 2 with the problems.
+pub(crate) fn client(settings: &Settings) -> Result<TwilioClient, ExitCode> {
+    match settings.twilio() {
+        // A CLI call waits out a 429 rather than failing the operator's command.
+        Ok(twilio) => TwilioClient::new(&twilio)
+            .map(TwilioClient::with_cli_retries)
+            .map_err(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }),
+        Err(e) => {
+            eprintln!("flexhook cannot reach Twilio: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Columns padded to their widest cell; the last one is not padded.
+pub(crate) fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
 }

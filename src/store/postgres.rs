@@ -22,6 +22,8 @@ const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 /// Rows per INSERT statement (13 parameters each, far under PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 500;
 
+mod rate_limit;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 #[derive(Debug, Clone)]
@@ -399,41 +401,6 @@ impl PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// Reserves the account's next send slot, `interval_ms` after the previous one, in one
-    /// atomic statement shared by every instance: slots are handed out in order, so no
-    /// waiter starves. A slot more than `max_wait_ms` away is not taken (it would pile up
-    /// reservations nobody uses). Returns whether it was taken, and the wait in milliseconds.
-    pub async fn reserve_slot(
-        &self,
-        account: &str,
-        interval_ms: i64,
-        max_wait_ms: i64,
-    ) -> Result<(bool, i64), StoreError> {
-        let reserved = sqlx::query(&format!(
-            "INSERT INTO rate_limits AS r (account_sid, next_slot_ms) \
-             VALUES ($1, {NOW_MS} + $2) \
-             ON CONFLICT (account_sid) DO UPDATE \
-             SET next_slot_ms = GREATEST(r.next_slot_ms, {NOW_MS}) + $2 \
-             WHERE GREATEST(r.next_slot_ms, {NOW_MS}) - {NOW_MS} <= $3 \
-             RETURNING next_slot_ms - $2 - {NOW_MS}"
-        ))
-        .bind(account)
-        .bind(interval_ms)
-        .bind(max_wait_ms)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = reserved {
-            return Ok((true, row.try_get::<i64, _>(0)?.max(0)));
-        }
-        let row = sqlx::query(&format!(
-            "SELECT next_slot_ms - {NOW_MS} FROM rate_limits WHERE account_sid = $1"
-        ))
-        .bind(account)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((false, row.try_get::<i64, _>(0)?.max(0)))
     }
 
     /// Inserts copies of `jobs` (from another store) unless present; how many were new.

@@ -19,6 +19,8 @@ use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
 /// Rows per INSERT statement: 13 parameters each stays under SQLite's 999-variable floor.
 const ROWS_PER_STATEMENT: usize = 70;
 
+mod callbacks;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]
@@ -362,53 +364,6 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected())
-    }
-
-    pub async fn remember_callback(
-        &self,
-        workspace: &str,
-        previous: &super::WorkspaceCallback,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        // The first connect's record is the one to restore: a second connect replaces ours.
-        sqlx::query(
-            "INSERT INTO workspace_callbacks (workspace_sid, previous_url, previous_filter, \
-             connected_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (workspace_sid) DO NOTHING",
-        )
-        .bind(workspace)
-        .bind(previous.url.as_deref())
-        .bind(previous.filter.as_deref())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn remembered_callback(
-        &self,
-        workspace: &str,
-    ) -> Result<Option<super::WorkspaceCallback>, StoreError> {
-        let row = sqlx::query(
-            "SELECT previous_url, previous_filter FROM workspace_callbacks WHERE workspace_sid = ?1",
-        )
-        .bind(workspace)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(super::WorkspaceCallback {
-                url: r.try_get(0)?,
-                filter: r.try_get(1)?,
-            })
-        })
-        .transpose()
-    }
-
-    pub async fn forget_callback(&self, workspace: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM workspace_callbacks WHERE workspace_sid = ?1")
-            .bind(workspace)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Inserts copies of `jobs` (from another store) unless present; how many were new.

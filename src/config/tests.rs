@@ -1,0 +1,367 @@
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn load(env: &str, overrides: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::load(&LoadOptions {
+        environment: Some(env.into()),
+        config_dir: Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config"
+        ))),
+        file: None,
+        read_env: false,
+        overrides: overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+}
+
+fn problems(err: ConfigError) -> Vec<Problem> {
+    match err {
+        ConfigError::Invalid(p) => p,
+        other => panic!("expected validation problems, got {other}"),
+    }
+}
+
+#[test]
+fn local_without_an_account_is_a_dry_run_with_the_development_token() {
+    let valid = load("local", &[]).unwrap().validate().unwrap();
+    assert!(valid.is_dry_run());
+    assert_eq!(valid.server.port, 8080);
+    assert_eq!(valid.flex.task_channel, "chat");
+    assert!(valid.flex.remove_webhook_after_handoff);
+    assert_eq!(valid.flex.max_creates_per_second, 15);
+    assert_eq!(valid.store.retention, Duration::from_secs(30 * 86_400));
+}
+
+#[test]
+fn production_without_credentials_names_every_missing_key_and_its_variable() {
+    let err = load("production", &[]).unwrap().validate().unwrap_err();
+    let text = err.to_string();
+    let keys: Vec<String> = problems(err).into_iter().map(|p| p.key).collect();
+    assert!(keys.contains(&"twilio.account_sid".to_string()), "{keys:?}");
+    assert!(keys.contains(&"twilio.auth_token".to_string()), "{keys:?}");
+    assert!(keys.contains(&"flex.workflow_sid".to_string()), "{keys:?}");
+    assert!(text.contains("TWILIO_AUTH_TOKEN"), "{text}");
+    assert!(text.contains("FLEXHOOK_FLEX__WORKFLOW_SID"), "{text}");
+}
+
+#[test]
+fn a_malformed_workflow_sid_is_rejected_by_name() {
+    let err = load(
+        "local",
+        &[("flex.workflow_sid", "WS00000000000000000000000000000000")],
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    let p = problems(err);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "flex.workflow_sid");
+    assert!(p[0].to_string().contains("`WW`"));
+}
+
+#[test]
+fn live_mode_uses_the_api_key_when_set_and_never_prints_secrets() {
+    let valid = load(
+        "production",
+        &[
+            ("twilio.account_sid", "AC00000000000000000000000000000001"),
+            ("twilio.auth_token", "tok-secret-1"),
+            ("twilio.api_key", "SK00000000000000000000000000000001"),
+            ("twilio.api_secret", "api-secret-2"),
+            ("flex.workspace_sid", "WS00000000000000000000000000000001"),
+            ("flex.workflow_sid", "WW00000000000000000000000000000001"),
+            ("server.public_base_url", "https://flexhook.example.com"),
+        ],
+    )
+    .unwrap()
+    .validate()
+    .unwrap();
+    assert!(!valid.is_dry_run());
+    let key = valid.twilio.api_key.as_ref().expect("the API key");
+    assert_eq!(key.sid, "SK00000000000000000000000000000001");
+    let debug = format!("{valid:?}");
+    assert!(!debug.contains("tok-secret-1"), "{debug}");
+    assert!(!debug.contains("api-secret-2"), "{debug}");
+}
+
+#[test]
+fn customer_addresses_are_masked_in_logs_unless_log_show_addresses_is_on() {
+    let valid = |o: &[(&str, &str)]| load("local", o).unwrap().validate().unwrap();
+    assert!(!valid(&[]).log.show_addresses);
+    assert!(!load("production", &[]).unwrap().log.show_addresses);
+    assert!(valid(&[("log.show_addresses", "true")]).log.show_addresses);
+}
+
+#[test]
+fn shared_keys_and_task_attributes_parse_from_strings() {
+    let s = load(
+        "local",
+        &[
+            (
+                "twilio.webhook_shared_keys",
+                "key_a=secret-a, key_B=secret=b",
+            ),
+            (
+                "flex.task_attributes",
+                r#"{"skillNeeded":"Spanish","vip":true}"#,
+            ),
+        ],
+    )
+    .unwrap();
+    let ids: Vec<&String> = s.twilio.webhook_shared_keys.keys().collect();
+    assert_eq!(ids, ["key_B", "key_a"]);
+    assert_eq!(
+        s.twilio.webhook_shared_keys["key_B"].expose_secret(),
+        "secret=b"
+    );
+    assert_eq!(s.flex.task_attributes["skillNeeded"], "Spanish");
+}
+
+#[test]
+fn task_attributes_that_are_not_an_object_fail_to_load() {
+    let err = load("local", &[("flex.task_attributes", "[1,2]")]).unwrap_err();
+    assert!(err.to_string().contains("flex.task_attributes"), "{err}");
+}
+
+#[test]
+fn out_of_range_rate_and_unsupported_store_are_reported() {
+    let err = load(
+        "local",
+        &[
+            ("flex.max_creates_per_second", "25"),
+            ("store.url", "mysql://u:pw@db/x"),
+        ],
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("flex.max_creates_per_second"), "{text}");
+    assert!(text.contains("store.url"), "{text}");
+    assert!(!text.contains(":pw@"), "passwords are redacted: {text}");
+}
+
+#[test]
+fn a_queue_longer_than_the_lease_allows_is_refused() {
+    let err = load(
+        "local",
+        &[
+            ("worker.concurrency", "200"),
+            ("flex.max_creates_per_second", "2"),
+            ("worker.lease_secs", "60"),
+        ],
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    assert_eq!(problems(err)[0].key, "worker.concurrency");
+    assert!(load("local", &[("worker.concurrency", "16")])
+        .unwrap()
+        .validate()
+        .is_ok());
+}
+
+#[test]
+fn public_base_url_must_be_only_an_origin() {
+    let err = load(
+        "local",
+        &[("server.public_base_url", "https://x.fly.dev/hooks")],
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    assert_eq!(problems(err)[0].key, "server.public_base_url");
+    let ok = load("local", &[("server.public_base_url", "https://x.fly.dev/")])
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(
+        ok.server.public_base_url.as_deref(),
+        Some("https://x.fly.dev")
+    );
+}
+
+#[test]
+fn public_base_url_ngrok_is_left_to_start_up_and_needs_a_valid_agent_url() {
+    let ok = load("local", &[("server.public_base_url", "ngrok")])
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(ok.server.public_base_url, None);
+    assert_eq!(
+        ok.server.ngrok_api_url.as_deref(),
+        Some("http://127.0.0.1:4040")
+    );
+    let err = load(
+        "local",
+        &[
+            ("server.public_base_url", "ngrok"),
+            ("server.ngrok_api_url", "localhost"),
+        ],
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    assert_eq!(problems(err)[0].key, "server.ngrok_api_url");
+    let plain = load("local", &[]).unwrap().validate().unwrap();
+    assert_eq!(plain.server.ngrok_api_url, None);
+}
+
+#[test]
+fn a_twilio_only_command_needs_no_workflow_but_still_its_credentials() {
+    let no_flex = [
+        ("twilio.account_sid", "AC00000000000000000000000000000001"),
+        ("twilio.auth_token", "tok"),
+        ("server.public_base_url", "https://flexhook.example.com"),
+    ];
+    let settings = load("production", &no_flex).unwrap();
+    let twilio = settings.twilio().unwrap();
+    assert_eq!(
+        twilio.account_sid.unwrap().as_str(),
+        "AC00000000000000000000000000000001"
+    );
+    let keys: Vec<String> = problems(settings.validate().unwrap_err())
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(keys, ["flex.workspace_sid", "flex.workflow_sid"]);
+    let err = load("production", &[]).unwrap().twilio().unwrap_err();
+    let keys: Vec<String> = problems(err).into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, ["twilio.account_sid", "twilio.auth_token"]);
+}
+
+#[test]
+fn the_store_section_validates_alone_and_redacts_its_password() {
+    let err = load("local", &[("store.url", "mysql://u:pw@db/x")])
+        .unwrap()
+        .store()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("store.url") && text.contains("DATABASE_URL"),
+        "{text}"
+    );
+    assert!(!text.contains(":pw@"), "{text}");
+    let store = load("local", &[]).unwrap().store().unwrap();
+    assert_eq!(store.url.expose(), "sqlite://data/flexhook-local.db");
+}
+
+const LIVE: [(&str, &str); 4] = [
+    ("twilio.account_sid", "AC00000000000000000000000000000001"),
+    ("twilio.auth_token", "tok"),
+    ("flex.workspace_sid", "WS00000000000000000000000000000001"),
+    ("flex.workflow_sid", "WW00000000000000000000000000000001"),
+];
+
+/// The problems of `env` with [`LIVE`] and `extra`, as `(key, text)`.
+fn live_problems(env: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let overrides: Vec<(&str, &str)> = LIVE.iter().chain(extra).copied().collect();
+    match load(env, &overrides).unwrap().validate() {
+        Ok(_) => Vec::new(),
+        Err(e) => problems(e)
+            .into_iter()
+            .map(|p| (p.key.clone(), p.to_string()))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_live_account_refuses_the_public_development_token_of_local_toml() {
+    let dev = load("local", &[]).unwrap().twilio.auth_token.unwrap();
+    let dev = dev.expose_secret();
+    // No FLEXHOOK_ENV (local), an account and an API key, no TWILIO_AUTH_TOKEN: the
+    // token would silently be local.toml's.
+    let err = load(
+        "local",
+        &[
+            ("twilio.account_sid", "AC00000000000000000000000000000001"),
+            ("twilio.api_key", "SK00000000000000000000000000000001"),
+            ("twilio.api_secret", "api-secret"),
+        ],
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    let p = problems(err);
+    let token = p.iter().find(|p| p.key == "twilio.auth_token");
+    let text = token.map(ToString::to_string).unwrap_or_default();
+    assert!(
+        text.contains("TWILIO_AUTH_TOKEN") && text.contains("development"),
+        "{p:?}"
+    );
+    assert!(
+        !text.contains(dev),
+        "the token itself is not printed: {text}"
+    );
+    // As the rotation's other token, too, and in any environment.
+    let p = live_problems("production", &[("twilio.secondary_auth_token", dev)]);
+    assert!(
+        p.iter().any(|(k, _)| k == "twilio.secondary_auth_token"),
+        "{p:?}"
+    );
+    let p = live_problems("staging", &[("twilio.auth_token", dev)]);
+    assert!(p.iter().any(|(k, _)| k == "twilio.auth_token"), "{p:?}");
+    // Dry-run is what it is for.
+    assert!(load("local", &[]).unwrap().validate().unwrap().is_dry_run());
+}
+
+#[test]
+fn a_retention_shorter_than_what_still_needs_the_jobs_is_refused() {
+    let retention = |extra: &[(&str, &str)]| -> Vec<String> {
+        live_problems("local", extra)
+            .into_iter()
+            .filter(|(k, _)| k == "store.retention_days")
+            .map(|(_, text)| text)
+            .collect()
+    };
+    let zero = retention(&[("store.retention_days", "0")]);
+    assert_eq!(zero.len(), 1, "{zero:?}");
+    assert!(
+        zero[0].contains("FLEXHOOK_STORE__RETENTION_DAYS"),
+        "{zero:?}"
+    );
+    // A task waits up to TaskRouter's default timeout, a day, for an agent; the
+    // lifecycle finds its conversation by the job.
+    let one = retention(&[("store.retention_days", "1")]);
+    assert!(one.iter().any(|t| t.contains("at least 2")), "{one:?}");
+    assert!(retention(&[("store.retention_days", "2")]).is_empty());
+    for (key, value, needed) in [
+        ("worker.max_age_secs", "172800", "at least 3"),
+        ("lifecycle.close_after", "72h", "at least 4"),
+        ("flex.task_timeout_secs", "345600", "at least 5"),
+    ] {
+        let short = retention(&[("store.retention_days", "2"), (key, value)]);
+        assert!(
+            short.iter().any(|t| t.contains(key) && t.contains(needed)),
+            "{key}: {short:?}"
+        );
+    }
+    assert!(retention(&[]).is_empty(), "the default, 30 days, is enough");
+}
+
+#[test]
+fn production_needs_public_base_url_or_trusted_forwarded_headers() {
+    let p = live_problems("production", &[]);
+    let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["server.public_base_url"], "{p:?}");
+    for needed in [
+        "FLEXHOOK_SERVER__PUBLIC_BASE_URL",
+        "server.trust_forwarded_headers",
+        "Host",
+    ] {
+        assert!(p[0].1.contains(needed), "{needed}: {p:?}");
+    }
+    assert!(live_problems(
+        "production",
+        &[("server.public_base_url", "https://x.fly.dev")]
+    )
+    .is_empty());
+    assert!(live_problems("production", &[("server.trust_forwarded_headers", "true")]).is_empty());
+    assert!(live_problems("staging", &[]).is_empty(), "only production");
+}
