@@ -535,13 +535,19 @@ async fn the_cli_sweeps_once_dry_run_or_not_and_says_by_its_exit_code_what_it_fo
     world.serve(&env.taskrouter).await;
     let missed = Conversation::with_webhook(&ours(), "+14155550100", "2026-12-05T09:30:00Z");
     world.add(missed.clone());
+    // Created a moment ago: its webhook may be on its way, so a later sweep judges it.
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let fresh = Conversation::with_webhook(&ours(), "+14155550103", &now);
+    world.add(fresh.clone());
 
     let (code, stdout, stderr) = reconcile_cli(&env, &["--dry-run", "--json"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     let sweep: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(sweep["dry_run"], true);
+    assert_eq!(sweep["findings"].as_array().unwrap().len(), 1, "{sweep:#}");
     assert_eq!(sweep["findings"][0]["kind"], "missed");
     assert_eq!(sweep["findings"][0]["conversation"], missed.sid.as_str());
+    assert_eq!(sweep["conversations"], 2, "{sweep:#}");
     assert!(sweep["summary"].as_str().unwrap().starts_with("1 missed"));
     let store = env.store().await;
     assert!(
@@ -556,6 +562,7 @@ async fn the_cli_sweeps_once_dry_run_or_not_and_says_by_its_exit_code_what_it_fo
     assert!(stdout.contains("queued its interaction job"), "{stdout}");
     let job = stored_job(&store, &missed.sid).await.unwrap();
     assert_eq!(job.state, JobState::Pending);
+    assert!(stored_job(&store, &fresh.sid).await.is_none(), "not yet");
     // `flexhook check` reports that sweep and what it found.
     let (_, stdout, _) = flexhook_cli(&env, &["check", "--json"]);
     let lines: serde_json::Value = serde_json::from_str(&stdout).unwrap();

@@ -1,7 +1,9 @@
 //! Missed first messages: active conversations that carry flexhook's webhook and have no
 //! job get the interaction job the webhook would have queued.
 
-use super::{gone, parse_ms, Finding, FindingKind, ReconcileError, Reconciler, Sweep};
+use super::{
+    gone, ms, parse_ms, Finding, FindingKind, ReconcileError, Reconciler, Sweep, WEBHOOK_GRACE,
+};
 use crate::domain::{ChannelType, CustomerAddress};
 use crate::routing::RoutingInput;
 use crate::store::{now_ms, Action, Inserted, NewJob};
@@ -22,6 +24,9 @@ impl Reconciler {
             );
             return Ok(());
         };
+        // A conversation this young may have its first webhook on the way: the next sweep,
+        // which looks back past this one's start, judges it.
+        let settled = now_ms() - ms(WEBHOOK_GRACE);
         let mut pages = self.client.active_conversations_since(since);
         while let Some(listed) = pages.next_page().await? {
             let keys: Vec<String> = listed.iter().map(|c| c.sid.to_string()).collect();
@@ -30,6 +35,10 @@ impl Reconciler {
             sweep.known += known.len();
             for conversation in listed {
                 if known.contains(conversation.sid.as_str()) {
+                    continue;
+                }
+                let created = conversation.date_created.as_deref().and_then(parse_ms);
+                if created.is_some_and(|at| at > settled) {
                     continue;
                 }
                 if let Some(finding) = self.missed_one(conversation, ours, dry_run).await? {

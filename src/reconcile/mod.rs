@@ -37,6 +37,9 @@ use crate::twilio::{TwilioClient, TwilioError};
 
 /// How long a sweep may hold the account's lease: past it, another may start.
 const LEASE: Duration = Duration::from_secs(15 * 60);
+/// How old a conversation must be before its missing job counts as missed: its first
+/// webhook may still be on its way. Shorter than [`OVERLAP`], so the next sweep sees it.
+const WEBHOOK_GRACE: Duration = Duration::from_secs(2 * 60);
 /// How far before the last successful sweep's start the next one looks: a conversation or
 /// an event that Twilio lists a little late is still seen.
 const OVERLAP: Duration = Duration::from_secs(5 * 60);
