@@ -3,7 +3,28 @@
 //! backend, chosen by the URL's scheme: SQLite (`sqlite://…`, one instance) and PostgreSQL
 //! (`postgres://…`, several instances sharing one database and one rate-limit budget).
 
+/// Runs `$body` with `$pool` and `$sql` (written with `$1`-style parameters, which SQLite
+/// reads as `?1`) on whichever backend `$store` is: one statement for both, where the two
+/// dialects agree.
+macro_rules! on_backend {
+    ($store:expr, $text:expr, |$pool:ident, $sql:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => {
+                let $pool = &s.pool;
+                let $sql = $text.replace('$', "?");
+                $body
+            }
+            Store::Postgres(p) => {
+                let $pool = &p.pool;
+                let $sql: String = $text.to_owned();
+                $body
+            }
+        }
+    };
+}
+
 mod batch;
+mod callbacks;
 mod columns;
 mod copy;
 mod decode;
@@ -16,9 +37,7 @@ mod writable;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::domain::{
-    ConversationSid, DatabaseUrl, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid,
-};
+use crate::domain::{ConversationSid, DatabaseUrl, InteractionChannelSid, InteractionSid, TaskSid};
 
 pub use batch::JobWriter;
 pub use job::{
@@ -260,39 +279,6 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.arm_close(job, task, interaction, insert).await,
             Self::Postgres(p) => p.arm_close(job, task, interaction, insert).await,
-        }
-    }
-
-    /// Remembers the workspace's event callback before `taskrouter connect` replaced it.
-    /// The first record is kept: connecting twice never forgets the original.
-    pub async fn remember_callback(
-        &self,
-        workspace: &WorkspaceSid,
-        previous: &WorkspaceCallback,
-    ) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(s) => {
-                s.remember_callback(workspace.as_str(), previous, now_ms())
-                    .await
-            }
-            Self::Postgres(p) => p.remember_callback(workspace.as_str(), previous).await,
-        }
-    }
-
-    pub async fn remembered_callback(
-        &self,
-        workspace: &WorkspaceSid,
-    ) -> Result<Option<WorkspaceCallback>, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.remembered_callback(workspace.as_str()).await,
-            Self::Postgres(p) => p.remembered_callback(workspace.as_str()).await,
-        }
-    }
-
-    pub async fn forget_callback(&self, workspace: &WorkspaceSid) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlite(s) => s.forget_callback(workspace.as_str()).await,
-            Self::Postgres(p) => p.forget_callback(workspace.as_str()).await,
         }
     }
 

@@ -12,7 +12,7 @@ use sqlx::{Acquire, Postgres, QueryBuilder, Row};
 
 use super::{
     stats, Armed, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
-    Transition, WorkspaceCallback,
+    Transition,
 };
 use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
 
@@ -357,50 +357,6 @@ impl PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())
-    }
-
-    pub async fn remember_callback(
-        &self,
-        workspace: &str,
-        previous: &WorkspaceCallback,
-    ) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO workspace_callbacks (workspace_sid, previous_url, previous_filter, \
-             connected_at) VALUES ($1, $2, $3, {NOW_MS}) ON CONFLICT (workspace_sid) DO NOTHING"
-        ))
-        .bind(workspace)
-        .bind(previous.url.as_deref())
-        .bind(previous.filter.as_deref())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn remembered_callback(
-        &self,
-        workspace: &str,
-    ) -> Result<Option<WorkspaceCallback>, StoreError> {
-        let row = sqlx::query(
-            "SELECT previous_url, previous_filter FROM workspace_callbacks WHERE workspace_sid = $1",
-        )
-        .bind(workspace)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(WorkspaceCallback {
-                url: r.try_get(0)?,
-                filter: r.try_get(1)?,
-            })
-        })
-        .transpose()
-    }
-
-    pub async fn forget_callback(&self, workspace: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM workspace_callbacks WHERE workspace_sid = $1")
-            .bind(workspace)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Inserts copies of `jobs` (from another store) unless present; how many were new.

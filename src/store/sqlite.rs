@@ -19,8 +19,6 @@ use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
 /// Rows per INSERT statement: 13 parameters each stays under SQLite's 999-variable floor.
 const ROWS_PER_STATEMENT: usize = 70;
 
-mod callbacks;
-
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]

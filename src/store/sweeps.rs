@@ -20,25 +20,6 @@ pub struct SweepStatus {
     pub last_error: Option<String>,
 }
 
-/// Runs `$body` with `$pool` and `$sql` (written with `$1`-style parameters, which SQLite
-/// reads as `?1`) on whichever backend `$store` is.
-macro_rules! on_backend {
-    ($store:expr, $text:expr, |$pool:ident, $sql:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                let $pool = &s.pool;
-                let $sql = $text.replace('$', "?");
-                $body
-            }
-            Store::Postgres(p) => {
-                let $pool = &p.pool;
-                let $sql: String = $text.to_owned();
-                $body
-            }
-        }
-    };
-}
-
 impl Store {
     /// Takes the account's sweep lease until `now + lease_ms`, unless another sweep holds
     /// it. `None`: another sweep runs; else what the last one left.
