@@ -47,6 +47,9 @@ pub(super) fn outcomes(jobs: &[NewJob], mut inserted: HashSet<(String, String)>)
 /// The first job of each kind and key, in order: one statement may not touch a row twice
 /// (PostgreSQL refuses an upsert that would), and the later ones are `Known` anyway.
 pub(super) fn distinct(jobs: &[NewJob]) -> Vec<&NewJob> {
+    if jobs.len() < 2 {
+        return jobs.iter().collect();
+    }
     let mut seen: HashSet<(&'static str, String)> = HashSet::new();
     jobs.iter()
         .filter(|j| seen.insert((j.action.kind().as_str(), j.key())))
