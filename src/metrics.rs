@@ -565,5 +565,18 @@ fn error_code_label(error: &JobError) -> String {
     }
 }
 
+/// The Twilio client reports each request here (it knows nothing of the metrics).
+impl crate::twilio::RequestObserver for Metrics {
+    fn request(
+        &self,
+        api: crate::twilio::Api,
+        status: Option<u16>,
+        code: Option<i64>,
+        elapsed: Duration,
+    ) {
+        self.twilio_request(api.label(), status, code, elapsed);
+    }
+}
+
 #[cfg(test)]
 mod tests;

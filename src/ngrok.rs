@@ -7,9 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
-/// The literal that asks for the agent.
-pub const NGROK: &str = "ngrok";
-
 #[derive(Deserialize)]
 struct Tunnels {
     #[serde(default)]

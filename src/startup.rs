@@ -68,7 +68,7 @@ impl Application {
         .await?;
 
         let metrics = Metrics::new(store.backend());
-        let client = TwilioClient::new(&settings.twilio)?.with_metrics(metrics.clone());
+        let client = TwilioClient::new(&settings.twilio)?.observed_by(Arc::new(metrics.clone()));
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) =
             JobWriter::spawn(store.clone(), settings.store.batch_max, wake.clone());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::{env_vars_for, Settings};
+use crate::config::{env_vars_for, Api, Settings};
 use crate::domain::{WorkflowSid, WorkspaceSid};
 use crate::twilio::{TwilioClient, TwilioError, CREDENTIALS_HINT};
 
@@ -112,7 +112,7 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
         .as_deref()
         .map(|b| b.trim().trim_end_matches('/').to_owned());
     let (base, healthz) = match base {
-        Some(b) if b == crate::ngrok::NGROK => {
+        Some(_) if settings.server.wants_ngrok() => {
             let server = &settings.server;
             match crate::ngrok::public_url(&server.ngrok_api_url, server.port).await {
                 Ok(url) => {
@@ -220,7 +220,7 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
         Some(Ok(list)) => connected_addresses(base.as_deref(), &list),
         Some(Err(e)) => Line::fail(
             ADDRESSES,
-            failure(&e, "no address list", "twilio.conversations_api_base_url"),
+            failure(&e, "no address list", Api::Conversations.key()),
         ),
         None => Line::fail(ADDRESSES, "not checked"),
     });

@@ -123,7 +123,7 @@ fn load_settings(load: &LoadOptions) -> anyhow::Result<Settings> {
 /// `server.public_base_url = "ngrok"` replaced by the tunnel the local agent has to
 /// `server.port`, as `serve` finds it.
 async fn with_ngrok_url(mut settings: Settings) -> anyhow::Result<Settings> {
-    if settings.server.public_base_url.as_deref().map(str::trim) == Some(crate::ngrok::NGROK) {
+    if settings.server.wants_ngrok() {
         let url =
             crate::ngrok::public_url(&settings.server.ngrok_api_url, settings.server.port).await?;
         settings.server.public_base_url = Some(url);

@@ -35,7 +35,7 @@ pub use routing::{
 };
 pub use server::{ClientTimeouts, ServerConfig, ServerSettings};
 pub use store::{StoreConfig, StoreSettings};
-pub use twilio::{ApiKey, TwilioConfig, TwilioSettings};
+pub use twilio::{Api, ApiKey, BaseUrls, TwilioConfig, TwilioSettings};
 pub use worker::{WorkerConfig, WorkerSettings};
 
 use problems::{own_env_var, Problems, ENV_PREFIX, STANDARD_VARS};
@@ -137,6 +137,49 @@ pub enum ConfigError {
     Load(String),
     #[error("invalid settings:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
+}
+
+/// A `[section]` as read, and what it checks into: the typed form its consumers get. Each
+/// records every problem it finds against its key, so one start-up reports them all.
+trait Section {
+    type Valid;
+    fn check(&self, environment: &Environment, p: &mut Problems) -> Option<Self::Valid>;
+}
+
+/// The sections whose checks do not depend on the environment.
+macro_rules! section {
+    ($($raw:ty => $valid:ty),* $(,)?) => {$(
+        impl Section for $raw {
+            type Valid = $valid;
+            fn check(&self, _: &Environment, p: &mut Problems) -> Option<$valid> {
+                self.validate(p)
+            }
+        }
+    )*};
+}
+
+section!(
+    FlexSettings => FlexConfig,
+    StoreSettings => StoreConfig,
+    WorkerSettings => WorkerConfig,
+    LogSettings => LogSettings,
+    LifecycleSettings => LifecycleConfig,
+    ReconcileSettings => ReconcileConfig,
+    RoutingSettings => RoutingConfig,
+);
+
+impl Section for ServerSettings {
+    type Valid = ServerConfig;
+    fn check(&self, environment: &Environment, p: &mut Problems) -> Option<ServerConfig> {
+        self.validate(environment, p)
+    }
+}
+
+impl Section for TwilioSettings {
+    type Valid = TwilioConfig;
+    fn check(&self, environment: &Environment, p: &mut Problems) -> Option<TwilioConfig> {
+        self.validate(environment, p)
+    }
 }
 
 /// What the service runs with: every section, checked and typed.
@@ -261,56 +304,66 @@ impl Settings {
     /// Checks every section and returns what the service runs with, or every problem at once.
     pub fn validate(self) -> Result<ValidSettings, ConfigError> {
         let mut p = Problems::default();
-        let server = self.server.validate(&self.environment, &mut p);
-        let twilio = self.twilio.validate(&self.environment, &mut p);
-        let flex = self.flex.validate(&mut p);
-        let store = self.store.validate(&mut p);
-        let worker = self.worker.validate(&mut p);
-        let log = self.log.validate(&mut p);
-        let lifecycle = self.lifecycle.validate(&mut p);
-        let reconcile = self.reconcile.validate(&mut p);
-        let routing = self.routing.validate(&mut p);
+        let env = &self.environment;
+        let server = self.server.check(env, &mut p);
+        let twilio = self.twilio.check(env, &mut p);
+        let flex = self.flex.check(env, &mut p);
+        let store = self.store.check(env, &mut p);
+        let worker = self.worker.check(env, &mut p);
+        let log = self.log.check(env, &mut p);
+        let lifecycle = self.lifecycle.check(env, &mut p);
+        let reconcile = self.reconcile.check(env, &mut p);
+        let routing = self.routing.check(env, &mut p);
         self.check_across_sections(&mut p);
         if let (Some(store), Some(flex), Some(worker), Some(lifecycle), Some(routing)) =
             (&store, &flex, &worker, &lifecycle, &routing)
         {
             store.check_retention(&retention_needs(flex, worker, lifecycle, routing), &mut p);
         }
-        let sections = server
-            .zip(twilio)
-            .zip(flex)
-            .zip(store)
-            .zip(worker)
-            .zip(log)
-            .zip(lifecycle)
-            .zip(reconcile)
-            .zip(routing);
-        match sections {
-            Some((
-                (((((((server, twilio), flex), store), worker), log), lifecycle), reconcile),
-                routing,
-            )) if p.count() == 0 => Ok(ValidSettings {
-                environment: self.environment,
-                server,
-                twilio,
-                flex,
-                store,
-                worker,
-                log,
-                lifecycle,
-                reconcile,
-                routing,
-            }),
-            _ => Err(ConfigError::Invalid(p.0)),
+        let (
+            Some(server),
+            Some(twilio),
+            Some(flex),
+            Some(store),
+            Some(worker),
+            Some(log),
+            Some(lifecycle),
+            Some(reconcile),
+            Some(routing),
+        ) = (
+            server, twilio, flex, store, worker, log, lifecycle, reconcile, routing,
+        )
+        else {
+            return Err(ConfigError::Invalid(p.0));
+        };
+        if p.count() > 0 {
+            return Err(ConfigError::Invalid(p.0));
         }
+        Ok(ValidSettings {
+            environment: self.environment,
+            server,
+            twilio,
+            flex,
+            store,
+            worker,
+            log,
+            lifecycle,
+            reconcile,
+            routing,
+        })
+    }
+
+    /// One section checked alone, for a command that needs nothing else.
+    fn alone<S: Section>(&self, section: &S) -> Result<S::Valid, ConfigError> {
+        let mut p = Problems::default();
+        section
+            .check(&self.environment, &mut p)
+            .ok_or(ConfigError::Invalid(p.0))
     }
 
     /// `[twilio]` alone, for commands that only talk to Twilio (no workflow needed).
     pub fn twilio(&self) -> Result<TwilioConfig, ConfigError> {
-        let mut p = Problems::default();
-        self.twilio
-            .validate(&self.environment, &mut p)
-            .ok_or(ConfigError::Invalid(p.0))
+        self.alone(&self.twilio)
     }
 
     /// `flex.workspace_sid` alone, for commands that manage the workspace.
@@ -333,23 +386,19 @@ impl Settings {
     /// `[flex]` and `[routing]`, for commands that only decide routes (no credentials).
     pub fn routes(&self) -> Result<(FlexConfig, RoutingConfig), ConfigError> {
         let mut p = Problems::default();
-        let flex = self.flex.validate(&mut p);
-        let routing = self.routing.validate(&mut p);
+        let flex = self.flex.check(&self.environment, &mut p);
+        let routing = self.routing.check(&self.environment, &mut p);
         flex.zip(routing).ok_or(ConfigError::Invalid(p.0))
     }
 
     /// `[reconcile]` alone.
     pub fn reconcile(&self) -> Result<ReconcileConfig, ConfigError> {
-        let mut p = Problems::default();
-        self.reconcile
-            .validate(&mut p)
-            .ok_or(ConfigError::Invalid(p.0))
+        self.alone(&self.reconcile)
     }
 
     /// `[store]` alone, for commands that only read and write jobs.
     pub fn store(&self) -> Result<StoreConfig, ConfigError> {
-        let mut p = Problems::default();
-        self.store.validate(&mut p).ok_or(ConfigError::Invalid(p.0))
+        self.alone(&self.store)
     }
 
     /// Rules that tie two sections together.

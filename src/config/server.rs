@@ -88,14 +88,22 @@ pub struct ServerConfig {
     pub metrics_port: Option<u16>,
 }
 
+/// The `server.public_base_url` that asks the local ngrok agent for the URL (`crate::ngrok`).
+pub const NGROK: &str = "ngrok";
+
 impl ServerSettings {
+    /// Whether `public_base_url` is [`NGROK`]: the URL is the local agent's tunnel.
+    pub fn wants_ngrok(&self) -> bool {
+        self.public_base_url.as_deref().map(str::trim) == Some(NGROK)
+    }
+
     pub(super) fn validate(
         &self,
         environment: &Environment,
         p: &mut Problems,
     ) -> Option<ServerConfig> {
         let before = p.count();
-        let ngrok = self.public_base_url.as_deref().map(str::trim) == Some(crate::ngrok::NGROK);
+        let ngrok = self.wants_ngrok();
         let public_base_url = match &self.public_base_url {
             Some(_) if ngrok => None,
             Some(u) => p.check("server.public_base_url", check_base_url(u)),

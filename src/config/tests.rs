@@ -365,3 +365,32 @@ fn production_needs_public_base_url_or_trusted_forwarded_headers() {
     assert!(live_problems("production", &[("server.trust_forwarded_headers", "true")]).is_empty());
     assert!(live_problems("staging", &[]).is_empty(), "only production");
 }
+
+#[test]
+fn every_twilio_api_has_its_base_url_key_checked_and_handed_over() {
+    for api in Api::ALL {
+        let err = load("local", &[(api.key(), "ftp://nope")])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        let keys: Vec<String> = problems(err).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, [api.key()], "{api:?}");
+        let url = format!("http://{}.example.test:9", api.label());
+        let ok = load("local", &[(api.key(), url.as_str())])
+            .unwrap()
+            .twilio()
+            .unwrap();
+        for other in Api::ALL {
+            let expected = if other == api {
+                url.as_str()
+            } else {
+                "https://"
+            };
+            assert!(
+                ok.base_urls.get(other).starts_with(expected),
+                "{other:?}: {}",
+                ok.base_urls.get(other)
+            );
+        }
+    }
+}

@@ -36,6 +36,52 @@ pub struct TwilioSettings {
     pub request_timeout_ms: u64,
 }
 
+/// Twilio's REST APIs that flexhook calls: the one list. A new API is a variant here, its
+/// `*_api_base_url` field in [`TwilioSettings`], and its default in `config/default.toml`;
+/// validation, the client and the metrics' `api` label all follow from this list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Flex,
+    Conversations,
+    TaskRouter,
+}
+
+impl Api {
+    pub const ALL: [Api; 3] = [Self::Flex, Self::Conversations, Self::TaskRouter];
+
+    /// The `api` label of `flexhook_twilio_requests_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Conversations => "conversations",
+            Self::TaskRouter => "taskrouter",
+        }
+    }
+
+    /// The setting that holds this API's base URL.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Flex => "twilio.flex_api_base_url",
+            Self::Conversations => "twilio.conversations_api_base_url",
+            Self::TaskRouter => "twilio.taskrouter_api_base_url",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Each [`Api`]'s base URL (`scheme://host[:port]`, no trailing `/`), checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrls([String; Api::ALL.len()]);
+
+impl BaseUrls {
+    pub fn get(&self, api: Api) -> &str {
+        &self.0[api.index()]
+    }
+}
+
 /// An API key (SK…) and its secret, for REST calls.
 #[derive(Debug, Clone)]
 pub struct ApiKey {
@@ -52,9 +98,7 @@ pub struct TwilioConfig {
     pub secondary_auth_token: Option<SecretString>,
     pub api_key: Option<ApiKey>,
     pub webhook_shared_keys: BTreeMap<String, SecretString>,
-    pub flex_api_base_url: String,
-    pub conversations_api_base_url: String,
-    pub taskrouter_api_base_url: String,
+    pub base_urls: BaseUrls,
     pub request_timeout: Duration,
 }
 
@@ -65,6 +109,15 @@ impl TwilioConfig {
 }
 
 impl TwilioSettings {
+    /// The base URL of `api` as set.
+    fn base_url(&self, api: Api) -> &str {
+        match api {
+            Api::Flex => &self.flex_api_base_url,
+            Api::Conversations => &self.conversations_api_base_url,
+            Api::TaskRouter => &self.taskrouter_api_base_url,
+        }
+    }
+
     pub(super) fn validate(
         &self,
         environment: &Environment,
@@ -123,16 +176,7 @@ impl TwilioSettings {
             }
             (None, None) => None,
         };
-        let mut base = |key: &str, url: &str| p.check(key, check_base_url(url));
-        let flex_api_base_url = base("twilio.flex_api_base_url", &self.flex_api_base_url);
-        let conversations_api_base_url = base(
-            "twilio.conversations_api_base_url",
-            &self.conversations_api_base_url,
-        );
-        let taskrouter_api_base_url = base(
-            "twilio.taskrouter_api_base_url",
-            &self.taskrouter_api_base_url,
-        );
+        let base_urls = Api::ALL.map(|api| p.check(api.key(), check_base_url(self.base_url(api))));
         if self.request_timeout_ms == 0 {
             p.add("twilio.request_timeout_ms", "must be more than 0");
         }
@@ -153,9 +197,7 @@ impl TwilioSettings {
             secondary_auth_token: self.secondary_auth_token.clone(),
             api_key,
             webhook_shared_keys: self.webhook_shared_keys.clone(),
-            flex_api_base_url: flex_api_base_url?,
-            conversations_api_base_url: conversations_api_base_url?,
-            taskrouter_api_base_url: taskrouter_api_base_url?,
+            base_urls: BaseUrls(base_urls.map(Option::unwrap_or_default)),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
         })
     }

@@ -12,14 +12,15 @@ mod interactions;
 pub mod reconcile;
 mod taskrouter;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
-use crate::config::TwilioConfig;
-use crate::metrics::Metrics;
+pub use crate::config::Api;
+use crate::config::{BaseUrls, TwilioConfig};
 
 pub use addresses::{address_path, AddressChanges, AddressConfiguration, AutoCreation};
 pub use error::{ApiError, TwilioError, CREDENTIALS_HINT};
@@ -61,23 +62,10 @@ impl Auth {
     }
 }
 
-/// Which of Twilio's APIs a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    Flex,
-    Conversations,
-    TaskRouter,
-}
-
-impl Api {
-    /// The `api` label of `flexhook_twilio_requests_total`.
-    fn label(self) -> &'static str {
-        match self {
-            Self::Flex => "flex",
-            Self::Conversations => "conversations",
-            Self::TaskRouter => "taskrouter",
-        }
-    }
+/// Told of every request the client sent, answered or not. The metrics implement it; the
+/// client itself depends on nothing above it.
+pub trait RequestObserver: Send + Sync {
+    fn request(&self, api: Api, status: Option<u16>, code: Option<i64>, elapsed: Duration);
 }
 
 /// One request, before it is sent.
@@ -110,20 +98,18 @@ impl<'a> Request<'a> {
 pub struct TwilioClient {
     http: reqwest::Client,
     auth: Auth,
-    flex_base: String,
-    conversations_base: String,
-    taskrouter_base: String,
+    bases: BaseUrls,
     /// 429s retried by [`TwilioClient::send`]: only for the CLI (the worker has its own
     /// retry policy, with the store's leases and the shared rate-limit budget).
     retries_on_429: u32,
-    metrics: Metrics,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl std::fmt::Debug for TwilioClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TwilioClient")
             .field("dry_run", &self.is_dry_run())
-            .field("flex_base", &self.flex_base)
+            .field("flex_base", &self.bases.get(Api::Flex))
             .finish_non_exhaustive()
     }
 }
@@ -155,17 +141,16 @@ impl TwilioClient {
         Ok(Self {
             http,
             auth: Auth::from_config(config),
-            flex_base: config.flex_api_base_url.clone(),
-            conversations_base: config.conversations_api_base_url.clone(),
-            taskrouter_base: config.taskrouter_api_base_url.clone(),
+            bases: config.base_urls.clone(),
             retries_on_429: 0,
-            metrics: Metrics::default(),
+            observer: None,
         })
     }
 
-    /// Counts every request (by API, status and Twilio error code) and its latency here.
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = metrics;
+    /// Reports every request (its API, status, Twilio error code and latency) to
+    /// `observer`: the service's metrics.
+    pub fn observed_by(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -181,11 +166,7 @@ impl TwilioClient {
     }
 
     fn base(&self, api: Api) -> &str {
-        match api {
-            Api::Flex => &self.flex_base,
-            Api::Conversations => &self.conversations_base,
-            Api::TaskRouter => &self.taskrouter_base,
-        }
+        self.bases.get(api)
     }
 
     /// The one place a request is sent. In dry-run it is logged and answered `200 {}`;
@@ -246,8 +227,9 @@ impl TwilioClient {
             Ok(success) => (Some(success.status.as_u16()), None),
             Err(e) => (e.status(), e.code()),
         };
-        self.metrics
-            .twilio_request(request.api.label(), status, code, started.elapsed());
+        if let Some(observer) = &self.observer {
+            observer.request(request.api, status, code, started.elapsed());
+        }
         answered
     }
 
