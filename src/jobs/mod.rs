@@ -28,12 +28,12 @@ use crate::routing::{Router, RoutingInput};
 use crate::store::{now_ms, Job, JobError, JobKind, JobState, NewJob, Store, Transition};
 use crate::twilio::{TwilioClient, TwilioError};
 
-pub use backoff::Backoff;
+pub(crate) use backoff::Backoff;
 pub use close::CloseInput;
-pub use interaction::pace::CreateRateLimit;
+pub(crate) use interaction::pace::CreateRateLimit;
 pub use interaction::routing;
 pub use reply::ReplyInput;
-pub use retry::RetryPolicy;
+pub(crate) use retry::RetryPolicy;
 pub use timers::TimersInput;
 
 use close::Close;
@@ -46,7 +46,7 @@ pub(crate) trait Kind {
     /// What its jobs carry, stored as JSON in the job's `input`.
     type Input: Serialize + DeserializeOwned;
     const KIND: JobKind;
-    /// The states its jobs can end in; every kind can also end `dead`.
+    /// The states its jobs can end in, `dead` among them.
     const ENDS: &'static [JobState];
     /// Unique within the kind: a second job with the same key is not inserted.
     fn key(conversation: &ConversationSid, input: &Self::Input) -> String;
@@ -180,7 +180,7 @@ pub(crate) async fn after_record(cx: &Context, job: &Job, transition: &Transitio
 
 /// What the kinds need from `worker.*`, `flex.*` and `lifecycle.*`.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub retry: RetryPolicy,
     /// How long a claim holds its jobs (`worker.lease_secs`).
     pub lease: Duration,
