@@ -7,8 +7,9 @@ use quick_cache::sync::Cache;
 
 use crate::domain::ConversationSid;
 use crate::event::MessageAdded;
+use crate::jobs::Action;
 use crate::routing::RoutingInput;
-use crate::store::{now_ms, Action, Inserted, JobState, JobWriter, NewJob, Store, StoreError};
+use crate::store::{now_ms, Inserted, JobState, JobWriter, NewJob, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -85,19 +86,21 @@ impl Intake {
         if self.is_known(conversation) {
             return Ok(Decision::Known);
         }
+        let action = Action::CreateInteraction(RoutingInput::from_event(
+            message,
+            address,
+            self.allow_body,
+            now_ms(),
+        ));
         let job = NewJob {
-            conversation_sid: conversation.clone(),
-            account_sid: message.account_sid.clone(),
-            chat_service_sid: message.chat_service_sid.clone(),
             webhook_sid: message.webhook_sid.clone(),
             first_message_sid: message.message_sid.clone(),
-            action: Action::CreateInteraction(RoutingInput::from_event(
-                message,
-                address,
-                self.allow_body,
+            ..action.job(
+                conversation,
+                &message.account_sid,
+                message.chat_service_sid.as_ref(),
                 now_ms(),
-            )),
-            received_at: now_ms(),
+            )
         };
         let inserted = tokio::time::timeout(self.ack_timeout, self.writer.insert(job))
             .await

@@ -1,7 +1,8 @@
 //! flexhook: Twilio Conversations webhooks in, exactly one Flex interaction out.
 //!
 //! A webhook's journey, one module per step: `routes` → `signature` → `event` → `intake`
-//! (or `lifecycle`, for TaskRouter's events) → `store` → `worker` → `routing` → `twilio`.
+//! (or `lifecycle`, for TaskRouter's events) → `store` → `worker` → `jobs` (one module per
+//! kind of job: `routing`, then `twilio`).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -11,6 +12,7 @@ pub(crate) mod event;
 /// Entry points of the fuzz targets in `fuzz/` and of `tests/fuzz_corpus.rs`.
 pub mod fuzzing;
 pub(crate) mod intake;
+pub mod jobs;
 pub(crate) mod lifecycle;
 pub mod metrics;
 pub(crate) mod ngrok;

@@ -3,7 +3,7 @@
 //! transfer's; with `lifecycle.adopt_flex_tasks`, any Flex interaction's), a durable close
 //! job for the conversation, inserted only if absent (or re-armed if an earlier one kept the
 //! conversation open). The job itself decides, later,
-//! whether anyone still has the customer (`worker/lifecycle.rs`).
+//! whether anyone still has the customer (`jobs/close.rs`).
 
 use std::sync::Arc;
 
@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 
 use crate::domain::{ConversationSid, InteractionChannelSid, InteractionSid, TaskSid};
 use crate::event::task::TaskEvent;
-use crate::store::{now_ms, Action, Armed, CloseInput, JobKind, NewJob, Store, StoreError};
+use crate::jobs::{Action, CloseInput};
+use crate::store::{now_ms, Armed, JobKind, NewJob, Store, StoreError};
 
 /// What became of a task-ended event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,22 +124,20 @@ impl Lifecycle {
                 "the interaction of conversation {conversation} is unknown: its task carries no flexInteractionSid and flexInteractionChannelSid"
             ))));
         };
-        let job = NewJob {
-            conversation_sid: conversation.clone(),
-            account_sid: event.account_sid.clone(),
-            chat_service_sid: service,
-            webhook_sid: None,
-            first_message_sid: None,
-            action: Action::CloseOrphan(CloseInput {
-                workspace_sid: event.workspace_sid.clone(),
-                task_sid: task.clone(),
-                event: event.event_type.clone(),
-                reason: event.reason.clone(),
-                interaction_sid: interaction_sid.clone(),
-                channel_sid: channel_sid.clone(),
-            }),
-            received_at: now_ms(),
-        };
+        let job = Action::CloseOrphan(CloseInput {
+            workspace_sid: event.workspace_sid.clone(),
+            task_sid: task.clone(),
+            event: event.event_type.clone(),
+            reason: event.reason.clone(),
+            interaction_sid: interaction_sid.clone(),
+            channel_sid: channel_sid.clone(),
+        })
+        .job(
+            &conversation,
+            &event.account_sid,
+            service.as_ref(),
+            now_ms(),
+        );
         Ok(Ok(CloseTarget {
             conversation,
             task: task.clone(),

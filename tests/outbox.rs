@@ -82,7 +82,7 @@ async fn a_429_with_retry_after_is_waited_out_then_one_interaction_is_created() 
     let job = wait_for_job(&store, &ch, Duration::from_secs(5), |j| j.attempts == 1).await;
     assert_eq!(job.last_error.as_ref().unwrap().code, Some(20429));
     assert!(
-        !job.needs_lookup,
+        !job.create_may_have_gone_out,
         "a 429 was never processed: no lookup needed"
     );
     // The 429 came after `sent_at`, so the retry is due at least Retry-After later.
@@ -394,7 +394,10 @@ async fn a_refused_connection_is_retried_without_a_lookup() {
     })
     .await;
     assert_eq!(job.state, JobState::Pending);
-    assert!(!job.needs_lookup, "a refused connection sent nothing");
+    assert!(
+        !job.create_may_have_gone_out,
+        "a refused connection sent nothing"
+    );
     let error = job.last_error.unwrap();
     assert_eq!(error.code, None);
     assert!(error.message.contains("connect"), "{}", error.message);

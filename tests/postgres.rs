@@ -253,13 +253,8 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
     let (created, dead, pending) = (random_sid("CH"), random_sid("CH"), random_sid("CH"));
     let (kd, wt) = (random_sid("KD"), random_sid("WT"));
     // Jobs as the service leaves them: one created with its SIDs, one dead, one pending.
-    let new_job = |ch: &str| flexhook::store::NewJob {
-        conversation_sid: ConversationSid::parse(ch).unwrap(),
-        account_sid: flexhook::domain::AccountSid::parse(ACCOUNT).unwrap(),
-        chat_service_sid: None,
-        webhook_sid: None,
-        first_message_sid: None,
-        action: flexhook::store::Action::CreateInteraction(flexhook::routing::RoutingInput {
+    let new_job = |ch: &str| {
+        flexhook::jobs::Action::CreateInteraction(flexhook::routing::RoutingInput {
             customer_address: Some(flexhook::domain::CustomerAddress::new("+14155550100")),
             channel_type: flexhook::domain::ChannelType::Sms,
             proxy_address: None,
@@ -268,8 +263,13 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
             attributes: None,
             at_ms: None,
             body: None,
-        }),
-        received_at: flexhook::store::now_ms(),
+        })
+        .job(
+            &ConversationSid::parse(ch).unwrap(),
+            &flexhook::domain::AccountSid::parse(ACCOUNT).unwrap(),
+            None,
+            flexhook::store::now_ms(),
+        )
     };
     source
         .insert_batch(&[new_job(&created), new_job(&dead), new_job(&pending)])
@@ -343,7 +343,7 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
     assert_eq!(p.state, JobState::Pending);
     assert_eq!(p.lease_owner, None, "leases stay behind");
     assert_eq!(
-        p.routing()
+        flexhook::jobs::routing(&p)
             .unwrap()
             .customer_address
             .as_ref()

@@ -228,7 +228,7 @@ async fn without_the_address_in_the_payload_the_worker_looks_up_the_participant_
     let job = wait_for_state(&store, &ch, JobState::Created).await;
     app.stop().await;
     assert_eq!(
-        job.routing().unwrap().address.as_deref(),
+        flexhook::jobs::routing(&job).unwrap().address.as_deref(),
         Some("whatsapp:+15550003333"),
         "the looked-up address is kept with the job"
     );

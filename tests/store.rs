@@ -6,10 +6,11 @@ mod common;
 use std::time::Duration;
 
 use flexhook::domain::{AccountSid, ChannelType, ConversationSid, CustomerAddress, DatabaseUrl};
+use flexhook::jobs::{routing, Action};
 use flexhook::routing::RoutingInput;
 use flexhook::store::{
-    now_ms, Action, Armed, Inserted, JobError, JobKind, JobState, NewJob, Store, StoreError,
-    StoreOptions, Transition,
+    now_ms, Armed, Inserted, JobError, JobKind, JobState, NewJob, Store, StoreError, StoreOptions,
+    Transition,
 };
 
 fn options() -> StoreOptions {
@@ -34,25 +35,31 @@ fn sid(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::random::<u128>())
 }
 
-fn new_job(conversation: &str, at: i64) -> NewJob {
-    NewJob {
-        conversation_sid: ConversationSid::parse(conversation).unwrap(),
-        account_sid: AccountSid::parse("AC00000000000000000000000000000000").unwrap(),
-        chat_service_sid: None,
-        webhook_sid: None,
-        first_message_sid: None,
-        action: Action::CreateInteraction(RoutingInput {
-            customer_address: Some(CustomerAddress::new("+14155550100")),
-            channel_type: ChannelType::Sms,
-            proxy_address: None,
-            source: Some("SMS".into()),
-            address: None,
-            attributes: None,
-            at_ms: None,
-            body: None,
-        }),
-        received_at: at,
+fn facts() -> RoutingInput {
+    RoutingInput {
+        customer_address: Some(CustomerAddress::new("+14155550100")),
+        channel_type: ChannelType::Sms,
+        proxy_address: None,
+        source: Some("SMS".into()),
+        address: None,
+        attributes: None,
+        at_ms: None,
+        body: None,
     }
+}
+
+/// The job that performs `action` on `conversation`.
+fn job_of(conversation: &str, action: Action, at: i64) -> NewJob {
+    action.job(
+        &ConversationSid::parse(conversation).unwrap(),
+        &AccountSid::parse("AC00000000000000000000000000000000").unwrap(),
+        None,
+        at,
+    )
+}
+
+fn new_job(conversation: &str, at: i64) -> NewJob {
+    job_of(conversation, Action::CreateInteraction(facts()), at)
 }
 
 /// The id of a conversation's interaction job.
@@ -85,7 +92,7 @@ async fn the_first_insert_of_a_conversation_wins_within_and_across_batches(store
         .unwrap();
     assert_eq!(job.state, JobState::Pending);
     assert_eq!(
-        job.routing()
+        routing(&job)
             .unwrap()
             .customer_address
             .as_ref()
@@ -179,7 +186,7 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
     let retry = Transition::Retry {
         next_attempt_at: now_ms() + 500,
         error: error(20500),
-        needs_lookup: true,
+        create_may_have_gone_out: true,
         accepted: false,
     };
     assert!(store
@@ -200,7 +207,7 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
         .unwrap()
         .remove(0);
     assert_eq!(job.attempts, 1);
-    assert!(job.needs_lookup);
+    assert!(job.create_may_have_gone_out);
     assert_eq!(job.last_error.unwrap().code, Some(20500));
 }
 
@@ -232,7 +239,7 @@ async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first(store: Store) {
     let job = store.get(&a_sid).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Pending);
     assert_eq!(job.attempts, 0);
-    assert!(job.needs_lookup);
+    assert!(job.create_may_have_gone_out);
     assert_eq!(
         store
             .list(Some(JobState::Dead), None, 10)
@@ -441,9 +448,9 @@ async fn rows_written_before_job_kinds_load_as_interaction_jobs_after_the_migrat
         job.task_sid.as_ref().map(|t| t.to_string()),
         Some(task.clone())
     );
-    let routing = job.routing().unwrap();
-    assert_eq!(routing.channel_type, ChannelType::Whatsapp);
-    assert_eq!(routing.proxy_address, None);
+    let stored = routing(&job).unwrap();
+    assert_eq!(stored.channel_type, ChannelType::Whatsapp);
+    assert_eq!(stored.proxy_address, None);
 
     let dead_sid = ConversationSid::parse(&dead).unwrap();
     let job = store.get(&dead_sid).await.unwrap().unwrap();
@@ -451,7 +458,7 @@ async fn rows_written_before_job_kinds_load_as_interaction_jobs_after_the_migrat
     let error = job.last_error.clone().unwrap();
     assert_eq!((error.code, error.status), (Some(80102), Some(400)));
     assert_eq!(
-        job.routing().unwrap().proxy_address.as_deref(),
+        routing(&job).unwrap().proxy_address.as_deref(),
         Some("+15550001111")
     );
 
@@ -580,23 +587,24 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
     store: Store,
 ) {
     use flexhook::domain::{InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid};
-    use flexhook::store::{CloseInput, TimersInput, WorkspaceCallback};
+    use flexhook::jobs::{CloseInput, TimersInput};
+    use flexhook::store::WorkspaceCallback;
     let ch = sid("CH");
     let conversation = ConversationSid::parse(&ch).unwrap();
     let (kd, uo) = (
         InteractionSid::parse(&sid("KD")).unwrap(),
         InteractionChannelSid::parse(&sid("UO")).unwrap(),
     );
-    let close = |task: &TaskSid| NewJob {
-        action: Action::CloseOrphan(CloseInput {
+    let close = |task: &TaskSid| {
+        let close = Action::CloseOrphan(CloseInput {
             workspace_sid: WorkspaceSid::parse(&sid("WS")).unwrap(),
             task_sid: task.clone(),
             event: "task.canceled".into(),
             reason: None,
             interaction_sid: kd.clone(),
             channel_sid: uo.clone(),
-        }),
-        ..new_job(&ch, now_ms())
+        });
+        job_of(&ch, close, now_ms())
     };
     let (first, second) = (
         TaskSid::parse(&sid("WT")).unwrap(),
@@ -647,13 +655,11 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
         state: JobState::Closed,
         outcome: "closed".into(),
     };
-    let timers = NewJob {
-        action: Action::SetTimers(TimersInput {
-            closed: Some("PT24H".into()),
-            inactive: None,
-        }),
-        ..new_job(&ch, now_ms())
-    };
+    let timers = Action::SetTimers(TimersInput {
+        closed: Some("PT24H".into()),
+        inactive: None,
+    });
+    let timers = job_of(&ch, timers, now_ms());
     assert!(store
         .record_with(claimed[0].id, "w", &closed, std::slice::from_ref(&timers))
         .await
@@ -705,7 +711,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
 /// facts and that message's time.
 async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Store) {
     use flexhook::domain::{InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid};
-    use flexhook::store::CloseInput;
+    use flexhook::jobs::CloseInput;
     // A takeover: the write-ahead mark makes the job due only after lease + lookup delay.
     let ch = sid("CH");
     let conversation = ConversationSid::parse(&ch).unwrap();
@@ -732,12 +738,12 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
-    assert!(taken[0].needs_lookup && !taken[0].create_accepted);
+    assert!(taken[0].create_may_have_gone_out && !taken[0].create_accepted);
     // Accepted once, kept through a later retry that does not say so.
     let retry = |accepted| Transition::Retry {
         next_attempt_at: now_ms(),
         error: error(20503),
-        needs_lookup: true,
+        create_may_have_gone_out: true,
         accepted,
     };
     assert!(store.record(id, "b", &retry(true)).await.unwrap());
@@ -756,16 +762,16 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         InteractionSid::parse(&sid("KD")).unwrap(),
         InteractionChannelSid::parse(&sid("UO")).unwrap(),
     );
-    let close = |task: &TaskSid| NewJob {
-        action: Action::CloseOrphan(CloseInput {
+    let close = |task: &TaskSid| {
+        let close = Action::CloseOrphan(CloseInput {
             workspace_sid: WorkspaceSid::parse(&sid("WS")).unwrap(),
             task_sid: task.clone(),
             event: "workflow.timeout".into(),
             reason: None,
             interaction_sid: kd.clone(),
             channel_sid: uo.clone(),
-        }),
-        ..new_job(&close_ch, now_ms())
+        });
+        job_of(&close_ch, close, now_ms())
     };
     let (t1, t2) = (
         TaskSid::parse(&sid("WT")).unwrap(),
@@ -858,17 +864,21 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         .await
         .unwrap()
         .unwrap();
-    assert!(!job.needs_lookup && !job.message_sent, "{job:?}");
+    assert!(
+        !job.create_may_have_gone_out && !job.message_sent,
+        "{job:?}"
+    );
 
     // An ignored interaction job: a later message makes it due again, with the stored
     // facts and the later message's time; a pending or created one is left alone.
     let ignored_ch = sid("CH");
     let ignored = ConversationSid::parse(&ignored_ch).unwrap();
-    let mut first = new_job(&ignored_ch, now_ms());
-    if let Action::CreateInteraction(routing) = &mut first.action {
-        routing.at_ms = Some(1_000);
-        routing.address = Some("whatsapp:+15550001111".into());
-    }
+    let first = RoutingInput {
+        at_ms: Some(1_000),
+        address: Some("whatsapp:+15550001111".into()),
+        ..facts()
+    };
+    let first = job_of(&ignored_ch, Action::CreateInteraction(first), now_ms());
     store.insert_batch(&[first]).await.unwrap();
     let claimed = store
         .claim_due("w", now_ms(), now_ms() + 60_000, 10)
@@ -880,10 +890,11 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         outcome: "no task".into(),
     };
     assert!(store.record(ignored_id, "w", &no_task).await.unwrap());
-    let mut later = new_job(&ignored_ch, now_ms());
-    if let Action::CreateInteraction(routing) = &mut later.action {
-        routing.at_ms = Some(2_000);
-    }
+    let later = RoutingInput {
+        at_ms: Some(2_000),
+        ..facts()
+    };
+    let later = job_of(&ignored_ch, Action::CreateInteraction(later), now_ms());
     let outcomes = store
         .insert_batch(&[later.clone(), later.clone()])
         .await
@@ -891,9 +902,9 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     assert_eq!(outcomes, [Inserted::New, Inserted::Known]);
     let job = store.get(&ignored).await.unwrap().unwrap();
     assert_eq!((job.state, job.attempts), (JobState::Pending, 0));
-    let routing = job.routing().unwrap();
-    assert_eq!(routing.at_ms, Some(2_000));
-    assert_eq!(routing.address.as_deref(), Some("whatsapp:+15550001111"));
+    let stored = routing(&job).unwrap();
+    assert_eq!(stored.at_ms, Some(2_000));
+    assert_eq!(stored.address.as_deref(), Some("whatsapp:+15550001111"));
     assert_eq!(
         store.insert_batch(&[later]).await.unwrap(),
         [Inserted::Known]

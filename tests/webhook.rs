@@ -402,7 +402,7 @@ async fn flex_answering_500_still_gets_twilio_its_200_and_the_error_code_is_kept
     assert_eq!(error.code, Some(20500));
     assert_eq!(error.status, Some(500));
     assert!(
-        job.needs_lookup,
+        job.create_may_have_gone_out,
         "a 5xx may have created the task: look before retrying"
     );
     app.stop().await;

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::domain::ConversationSid;
+use crate::jobs::routing;
 use crate::store::{Job, JobKind, JobState, Store, StoreOptions};
 
 #[derive(Debug, Args)]
@@ -193,7 +194,7 @@ fn error_summary(job: &Job) -> String {
 
 fn to_json(job: &Job) -> serde_json::Value {
     let mut v = serde_json::to_value(job).unwrap_or_default();
-    if let (Some(obj), Some(routing)) = (v.as_object_mut(), job.routing()) {
+    if let (Some(obj), Some(routing)) = (v.as_object_mut(), routing(job)) {
         obj.insert(
             "customer".into(),
             json!(routing.customer_address.as_ref().map(|a| a.masked())),
@@ -213,7 +214,7 @@ fn print_job(job: &Job) {
         "chat service     {}",
         opt(job.chat_service_sid.as_ref().map(|s| s.as_str()))
     );
-    if let Some(routing) = job.routing() {
+    if let Some(routing) = routing(job) {
         println!(
             "customer         {} ({})",
             routing
@@ -226,7 +227,7 @@ fn print_job(job: &Job) {
     println!("attempts         {}", job.attempts);
     if job.state == JobState::Pending {
         println!("next attempt     {}", time(job.next_attempt_at));
-        println!("lookup first     {}", job.needs_lookup);
+        println!("lookup first     {}", job.create_may_have_gone_out);
     }
     match job.kind {
         JobKind::Interaction => println!("create accepted  {}", job.create_accepted),

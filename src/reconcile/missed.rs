@@ -5,8 +5,9 @@ use super::{
     gone, ms, parse_ms, Finding, FindingKind, ReconcileError, Reconciler, Sweep, WEBHOOK_GRACE,
 };
 use crate::domain::{ChannelType, CustomerAddress};
+use crate::jobs::Action;
 use crate::routing::RoutingInput;
-use crate::store::{now_ms, Action, Inserted, NewJob};
+use crate::store::{now_ms, Inserted, NewJob};
 use crate::twilio::reconcile::{ConversationWebhook, ListedConversation};
 use crate::twilio::TwilioError;
 
@@ -134,13 +135,14 @@ impl Reconciler {
             body: None,
         };
         Ok(Some(NewJob {
-            conversation_sid: conversation.sid.clone(),
-            account_sid: self.target.account.clone(),
-            chat_service_sid: conversation.chat_service_sid.clone(),
             webhook_sid: Some(webhook.sid.clone()),
             first_message_sid: first.and_then(|m| m.sid),
-            action: Action::CreateInteraction(routing),
-            received_at: now_ms(),
+            ..Action::CreateInteraction(routing).job(
+                &conversation.sid,
+                &self.target.account,
+                conversation.chat_service_sid.as_ref(),
+                now_ms(),
+            )
         }))
     }
 }

@@ -3,8 +3,9 @@
 
 use super::{gone, ms, Finding, FindingKind, ReconcileError, Reconciler, BATCH, REMOVAL_GRACE};
 use crate::event::task::TASK_ENDED_EVENTS;
+use crate::jobs::Action;
 use crate::lifecycle::Outcome;
-use crate::store::{now_ms, Action, Job, JobKind, JobState, NewJob};
+use crate::store::{now_ms, Job, JobKind, JobState};
 
 impl Reconciler {
     /// Tasks that ended with nobody on them whose event never reached flexhook.
@@ -85,7 +86,7 @@ impl Reconciler {
             .list(Some(JobState::KeptOpen), Some(JobKind::Close), BATCH)
             .await?;
         for job in kept {
-            let Action::CloseOrphan(close) = &job.action else {
+            let Ok(Action::CloseOrphan(close)) = Action::of(&job) else {
                 continue;
             };
             let live = self
@@ -99,15 +100,12 @@ impl Reconciler {
             let action = if dry_run {
                 "would look at it again".to_owned()
             } else {
-                let again = NewJob {
-                    conversation_sid: job.conversation_sid.clone(),
-                    account_sid: job.account_sid.clone(),
-                    chat_service_sid: job.chat_service_sid.clone(),
-                    webhook_sid: None,
-                    first_message_sid: None,
-                    action: job.action.clone(),
-                    received_at: now_ms(),
-                };
+                let again = Action::CloseOrphan(close.clone()).job(
+                    &job.conversation_sid,
+                    &job.account_sid,
+                    job.chat_service_sid.as_ref(),
+                    now_ms(),
+                );
                 let interaction = Some((&close.interaction_sid, &close.channel_sid));
                 self.store
                     .arm_close(&again, Some(&close.task_sid), interaction, false)

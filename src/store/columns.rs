@@ -16,14 +16,14 @@ macro_rules! bind_new_job {
     ($row:expr, $job:expr) => {{
         let job = $job;
         let owned = |s: Option<&str>| s.map(str::to_owned);
-        $row.push_bind(job.action.kind().as_str())
-            .push_bind(job.key())
+        $row.push_bind(job.kind.as_str())
+            .push_bind(job.key.clone())
             .push_bind(job.conversation_sid.as_str().to_owned())
             .push_bind(job.account_sid.as_str().to_owned())
             .push_bind(owned(job.chat_service_sid.as_ref().map(|s| s.as_str())))
             .push_bind(owned(job.webhook_sid.as_ref().map(|s| s.as_str())))
             .push_bind(owned(job.first_message_sid.as_ref().map(|s| s.as_str())))
-            .push_bind(job.action.to_stored())
+            .push_bind(job.input.clone())
             .push_bind("pending")
     }};
 }
@@ -35,7 +35,7 @@ pub(super) use bind_new_job;
 pub(super) fn outcomes(jobs: &[NewJob], mut inserted: HashSet<(String, String)>) -> Vec<Inserted> {
     jobs.iter()
         .map(|j| {
-            if inserted.remove(&(j.action.kind().as_str().to_owned(), j.key())) {
+            if inserted.remove(&(j.kind.as_str().to_owned(), j.key.clone())) {
                 Inserted::New
             } else {
                 Inserted::Known
@@ -52,7 +52,7 @@ pub(super) fn distinct(jobs: &[NewJob]) -> Vec<&NewJob> {
     }
     let mut seen: HashSet<(&'static str, String)> = HashSet::new();
     jobs.iter()
-        .filter(|j| seen.insert((j.action.kind().as_str(), j.key())))
+        .filter(|j| seen.insert((j.kind.as_str(), j.key.clone())))
         .collect()
 }
 

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use super::{Action, Job, JobError, JobKind, JobState, StoreError};
+use super::{Job, JobError, JobKind, JobState, StoreError};
 use crate::domain as d;
 
 /// How a backend reads one row's columns.
@@ -57,11 +57,11 @@ pub(super) fn job(row: &impl Columns) -> Result<Job, StoreError> {
         chat_service_sid: sid(row, "chat_service_sid", d::ChatServiceSid::parse)?,
         webhook_sid: sid(row, "webhook_sid", d::WebhookSid::parse)?,
         first_message_sid: sid(row, "first_message_sid", d::MessageSid::parse)?,
-        action: Action::from_stored(kind, &text("input")?).map_err(StoreError::Corrupt)?,
+        input: text("input")?,
         state: JobState::from_str(&text("state")?).map_err(StoreError::Corrupt)?,
         attempts: u32::try_from(int("attempts")?).unwrap_or(u32::MAX),
         next_attempt_at: int("next_attempt_at")?,
-        needs_lookup: row.flag("needs_lookup")?,
+        create_may_have_gone_out: row.flag("needs_lookup")?,
         create_accepted: row.flag("create_accepted")?,
         message_sent: row.flag("message_sent")?,
         lease_owner: row.text("lease_owner")?,

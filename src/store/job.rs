@@ -1,20 +1,19 @@
-//! What a job is: one durable action flexhook owes Twilio, of one [`JobKind`], unique by
-//! its key within that kind, with its state, its attempts and Twilio's last answer.
+//! What a job is, as stored: one durable action flexhook owes Twilio, of one [`JobKind`],
+//! unique by its key within that kind, with its state, its attempts and Twilio's last answer.
 //!
-//! Adding a kind: a variant of [`Action`] (its input, stored as JSON), of [`JobKind`], its
-//! key, and the worker's handler for it. The store itself is kind-neutral: insert-if-absent,
-//! leases, retries, dead jobs and purging work the same for every kind.
+//! The store is kind-neutral: insert-if-absent, leases, retries, dead jobs and purging work
+//! the same for every kind, and a job's input is JSON only its kind reads. What each kind
+//! does, its input and its key live in `crate::jobs`, one module per kind.
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::domain::{
     AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
-    TaskSid, WebhookSid, WorkspaceSid,
+    TaskSid, WebhookSid,
 };
-use crate::routing::RoutingInput;
 
 /// Which action a job performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -62,73 +61,8 @@ impl fmt::Display for JobKind {
     }
 }
 
-/// The conversation's timers, as ISO 8601 durations (`PT24H`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimersInput {
-    pub closed: Option<String>,
-    pub inactive: Option<String>,
-}
-
-/// What a close job knows of the task that ended and of the interaction to close.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CloseInput {
-    pub workspace_sid: WorkspaceSid,
-    pub task_sid: TaskSid,
-    /// The TaskRouter event that ended the task, e.g. `workflow.timeout`.
-    pub event: String,
-    pub reason: Option<String>,
-    pub interaction_sid: InteractionSid,
-    pub channel_sid: InteractionChannelSid,
-}
-
-/// A routing rule's reply to the customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplyInput {
-    pub rule: String,
-    pub text: String,
-}
-
-/// A job's action with what it needs (never a message body).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    CreateInteraction(RoutingInput),
-    SetTimers(TimersInput),
-    CloseOrphan(CloseInput),
-    Reply(ReplyInput),
-}
-
-impl Action {
-    pub fn kind(&self) -> JobKind {
-        match self {
-            Self::CreateInteraction(_) => JobKind::Interaction,
-            Self::SetTimers(_) => JobKind::Timers,
-            Self::CloseOrphan(_) => JobKind::Close,
-            Self::Reply(_) => JobKind::Reply,
-        }
-    }
-
-    /// The stored `input` column.
-    pub(super) fn to_stored(&self) -> String {
-        let json = match self {
-            Self::CreateInteraction(routing) => serde_json::to_string(routing),
-            Self::SetTimers(timers) => serde_json::to_string(timers),
-            Self::CloseOrphan(close) => serde_json::to_string(close),
-            Self::Reply(reply) => serde_json::to_string(reply),
-        };
-        json.unwrap_or_else(|_| "{}".into())
-    }
-
-    pub(super) fn from_stored(kind: JobKind, input: &str) -> Result<Self, String> {
-        let parsed = match kind {
-            JobKind::Interaction => serde_json::from_str(input).map(Self::CreateInteraction),
-            JobKind::Timers => serde_json::from_str(input).map(Self::SetTimers),
-            JobKind::Close => serde_json::from_str(input).map(Self::CloseOrphan),
-            JobKind::Reply => serde_json::from_str(input).map(Self::Reply),
-        };
-        parsed.map_err(|e| format!("input of a {kind} job: {e}"))
-    }
-}
-
+/// Where a job stands. One stored vocabulary for every kind; which of these a kind can end
+/// in, its module in `crate::jobs` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -200,26 +134,21 @@ impl fmt::Display for JobState {
     }
 }
 
-/// A job as a webhook (or an earlier job) asks for it.
+/// A job as a webhook (or an earlier job) asks for it; `crate::jobs` makes one from an
+/// action.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    pub kind: JobKind,
+    /// Unique within the kind: a second job with the same key is not inserted.
+    pub key: String,
     pub conversation_sid: ConversationSid,
     pub account_sid: AccountSid,
     pub chat_service_sid: Option<ChatServiceSid>,
     pub webhook_sid: Option<WebhookSid>,
     pub first_message_sid: Option<MessageSid>,
-    pub action: Action,
+    /// What the kind needs, as JSON only the kind reads (never a message body).
+    pub input: String,
     pub received_at: i64,
-}
-
-impl NewJob {
-    /// Unique within the kind: a second job with the same key is not inserted.
-    pub fn key(&self) -> String {
-        // One of each kind per conversation: one interaction ever, its timers once, and one
-        // close (re-armed only when an earlier one kept the conversation open). The store
-        // finds a conversation's jobs by this key, so every kind keeps it.
-        self.conversation_sid.to_string()
-    }
 }
 
 /// Twilio's error, as kept with a job.
@@ -241,13 +170,15 @@ pub struct Job {
     pub chat_service_sid: Option<ChatServiceSid>,
     pub webhook_sid: Option<WebhookSid>,
     pub first_message_sid: Option<MessageSid>,
+    /// The kind's input, as JSON only the kind reads.
     #[serde(skip)]
-    pub action: Action,
+    pub input: String,
     pub state: JobState,
     pub attempts: u32,
     pub next_attempt_at: i64,
     /// An interaction job's create may have reached Twilio: look for its task first.
-    pub needs_lookup: bool,
+    #[serde(rename = "needs_lookup")]
+    pub create_may_have_gone_out: bool,
     /// Flex accepted this interaction job's create: it is never sent again.
     pub create_accepted: bool,
     /// A reply or close job's message was, or may have been, posted: never again.
@@ -267,16 +198,6 @@ pub struct Job {
     pub updated_at: i64,
 }
 
-impl Job {
-    /// The routing input of an interaction job.
-    pub fn routing(&self) -> Option<&RoutingInput> {
-        match &self.action {
-            Action::CreateInteraction(routing) => Some(routing),
-            _ => None,
-        }
-    }
-}
-
 /// What an attempt decided for its job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
@@ -288,7 +209,9 @@ pub enum Transition {
     Retry {
         next_attempt_at: i64,
         error: JobError,
-        needs_lookup: bool,
+        /// An interaction job's create may have reached Twilio (kept as it stands when
+        /// nothing was sent).
+        create_may_have_gone_out: bool,
         /// Flex accepted the create: kept for good (a later `false` does not clear it).
         accepted: bool,
     },

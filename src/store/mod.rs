@@ -40,10 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::domain::{ConversationSid, DatabaseUrl, InteractionChannelSid, InteractionSid, TaskSid};
 
 pub use batch::JobWriter;
-pub use job::{
-    Action, CloseInput, Inserted, Job, JobError, JobKind, JobState, NewJob, ReplyInput,
-    TimersInput, Transition,
-};
+pub use job::{Inserted, Job, JobError, JobKind, JobState, NewJob, Transition};
 
 /// What became of a task's end for its conversation's close job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,15 +314,15 @@ impl Store {
 
     /// Replaces a leased job's input (facts looked up once, kept for every retry); `false`:
     /// the lease is no longer `owner`'s.
-    pub async fn update_action(
+    pub async fn update_input(
         &self,
         job: i64,
         owner: &str,
-        action: &Action,
+        input: &str,
     ) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(s) => s.update_action(job, owner, action).await,
-            Self::Postgres(p) => p.update_action(job, owner, action).await,
+            Self::Sqlite(s) => s.update_input(job, owner, input).await,
+            Self::Postgres(p) => p.update_input(job, owner, input).await,
         }
     }
 

@@ -142,12 +142,12 @@ impl PostgresStore {
              updated_at = {NOW_MS} \
              WHERE kind = $5 AND job_key = $6 AND state = 'pending'"
         ))
-        .bind(job.action.to_stored())
+        .bind(&job.input)
         .bind(task)
         .bind(interaction.map(|(kd, _)| kd))
         .bind(interaction.map(|(_, uo)| uo))
-        .bind(job.action.kind().as_str())
-        .bind(job.key())
+        .bind(job.kind.as_str())
+        .bind(&job.key)
         .execute(&self.pool)
         .await?;
         if recheck.rows_affected() == 1 {
@@ -169,14 +169,14 @@ impl PostgresStore {
                  WHERE jobs.state = 'kept_open' \
                  RETURNING id"
             ))
-            .bind(job.action.kind().as_str())
-            .bind(job.key())
+            .bind(job.kind.as_str())
+            .bind(&job.key)
             .bind(job.conversation_sid.as_str())
             .bind(job.account_sid.as_str())
             .bind(job.chat_service_sid.as_ref().map(|s| s.as_str()))
             .bind(job.webhook_sid.as_ref().map(|s| s.as_str()))
             .bind(job.first_message_sid.as_ref().map(|s| s.as_str()))
-            .bind(job.action.to_stored())
+            .bind(&job.input)
             .bind(task)
             .bind(interaction.map(|(kd, _)| kd))
             .bind(interaction.map(|(_, uo)| uo))
@@ -191,9 +191,9 @@ impl PostgresStore {
                  WHERE kind = $1 AND job_key = $2 AND state = 'kept_open' \
                  RETURNING id"
             ))
-            .bind(job.action.kind().as_str())
-            .bind(job.key())
-            .bind(job.action.to_stored())
+            .bind(job.kind.as_str())
+            .bind(&job.key)
+            .bind(&job.input)
             .bind(task)
             .bind(interaction.map(|(kd, _)| kd))
             .bind(interaction.map(|(_, uo)| uo))
@@ -207,16 +207,16 @@ impl PostgresStore {
         })
     }
 
-    pub async fn update_action(
+    pub async fn update_input(
         &self,
         job: i64,
         owner: &str,
-        action: &super::Action,
+        input: &str,
     ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET input = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
         )
-        .bind(action.to_stored())
+        .bind(input)
         .bind(job)
         .bind(owner)
         .execute(&self.pool)
@@ -421,7 +421,7 @@ async fn update_outcome(
         }
         Transition::Retry {
             error,
-            needs_lookup,
+            create_may_have_gone_out,
             accepted,
             ..
         } => {
@@ -434,7 +434,7 @@ async fn update_outcome(
             .bind(job)
             .bind(owner)
             .bind(retry_in_ms)
-            .bind(needs_lookup)
+            .bind(create_may_have_gone_out)
             .bind(error.code)
             .bind(error.status.map(i64::from))
             .bind(&error.message)

@@ -147,13 +147,13 @@ impl SqliteStore {
              interaction_channel_sid = COALESCE(?4, interaction_channel_sid), updated_at = ?5 \
              WHERE kind = ?6 AND job_key = ?7 AND state = 'pending'",
         )
-        .bind(job.action.to_stored())
+        .bind(&job.input)
         .bind(task)
         .bind(interaction.map(|(kd, _)| kd))
         .bind(interaction.map(|(_, uo)| uo))
         .bind(now)
-        .bind(job.action.kind().as_str())
-        .bind(job.key())
+        .bind(job.kind.as_str())
+        .bind(&job.key)
         .execute(&self.pool)
         .await?;
         if recheck.rows_affected() == 1 {
@@ -185,14 +185,14 @@ impl SqliteStore {
             )
         };
         let row = sqlx::query(&query)
-            .bind(job.action.kind().as_str())
-            .bind(job.key())
+            .bind(job.kind.as_str())
+            .bind(&job.key)
             .bind(job.conversation_sid.as_str())
             .bind(job.account_sid.as_str())
             .bind(job.chat_service_sid.as_ref().map(|s| s.as_str()))
             .bind(job.webhook_sid.as_ref().map(|s| s.as_str()))
             .bind(job.first_message_sid.as_ref().map(|s| s.as_str()))
-            .bind(job.action.to_stored())
+            .bind(&job.input)
             .bind(now)
             .bind(task)
             .bind(interaction.map(|(kd, _)| kd))
@@ -206,16 +206,16 @@ impl SqliteStore {
         })
     }
 
-    pub async fn update_action(
+    pub async fn update_input(
         &self,
         job: i64,
         owner: &str,
-        action: &super::Action,
+        input: &str,
     ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET input = ?1 WHERE id = ?2 AND lease_owner = ?3 AND state = 'pending'",
         )
-        .bind(action.to_stored())
+        .bind(input)
         .bind(job)
         .bind(owner)
         .execute(&self.pool)
@@ -426,7 +426,7 @@ async fn update_outcome(
         Transition::Retry {
             next_attempt_at,
             error,
-            needs_lookup,
+            create_may_have_gone_out,
             accepted,
         } => {
             sqlx::query(
@@ -437,7 +437,7 @@ async fn update_outcome(
                      WHERE id = ?7 AND lease_owner = ?8 AND state = 'pending'",
             )
             .bind(next_attempt_at)
-            .bind(needs_lookup)
+            .bind(create_may_have_gone_out)
             .bind(error.code)
             .bind(error.status.map(i64::from))
             .bind(&error.message)

@@ -1,11 +1,8 @@
 //! The background worker: claims due jobs (with a lease, so a crashed instance's jobs come
-//! back), creates their interactions at a steady pace, and records what happened.
+//! back), runs each through its kind (`crate::jobs`) in an attempt (`attempt.rs`), and
+//! purges finished jobs past their retention.
 
 mod attempt;
-mod backoff;
-mod interaction;
-mod lifecycle;
-mod rate_limit;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,30 +12,23 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{LifecycleConfig, ValidSettings};
+use crate::config::ValidSettings;
+use crate::jobs::{self, Backoff, Claim, Context, CreateRateLimit, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::routing::Router;
 use crate::store::{ms, now_ms, Store};
 use crate::twilio::TwilioClient;
 
-pub use backoff::Backoff;
-pub use rate_limit::CreateRateLimit;
-
 /// The worker's knobs, from `worker.*`, `flex.*` and `store.retention_days`.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     pub concurrency: usize,
-    pub lease: Duration,
     pub poll_interval: Duration,
-    pub backoff: Backoff,
-    pub max_age: Duration,
-    pub lookup_delay: Duration,
     /// `twilio.request_timeout_ms`: how long a create can take, answered or not.
     pub request_timeout: Duration,
-    pub remove_webhook: bool,
     pub retention: Duration,
-    pub max_creates_per_second: u32,
-    pub lifecycle: LifecycleConfig,
+    /// What the kinds need, the lease among them.
+    pub jobs: jobs::Settings,
 }
 
 impl WorkerOptions {
@@ -46,42 +36,34 @@ impl WorkerOptions {
         let w = &s.worker;
         Self {
             concurrency: w.concurrency,
-            lease: w.lease,
             poll_interval: w.poll_interval,
-            backoff: Backoff {
-                base: w.retry_base,
-                cap: w.retry_cap,
-            },
-            max_age: w.max_age,
-            lookup_delay: w.lookup_delay,
             request_timeout: s.twilio.request_timeout,
-            remove_webhook: s.flex.remove_webhook_after_handoff,
             retention: s.store.retention,
-            max_creates_per_second: s.flex.max_creates_per_second,
-            lifecycle: s.lifecycle.clone(),
+            jobs: jobs::Settings {
+                retry: RetryPolicy {
+                    backoff: Backoff {
+                        base: w.retry_base,
+                        cap: w.retry_cap,
+                    },
+                    max_age: w.max_age,
+                    lookup_delay: w.lookup_delay,
+                },
+                lease: w.lease,
+                remove_webhook: s.flex.remove_webhook_after_handoff,
+                max_creates_per_second: s.flex.max_creates_per_second,
+                lifecycle: s.lifecycle.clone(),
+            },
         }
     }
 }
 
 pub(crate) struct Worker {
-    store: Store,
-    client: TwilioClient,
-    router: Router,
-    limiter: CreateRateLimit,
+    /// What the jobs' runs use; its settings are `config.jobs`.
+    jobs: Context,
     config: WorkerOptions,
-    metrics: Metrics,
     /// Distinguishes this process's leases from another instance's.
     owner: String,
     claims: AtomicU64,
-}
-
-/// One claim of due jobs: its lease token, and the last moment a create may start under it.
-/// A create started by then is over, answered or timed out, before the lease ends and
-/// another claim can look for what it made.
-#[derive(Debug, Clone)]
-pub(crate) struct Claim {
-    pub lease: String,
-    pub send_by: Instant,
 }
 
 /// Controls a running worker.
@@ -143,14 +125,17 @@ pub fn spawn(
     metrics: Metrics,
 ) -> WorkerHandle {
     let worker = Arc::new(Worker {
-        limiter: CreateRateLimit::per_second(config.max_creates_per_second),
+        jobs: Context {
+            limiter: CreateRateLimit::per_second(config.jobs.max_creates_per_second),
+            settings: config.jobs.clone(),
+            store,
+            client,
+            router,
+            metrics,
+        },
         owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
         claims: AtomicU64::new(0),
-        store,
-        client,
-        router,
         config,
-        metrics,
     });
     let cancel = CancellationToken::new();
     let running = Arc::new(AtomicBool::new(true));
@@ -173,7 +158,7 @@ pub fn spawn(
 impl Worker {
     /// Claims and starts jobs until cancelled; returns the attempts still in flight.
     async fn run(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken) -> JoinSet<()> {
-        tracing::info!(owner = %self.owner, dry_run = self.client.is_dry_run(), "worker started");
+        tracing::info!(owner = %self.owner, dry_run = self.jobs.client.is_dry_run(), "worker started");
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut purge = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -183,6 +168,7 @@ impl Worker {
                 }
             }
             let room = self.config.concurrency.saturating_sub(in_flight.len());
+            let lease_len = self.config.jobs.lease;
             if room > 0 {
                 // Read before the lease's own clock: the claim ends no earlier than this.
                 let claimed = Instant::now();
@@ -195,18 +181,16 @@ impl Worker {
                     self.claims.fetch_add(1, Ordering::Relaxed)
                 );
                 match self
+                    .jobs
                     .store
-                    .claim_due(&lease, now, now + ms(self.config.lease), room)
+                    .claim_due(&lease, now, now + ms(lease_len), room)
                     .await
                 {
                     Ok(jobs) => {
                         let claim = Claim {
                             lease,
                             send_by: claimed
-                                + self
-                                    .config
-                                    .lease
-                                    .saturating_sub(self.config.request_timeout),
+                                + lease_len.saturating_sub(self.config.request_timeout),
                         };
                         for job in jobs {
                             in_flight.spawn(self.clone().attempt(job, claim.clone()));
@@ -238,7 +222,7 @@ impl Worker {
         if in_flight >= self.config.concurrency {
             return poll;
         }
-        match self.store.next_due_at().await {
+        match self.jobs.store.next_due_at().await {
             Ok(Some(due)) => {
                 let until = u64::try_from(due - now_ms()).unwrap_or(0);
                 Duration::from_millis(until).clamp(Duration::from_millis(20), poll)
@@ -253,7 +237,7 @@ impl Worker {
 
     async fn purge(&self) {
         let before = now_ms() - ms(self.config.retention);
-        match self.store.purge_finished(before).await {
+        match self.jobs.store.purge_finished(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "purged finished jobs past store.retention_days"),
             Err(e) => tracing::warn!(error = %e, "could not purge finished jobs"),

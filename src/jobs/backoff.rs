@@ -17,10 +17,11 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    pub fn delay(&self, attempts: u32) -> Duration {
+    /// A delay drawn by `rng` up to the ceiling.
+    pub fn delay(&self, attempts: u32, rng: &mut impl Rng) -> Duration {
         let ceiling = self.ceiling(attempts);
         let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+        Duration::from_millis(rng.gen_range(0..=millis))
     }
 }
 
@@ -47,7 +48,8 @@ mod tests {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(60),
         };
-        let delays: Vec<Duration> = (0..200).map(|_| b.delay(2)).collect();
+        let rng = &mut rand::thread_rng();
+        let delays: Vec<Duration> = (0..200).map(|_| b.delay(2, rng)).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(400)));
         let distinct: std::collections::HashSet<_> = delays.iter().collect();
         assert!(
