@@ -54,6 +54,12 @@ impl WebhookRoute {
         }
     }
 
+    /// The URL Twilio calls, given the public base URL (`server.public_base_url`, or a
+    /// tunnel's); a trailing `/` of the base is dropped.
+    pub fn url(self, base: &str) -> String {
+        format!("{}{}", base.trim().trim_end_matches('/'), self.path())
+    }
+
     /// Serves the route: its handler behind [`observe`], with the route as app data.
     pub(super) fn register(self, cfg: &mut web::ServiceConfig) {
         let handler = match self {
@@ -106,6 +112,24 @@ mod tests {
                 assert_ne!(a.label(), b.label());
             }
         }
+    }
+
+    #[test]
+    fn a_routes_url_is_the_base_and_its_path() {
+        for base in [
+            "https://flexhook.example.com",
+            "https://flexhook.example.com/",
+            " https://flexhook.example.com/ ",
+        ] {
+            assert_eq!(
+                WebhookRoute::Taskrouter.url(base),
+                "https://flexhook.example.com/webhooks/taskrouter"
+            );
+        }
+        assert_eq!(
+            WebhookRoute::Conversations.url("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/webhooks/conversations"
+        );
     }
 
     /// Every route of the table is served by `configure`, behind the middleware (its answer
