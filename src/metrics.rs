@@ -19,6 +19,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::routes::WebhookRoute;
 use crate::store::{JobError, JobKind, StoreStats};
 
 /// The content type of [`Metrics::encode`]'s text.
@@ -205,8 +206,8 @@ pub fn event_label(raw: &str) -> EventLabel {
         .map_or(EventLabel::OTHER, |i| EventLabel(i as u8))
 }
 
-/// The webhook routes, as their `route` label.
-pub const ROUTES: [&str; 2] = ["conversations", "taskrouter"];
+/// The webhook routes' `route` labels, from the routes' table.
+const ROUTES: [&str; WebhookRoute::ALL.len()] = WebhookRoute::LABELS;
 
 /// The Twilio APIs, as their `api` label.
 pub const APIS: [&str; 3] = ["flex", "conversations", "taskrouter"];

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::config::Settings;
+use crate::routes::WebhookRoute;
 
 mod connect;
 
@@ -18,7 +19,7 @@ use connect::disconnect;
 pub(crate) use connect::plan_connect;
 
 /// The route conversations' events go to.
-const ROUTE: &str = "/webhooks/conversations";
+const ROUTE: WebhookRoute = WebhookRoute::Conversations;
 /// The one event flexhook acts on.
 const FILTER: &str = "onMessageAdded";
 /// As the spec's enum spells it (answers say `POST`).
@@ -225,8 +226,8 @@ pub enum AddressCommand {
 fn flexhook_url(settings: &Settings, address: &str) -> Option<String> {
     let base = settings.server.public_base_url.as_deref()?;
     Some(format!(
-        "{}{ROUTE}?address={}",
-        base.trim().trim_end_matches('/'),
+        "{}?address={}",
+        ROUTE.url(base),
         form_urlencoded::byte_serialize(address.as_bytes()).collect::<String>()
     ))
 }

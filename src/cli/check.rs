@@ -11,11 +11,9 @@ use serde::Serialize;
 
 use crate::config::{env_vars_for, Api, Settings};
 use crate::domain::{WorkflowSid, WorkspaceSid};
+use crate::routes::WebhookRoute;
 use crate::twilio::{TwilioClient, TwilioError, CREDENTIALS_HINT};
 
-/// The routes Twilio calls.
-const CONVERSATIONS_ROUTE: &str = "/webhooks/conversations";
-const TASKROUTER_ROUTE: &str = "/webhooks/taskrouter";
 /// How long `/healthz` may take to answer.
 const HEALTHZ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -405,7 +403,7 @@ fn connected_addresses(base: Option<&str>, list: &[(String, Option<String>, bool
     let Some(base) = base else {
         return Line::fail(ADDRESSES, "not checked: server.public_base_url is not set");
     };
-    let ours = format!("{base}{CONVERSATIONS_ROUTE}");
+    let ours = WebhookRoute::Conversations.url(base);
     let mut connected = Vec::new();
     let mut notes = Vec::new();
     for (address, url, enabled) in list {
@@ -414,7 +412,7 @@ fn connected_addresses(base: Option<&str>, list: &[(String, Option<String>, bool
             Some(u) if u.starts_with(&ours) => notes.push(format!(
                 "{address} points here but its auto-creation is off"
             )),
-            Some(u) if u.contains(CONVERSATIONS_ROUTE) => {
+            Some(u) if u.contains(WebhookRoute::Conversations.path()) => {
                 notes.push(format!("{address} points at another service: {u}"))
             }
             Some(u) => notes.push(format!("{address} points elsewhere: {u}")),
@@ -437,7 +435,7 @@ fn event_callback(base: Option<&str>, url: Option<String>, filter: Option<String
     let Some(base) = base else {
         return Line::fail(CALLBACK, "not checked: server.public_base_url is not set");
     };
-    let ours = format!("{base}{TASKROUTER_ROUTE}");
+    let ours = WebhookRoute::Taskrouter.url(base);
     if url.as_deref() != Some(ours.as_str()) {
         return Line::fail(
             CALLBACK,

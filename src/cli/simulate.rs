@@ -9,6 +9,7 @@ use clap::Args;
 use super::sign::sign_request;
 use crate::config::Settings;
 use crate::domain::ConversationSid;
+use crate::routes::WebhookRoute;
 use crate::signature::{SETTINGS_HEADER, SIGNATURE_HEADER};
 
 #[derive(Debug, Args)]
@@ -42,19 +43,17 @@ fn random_sid(prefix: &str) -> String {
 }
 
 fn default_url(settings: &Settings) -> String {
-    match &settings.server.public_base_url {
-        Some(base) => format!("{}/webhooks/conversations", base.trim_end_matches('/')),
+    let base = match &settings.server.public_base_url {
+        Some(base) => base.clone(),
         None => {
             let host = match settings.server.host.as_str() {
                 "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
                 h => h,
             };
-            format!(
-                "http://{host}:{}/webhooks/conversations",
-                settings.server.port
-            )
+            format!("http://{host}:{}", settings.server.port)
         }
-    }
+    };
+    WebhookRoute::Conversations.url(&base)
 }
 
 pub async fn run(settings: &Settings, args: &SimulateArgs) -> anyhow::Result<ExitCode> {

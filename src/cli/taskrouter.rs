@@ -11,11 +11,12 @@ use serde_json::json;
 use crate::config::Settings;
 use crate::domain::WorkspaceSid;
 use crate::event::task::LIFECYCLE_EVENTS;
+use crate::routes::WebhookRoute;
 use crate::store::{Store, StoreOptions, WorkspaceCallback};
 use crate::twilio::TwilioClient;
 
 /// The route TaskRouter's events go to.
-const ROUTE: &str = "/webhooks/taskrouter";
+const ROUTE: WebhookRoute = WebhookRoute::Taskrouter;
 
 #[derive(Debug, Args)]
 pub struct TaskrouterArgs {
@@ -75,7 +76,7 @@ async fn context(settings: &Settings) -> anyhow::Result<Context> {
 /// `server.public_base_url` + the route, or an error naming the key.
 fn target_url(settings: &Settings) -> anyhow::Result<String> {
     match settings.server.public_base_url.as_deref() {
-        Some(base) => Ok(format!("{}{ROUTE}", base.trim().trim_end_matches('/'))),
+        Some(base) => Ok(ROUTE.url(base)),
         None => anyhow::bail!(
             "server.public_base_url is not set ({}): it is the URL TaskRouter would call",
             crate::config::env_vars_for("server.public_base_url")
@@ -201,7 +202,7 @@ async fn disconnect(
     let (url, filter) = ctx.client.workspace_callback(&ctx.workspace).await?;
     let pointed_here = match (&url, &target) {
         (Some(u), Some(t)) => u == t,
-        (Some(u), None) => u.ends_with(ROUTE),
+        (Some(u), None) => u.ends_with(ROUTE.path()),
         (None, _) => false,
     };
     println!("workspace {}", ctx.workspace);

@@ -1,14 +1,13 @@
 //! `POST /webhooks/conversations`: verified webhook → event → decision → 200.
 //! The answer goes back as soon as what matters is durable; Flex is called by the worker.
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use tracing::Instrument;
 
-use super::error::WebhookError;
-use super::observed::{seen, span};
+use super::error::{Refused, WebhookError};
+use super::observed::{span, Answered};
 use super::state::AppState;
-use super::verified::{check_account, VerifiedWebhook};
+use super::verified::VerifiedWebhook;
 use crate::domain::CustomerAddress;
 use crate::event::{self, Event, MessageAdded};
 use crate::intake::{Decision, IntakeError};
@@ -18,18 +17,16 @@ pub async fn conversations_webhook(
     req: HttpRequest,
     webhook: VerifiedWebhook,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, WebhookError> {
+) -> Result<Answered, Refused> {
     let read = event::read(&webhook.payload).map_err(|e| malformed(&req, e))?;
     let head = read.head();
-    let label = event_label(&head.event_type);
-    if let Err(refused) = check_account(&req, &state.webhook_auth, &head.account_sid) {
-        seen(&req, label, None);
-        return Err(refused);
-    }
+    let event = event_label(&head.event_type);
     let ignored = |event_type: &str| {
         span(&req).in_scope(|| tracing::debug!(%event_type, "event acknowledged, nothing to do"));
-        seen(&req, label, Some(WebhookOutcome::Ignored));
-        Ok(HttpResponse::Ok().finish())
+        Ok(Answered {
+            event,
+            outcome: WebhookOutcome::Ignored,
+        })
     };
     let Some(conversation) = &head.conversation_sid else {
         return ignored(&head.event_type);
@@ -37,19 +34,22 @@ pub async fn conversations_webhook(
     // A later message of a known conversation (the hot path) is answered from memory here,
     // from its head alone: it logs nothing, so it opens no span.
     if state.intake.is_known(conversation) {
-        seen(&req, label, Some(WebhookOutcome::Known));
-        return Ok(HttpResponse::new(StatusCode::OK));
+        return Ok(Answered {
+            event,
+            outcome: WebhookOutcome::Known,
+        });
     }
-    // The event's type, for a refusal below.
-    seen(&req, label, None);
-    let message = match read.into_event().map_err(|e| malformed(&req, e))? {
+    let message = match read
+        .into_event()
+        .map_err(|e| Refused::new(event, malformed(&req, e)))?
+    {
         Event::MessageAdded(message) => message,
         Event::Other(head) => return ignored(&head.event_type),
     };
     // The span joins what it logs, and carries what it learns of the message. Boxed so that
     // the handler's future, allocated for every request, stays small.
     let span = span(&req);
-    Box::pin(first_message(req, label, message, webhook, state).instrument(span)).await
+    Box::pin(first_message(event, message, webhook, state).instrument(span)).await
 }
 
 fn malformed(req: &HttpRequest, e: event::EventError) -> WebhookError {
@@ -59,12 +59,11 @@ fn malformed(req: &HttpRequest, e: event::EventError) -> WebhookError {
 
 /// A conversation not known from memory: the insert-if-absent.
 async fn first_message(
-    req: HttpRequest,
-    label: EventLabel,
+    event: EventLabel,
     message: Box<MessageAdded>,
     webhook: VerifiedWebhook,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, WebhookError> {
+) -> Result<Answered, Refused> {
     // The `webhook` span (routes::observed) carries the request id; these join it.
     let span = tracing::Span::current();
     span.record("conversation", message.conversation_sid.as_str());
@@ -72,7 +71,7 @@ async fn first_message(
         span.record("message_sid", sid.as_str());
     }
     span.record("retry_count", message.retry_count);
-    match state
+    let outcome = match state
         .intake
         .accept(&message, webhook.address.as_deref())
         .await
@@ -82,13 +81,9 @@ async fn first_message(
                 author = message.customer_address().map(CustomerAddress::for_logs),
                 "new conversation: job queued"
             );
-            seen(&req, label, Some(WebhookOutcome::Accepted));
-            Ok(HttpResponse::Ok().finish())
+            WebhookOutcome::Accepted
         }
-        Ok(Decision::Known) => {
-            seen(&req, label, Some(WebhookOutcome::Known));
-            Ok(HttpResponse::Ok().finish())
-        }
+        Ok(Decision::Known) => WebhookOutcome::Known,
         Err(e) => {
             match &e {
                 IntakeError::Timeout(_) => {
@@ -98,7 +93,8 @@ async fn first_message(
                     tracing::error!(error = %s, "webhook answered 503: the job could not be stored")
                 }
             }
-            Err(WebhookError::Unavailable)
+            return Err(Refused::new(event, WebhookError::Unavailable));
         }
-    }
+    };
+    Ok(Answered { event, outcome })
 }

@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::event::EventError;
+use crate::metrics::EventLabel;
 use crate::signature::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,5 +57,40 @@ impl ResponseError for WebhookError {
         HttpResponse::build(self.status_code())
             .content_type("text/plain; charset=utf-8")
             .body(self.to_string())
+    }
+}
+
+/// A refused webhook as its handler or extractor returns it: the refusal, and the event's
+/// label once the event was read (else `unknown`). The webhook middleware counts it.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Refused {
+    pub event: EventLabel,
+    pub error: WebhookError,
+}
+
+impl Refused {
+    pub fn new(event: EventLabel, error: impl Into<WebhookError>) -> Self {
+        Self {
+            event,
+            error: error.into(),
+        }
+    }
+}
+
+/// Refused before the event was read.
+impl From<WebhookError> for Refused {
+    fn from(error: WebhookError) -> Self {
+        Self::new(EventLabel::UNKNOWN, error)
+    }
+}
+
+impl ResponseError for Refused {
+    fn status_code(&self) -> StatusCode {
+        self.error.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.error.error_response()
     }
 }

@@ -1,9 +1,9 @@
 //! What every webhook answer gets, whatever the route and however it ends: a request id
 //! (`X-Request-Id`: Twilio's `I-Twilio-Idempotency-Token` when present, so one id follows
 //! a delivery across Twilio's retries and flexhook's logs), a `webhook` span carrying it on
-//! every line the webhook logs, and one count and latency in the metrics. The handlers say
-//! which event it was and how it ended with [`seen`]; refusals are read from the
-//! [`WebhookError`] they return.
+//! every line the webhook logs, and one count and latency in the metrics. A handler returns
+//! which event it was and how it ended, as an [`Answered`] or a [`Refused`]; the middleware
+//! reads them, and any other answer by its status.
 //!
 //! The span is opened where a webhook first has something to log ([`span`]), not for every
 //! request: a later message of a known conversation, the hot path, logs nothing, and a span
@@ -11,16 +11,18 @@
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage, HttpRequest};
+use actix_web::{web, Error, HttpMessage, HttpRequest, HttpResponse, Responder};
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::error::WebhookError;
+use super::error::{Refused, WebhookError};
 use super::state::AppState;
+use super::webhooks::WebhookRoute;
 use crate::metrics::{EventLabel, WebhookOutcome};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -29,28 +31,33 @@ const IDEMPOTENCY_TOKEN: HeaderName = HeaderName::from_static("i-twilio-idempote
 /// A longer (or unprintable) token is not echoed: a fresh id replaces it.
 const MAX_ID_LEN: usize = 128;
 
-/// What the handler learnt: the event's type (a bounded label) and, for a 2xx, how it ended.
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    event: EventLabel,
-    outcome: Option<WebhookOutcome>,
+/// A webhook answered 200: its event's label (`crate::metrics::event_label`) and how it
+/// ended. What a handler returns; the middleware counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    pub event: EventLabel,
+    pub outcome: WebhookOutcome,
 }
 
-/// Kept in the request while it is handled: its span (once opened) and what it is opened
-/// with, and what the handler saw.
+impl Responder for Answered {
+    type Body = BoxBody;
+
+    /// A bare 200, the answer kept in the request for the middleware.
+    fn respond_to(self, req: &HttpRequest) -> HttpResponse {
+        if let Some(observed) = req.extensions_mut().get_mut::<Observed>() {
+            observed.answered = Some(self);
+        }
+        HttpResponse::new(StatusCode::OK)
+    }
+}
+
+/// Kept in the request while it is handled: its route, its span (once opened) and what it
+/// is opened with, and what the handler answered.
 struct Observed {
-    route: &'static str,
+    route: WebhookRoute,
     id: HeaderValue,
     span: Option<Span>,
-    seen: Option<Seen>,
-}
-
-/// Tells the middleware the event's type (`crate::metrics::event_label`) and, once
-/// answered 2xx, its outcome; call it again to add the outcome.
-pub fn seen(req: &HttpRequest, event: EventLabel, outcome: Option<WebhookOutcome>) {
-    if let Some(observed) = req.extensions_mut().get_mut::<Observed>() {
-        observed.seen = Some(Seen { event, outcome });
-    }
+    answered: Option<Answered>,
 }
 
 /// The request's `webhook` span, opened on the first call: its route and its request id (the
@@ -63,7 +70,7 @@ pub fn span(req: &HttpRequest) -> Span {
     let Some(observed) = extensions.get_mut::<Observed>() else {
         return Span::none();
     };
-    let (route, id) = (observed.route, &observed.id);
+    let (route, id) = (observed.route.label(), &observed.id);
     observed
         .span
         .get_or_insert_with(|| {
@@ -81,61 +88,56 @@ pub fn span(req: &HttpRequest) -> Span {
         .clone()
 }
 
-/// The webhook middleware (`actix_web::middleware::from_fn`).
+/// The webhook middleware of `route` (`actix_web::middleware::from_fn`).
 pub async fn observe(
+    route: WebhookRoute,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let route = route_label(req.path());
     let id = request_id(req.headers());
     req.extensions_mut().insert(Observed {
         route,
         id,
         span: None,
-        seen: None,
+        answered: None,
     });
     // The app's state (one reference count), for its metrics once answered.
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let label = route.label();
     let answered = next.call(req).await;
     let mut res = match answered {
         Ok(res) => res,
         Err(e) => {
             if let Some(state) = state {
-                let outcome = refusal(&e).unwrap_or(WebhookOutcome::BadRequest);
+                let (event, outcome) =
+                    refusal(&e).unwrap_or((EventLabel::UNKNOWN, WebhookOutcome::BadRequest));
                 state
                     .metrics
-                    .webhook(route, EventLabel::UNKNOWN, outcome, started.elapsed());
+                    .webhook(label, event, outcome, started.elapsed());
             }
             return Err(e);
         }
     };
     let observed = res.request().extensions_mut().remove::<Observed>();
-    let seen = observed.as_ref().and_then(|o| o.seen);
-    let outcome = res
+    let (event, outcome) = res
         .response()
         .error()
         .and_then(refusal)
-        .or(seen.and_then(|s| s.outcome))
-        .unwrap_or_else(|| by_status(res.status().as_u16()));
+        .or(observed
+            .as_ref()
+            .and_then(|o| o.answered)
+            .map(|a| (a.event, a.outcome)))
+        .unwrap_or_else(|| (EventLabel::UNKNOWN, by_status(res.status().as_u16())));
     if let Some(observed) = observed {
         res.headers_mut().insert(REQUEST_ID, observed.id);
     }
     if let Some(state) = state {
-        let event = seen.map_or(EventLabel::UNKNOWN, |s| s.event);
         state
             .metrics
-            .webhook(route, event, outcome, started.elapsed());
+            .webhook(label, event, outcome, started.elapsed());
     }
     Ok(res)
-}
-
-/// `conversations` or `taskrouter`: the last segment of the webhook's path.
-fn route_label(path: &str) -> &'static str {
-    match path.trim_end_matches('/').rsplit('/').next() {
-        Some("taskrouter") => "taskrouter",
-        _ => "conversations",
-    }
 }
 
 /// Twilio's idempotency token when it is a sane header value (then the request's own value,
@@ -163,9 +165,11 @@ fn fresh_id() -> HeaderValue {
     HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// A refused request's outcome, from the error its handler or extractor returned.
-fn refusal(error: &Error) -> Option<WebhookOutcome> {
-    let outcome = match error.as_error::<WebhookError>()? {
+/// A refused request's event and outcome, from the [`Refused`] its handler or extractor
+/// returned.
+fn refusal(error: &Error) -> Option<(EventLabel, WebhookOutcome)> {
+    let refused = error.as_error::<Refused>()?;
+    let outcome = match &refused.error {
         WebhookError::Signature(_) => WebhookOutcome::BadSignature,
         WebhookError::WrongAccount | WebhookError::WrongWorkspace => WebhookOutcome::WrongAccount,
         WebhookError::TooLarge => WebhookOutcome::TooLarge,
@@ -177,7 +181,7 @@ fn refusal(error: &Error) -> Option<WebhookOutcome> {
         | WebhookError::Malformed(_) => WebhookOutcome::BadRequest,
         WebhookError::Unavailable => WebhookOutcome::StoreUnavailable,
     };
-    Some(outcome)
+    Some((refused.event, outcome))
 }
 
 /// An answer nobody labelled (e.g. actix's own 405 for a GET): by its status.
@@ -230,32 +234,83 @@ mod tests {
 
             let req = actix_web::test::TestRequest::default().to_http_request();
             req.extensions_mut().insert(Observed {
-                route: "conversations",
+                route: WebhookRoute::Conversations,
                 id: HeaderValue::from_static("id-1"),
                 span: None,
-                seen: None,
+                answered: None,
             });
             let first = span(&req);
             assert!(!first.is_none());
             // Every later line of the request joins the same span, with what it recorded.
             assert_eq!(span(&req).id(), first.id());
-            seen(&req, EventLabel::UNKNOWN, Some(WebhookOutcome::Known));
+            let answered = Answered {
+                event: EventLabel::UNKNOWN,
+                outcome: WebhookOutcome::Known,
+            };
+            assert_eq!(answered.respond_to(&req).status(), StatusCode::OK);
             let observed = req.extensions_mut().remove::<Observed>().unwrap();
             assert_eq!(observed.span.and_then(|s| s.id()), first.id());
-            assert!(matches!(
-                observed.seen,
-                Some(Seen {
-                    outcome: Some(WebhookOutcome::Known),
-                    ..
-                })
-            ));
+            assert_eq!(observed.answered, Some(answered));
         });
     }
 
+    /// The route a request is labelled with is the one its middleware was made for, whatever
+    /// its path says.
+    #[actix_web::test]
+    async fn a_request_is_labelled_with_its_tables_route_not_its_path() {
+        use actix_web::middleware::from_fn;
+        use actix_web::test::{call_service, init_service, read_body, TestRequest};
+
+        let label = |req: HttpRequest| async move {
+            let observed = req.extensions();
+            observed
+                .get::<Observed>()
+                .map_or("none", |o| o.route.label())
+        };
+        let app = init_service(
+            actix_web::App::new()
+                .service(
+                    web::resource("/webhooks/elsewhere")
+                        .wrap(from_fn(|req, next| {
+                            observe(WebhookRoute::Taskrouter, req, next)
+                        }))
+                        .to(label),
+                )
+                .service(
+                    web::resource("/webhooks/taskrouter")
+                        .wrap(from_fn(|req, next| {
+                            observe(WebhookRoute::Conversations, req, next)
+                        }))
+                        .to(label),
+                )
+                .service(web::resource("/webhooks/conversations").to(label)),
+        )
+        .await;
+        for (path, expected) in [
+            ("/webhooks/elsewhere", "taskrouter"),
+            ("/webhooks/taskrouter", "conversations"),
+            ("/webhooks/conversations", "none"),
+        ] {
+            let res = call_service(&app, TestRequest::post().uri(path).to_request()).await;
+            assert_eq!(res.headers().contains_key(REQUEST_ID), expected != "none");
+            assert_eq!(read_body(res).await, expected, "{path}");
+        }
+    }
+
     #[test]
-    fn routes_and_unlabelled_answers_get_bounded_labels() {
-        assert_eq!(route_label("/webhooks/taskrouter"), "taskrouter");
-        assert_eq!(route_label("/webhooks/conversations"), "conversations");
+    fn refusals_and_unlabelled_answers_get_bounded_labels() {
+        let refused = |refused: Refused| refusal(&Error::from(refused));
+        let label = crate::metrics::event_label("task.canceled");
+        assert_eq!(
+            refused(Refused::new(label, WebhookError::WrongWorkspace)),
+            Some((label, WebhookOutcome::WrongAccount))
+        );
+        assert_eq!(
+            refused(WebhookError::TooLarge.into()),
+            Some((EventLabel::UNKNOWN, WebhookOutcome::TooLarge))
+        );
+        // Another error than a webhook's refusal: left to its status.
+        assert_eq!(refusal(&actix_web::error::ErrorForbidden("no")), None);
         assert_eq!(by_status(405), WebhookOutcome::BadRequest);
         assert_eq!(by_status(503), WebhookOutcome::StoreUnavailable);
     }

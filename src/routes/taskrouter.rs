@@ -2,13 +2,13 @@
 //! task flexhook created (or, with adoption, any Flex interaction's task) queues the
 //! conversation's close job; every other event is acknowledged and ignored.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest};
 use tracing::Instrument;
 
-use super::error::WebhookError;
-use super::observed::{seen, span};
+use super::error::{Refused, WebhookError};
+use super::observed::{span, Answered};
 use super::state::AppState;
-use super::verified::{check_account, VerifiedWebhook};
+use super::verified::VerifiedWebhook;
 use crate::event::task;
 use crate::lifecycle::Outcome;
 use crate::metrics::{event_label, WebhookOutcome};
@@ -17,32 +17,28 @@ pub async fn taskrouter_webhook(
     req: HttpRequest,
     webhook: VerifiedWebhook,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, WebhookError> {
+) -> Result<Answered, Refused> {
     // Every TaskRouter event logs, if only at `debug`: in its request's span from the start.
     let span = span(&req);
-    handle(req, webhook, state).instrument(span).await
+    handle(webhook, state).instrument(span).await
 }
 
-async fn handle(
-    req: HttpRequest,
-    webhook: VerifiedWebhook,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, WebhookError> {
+async fn handle(webhook: VerifiedWebhook, state: web::Data<AppState>) -> Result<Answered, Refused> {
     let event = task::parse(&webhook.payload).map_err(|e| {
         tracing::warn!(error = %e, "TaskRouter event refused: malformed payload");
         WebhookError::from(e)
     })?;
     let label = event_label(&event.event_type);
-    seen(&req, label, None);
-    check_account(&req, &state.webhook_auth, &event.account_sid)?;
     if event.workspace_sid != state.workspace_sid {
         tracing::warn!(workspace = %event.workspace_sid, "TaskRouter event refused: WorkspaceSid is not flex.workspace_sid");
-        return Err(WebhookError::WrongWorkspace);
+        return Err(Refused::new(label, WebhookError::WrongWorkspace));
     }
     if !event.ends_task() {
         tracing::debug!(event_type = %event.event_type, "TaskRouter event acknowledged, nothing to do");
-        seen(&req, label, Some(WebhookOutcome::Ignored));
-        return Ok(HttpResponse::Ok().finish());
+        return Ok(Answered {
+            event: label,
+            outcome: WebhookOutcome::Ignored,
+        });
     }
     // The `webhook` span (routes::observed) carries the request id; these join it.
     let span = tracing::Span::current();
@@ -70,13 +66,15 @@ async fn handle(
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "TaskRouter event answered 503: the close job could not be stored");
-            return Err(WebhookError::Unavailable);
+            return Err(Refused::new(label, WebhookError::Unavailable));
         }
         Err(_) => {
             tracing::error!("TaskRouter event answered 503: the store is too slow");
-            return Err(WebhookError::Unavailable);
+            return Err(Refused::new(label, WebhookError::Unavailable));
         }
     };
-    seen(&req, label, Some(outcome));
-    Ok(HttpResponse::Ok().finish())
+    Ok(Answered {
+        event: label,
+        outcome,
+    })
 }

@@ -2,7 +2,8 @@
 //! a payload whose `X-Twilio-Signature` checked out, or the request is refused (and the
 //! refusal logged with a hint) before the handler runs. Body kind, the body's deadline
 //! (`server.client_body_timeout_ms`), form parsing, the URL Twilio signed, and the account
-//! check all happen here, once for every webhook route.
+//! check (read as the route of [`WebhookRoute`] reads its events) all happen here, once for
+//! every webhook route.
 
 use std::borrow::Cow;
 use std::future::{poll_fn, Future};
@@ -12,14 +13,14 @@ use std::task::Poll;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{dev, web, FromRequest, HttpRequest, ResponseError};
 
-use super::error::WebhookError;
+use super::error::{Refused, WebhookError};
 use super::observed::span;
 use super::request_url::seen_url;
 use super::state::{AppState, WebhookAuth};
-use crate::domain::AccountSid;
+use super::webhooks::WebhookRoute;
 use crate::signature::{self, Payload, SignatureError, SignedRequest, Verified};
 
-/// A webhook whose signature checked out.
+/// A webhook whose signature checked out, from the configured account.
 pub struct VerifiedWebhook {
     pub payload: Verified<Payload>,
     /// `?address=` on the URL (`flexhook address connect` sets it; the signature covers
@@ -28,18 +29,30 @@ pub struct VerifiedWebhook {
 }
 
 /// Refuses an event from another account than `twilio.account_sid` (dry-run takes any),
-/// and logs the refusal in `req`'s span.
-pub(crate) fn check_account(
+/// and logs the refusal in `req`'s span. An event its route cannot read is left to its
+/// handler, which refuses it as malformed, as it would any.
+fn check_account(
     req: &HttpRequest,
     auth: &WebhookAuth,
-    event_account: &AccountSid,
-) -> Result<(), WebhookError> {
-    match &auth.account_sid {
-        Some(ours) if ours != event_account => {
+    route: WebhookRoute,
+    payload: &Verified<Payload>,
+) -> Result<(), Refused> {
+    let Some(ours) = &auth.account_sid else {
+        return Ok(());
+    };
+    // The hot path: a form naming this account, found as the event's reader finds it (the
+    // first value, trimmed), is not read any further here.
+    if let Payload::Form(form) = payload.get() {
+        if form.get("AccountSid").map(str::trim) == Some(ours.as_str()) {
+            return Ok(());
+        }
+    }
+    match route.account(payload) {
+        Ok((account, event)) if account != *ours => {
             span(req).in_scope(|| {
-                tracing::warn!(account = %event_account, "webhook refused: AccountSid is not twilio.account_sid");
+                tracing::warn!(%account, "webhook refused: AccountSid is not twilio.account_sid");
             });
-            Err(WebhookError::WrongAccount)
+            Err(Refused::new(event, WebhookError::WrongAccount))
         }
         _ => Ok(()),
     }
@@ -105,7 +118,7 @@ fn signed_request(req: &HttpRequest, url: String) -> Result<SignedRequest<'_>, S
 }
 
 impl FromRequest for VerifiedWebhook {
-    type Error = WebhookError;
+    type Error = Refused;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
@@ -114,7 +127,7 @@ impl FromRequest for VerifiedWebhook {
         Box::pin(async move {
             let kind = body_kind(&req).ok_or(WebhookError::UnsupportedMediaType)?;
             if !is_identity(&req) {
-                return Err(WebhookError::UnsupportedEncoding);
+                return Err(WebhookError::UnsupportedEncoding.into());
             }
             let state = req
                 .app_data::<web::Data<AppState>>()
@@ -146,7 +159,12 @@ impl FromRequest for VerifiedWebhook {
                     WebhookError::UnreadableBody
                 }
             })?;
-            verify(&req, &body, kind, &state.webhook_auth)
+            let webhook = verify(&req, &body, kind, &state.webhook_auth)?;
+            let route = *req
+                .app_data::<WebhookRoute>()
+                .expect("a webhook route is registered with its WebhookRoute");
+            check_account(&req, &state.webhook_auth, route, &webhook.payload)?;
+            Ok(webhook)
         })
     }
 }
@@ -360,5 +378,114 @@ mod tests {
         assert!(SIGNATURE_SETTINGS
             .as_str()
             .eq_ignore_ascii_case(signature::SETTINGS_HEADER));
+    }
+
+    /// The account check: the fast path for a form of this account agrees with what the
+    /// event's reader would say, and everything else is read as the route reads it.
+    #[test]
+    fn an_event_of_another_account_is_refused_with_its_label_whatever_the_body() {
+        use std::collections::BTreeMap;
+
+        use super::{check_account, WebhookAuth, WebhookRoute};
+        use crate::domain::AccountSid;
+        use crate::metrics::{event_label, EventLabel};
+        use crate::routes::error::WebhookError;
+        use crate::signature::testing::verified;
+        use crate::signature::Verifier;
+
+        const OURS: &str = "AC00000000000000000000000000000001";
+        const OTHER: &str = "AC00000000000000000000000000000002";
+        const CH: &str = "CH00000000000000000000000000000001";
+        const WS: &str = "WS00000000000000000000000000000001";
+        let auth = |account: Option<&str>| WebhookAuth {
+            verifier: Verifier::new("token".to_owned().into(), None, BTreeMap::new()),
+            public_base_url: None,
+            trust_forwarded_headers: false,
+            account_sid: account.map(|a| AccountSid::parse(a).unwrap()),
+        };
+        let form = |pairs: &[(&str, &str)]| {
+            verified(Payload::Form(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ))
+        };
+        let json = |value: serde_json::Value| verified(Payload::Json(value.to_string().into()));
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        // `None`: accepted; `Some(label)`: refused as another account's event of that label.
+        let check =
+            |auth: &WebhookAuth, route, payload| match check_account(&req, auth, route, &payload) {
+                Ok(()) => None,
+                Err(refused) => {
+                    assert!(matches!(refused.error, WebhookError::WrongAccount));
+                    Some(refused.event)
+                }
+            };
+        let ours = auth(Some(OURS));
+        let message = |account: &'static str| {
+            vec![
+                ("EventType", "onMessageAdded"),
+                ("AccountSid", account),
+                ("ConversationSid", CH),
+            ]
+        };
+        let added = Some(event_label("onMessageAdded"));
+        let conversations = WebhookRoute::Conversations;
+        assert_eq!(check(&ours, conversations, form(&message(OURS))), None);
+        assert_eq!(
+            check(
+                &ours,
+                conversations,
+                form(&message(" AC00000000000000000000000000000001 "))
+            ),
+            None
+        );
+        assert_eq!(check(&ours, conversations, form(&message(OTHER))), added);
+        // The reader takes a repeated field's first value; so does the check.
+        let mut twice = message(OURS);
+        twice.push(("AccountSid", OTHER));
+        assert_eq!(check(&ours, conversations, form(&twice)), None);
+        let mut twice = message(OTHER);
+        twice.push(("AccountSid", OURS));
+        assert_eq!(check(&ours, conversations, form(&twice)), added);
+        // Malformed: left to the handler, which refuses it as such (400, not 403).
+        assert_eq!(check(&ours, conversations, form(&message("AC12"))), None);
+        assert_eq!(
+            check(&ours, conversations, form(&[("AccountSid", OTHER)])),
+            None
+        );
+        // JSON, at the top or under `conversation`, as the event's reader reads it.
+        let body = serde_json::json!({"EventType": "onMessageAdded", "AccountSid": OTHER, "ConversationSid": CH});
+        assert_eq!(check(&ours, conversations, json(body.clone())), added);
+        assert_eq!(
+            check(
+                &ours,
+                conversations,
+                json(serde_json::json!({"conversation": body}))
+            ),
+            added
+        );
+        let body = serde_json::json!({"EventType": "onMessageAdded", "AccountSid": OURS, "ConversationSid": CH});
+        assert_eq!(check(&ours, conversations, json(body)), None);
+        // TaskRouter's events, read as TaskRouter's.
+        let task = |account| {
+            form(&[
+                ("EventType", "task.canceled"),
+                ("AccountSid", account),
+                ("WorkspaceSid", WS),
+            ])
+        };
+        assert_eq!(check(&ours, WebhookRoute::Taskrouter, task(OURS)), None);
+        assert_eq!(
+            check(&ours, WebhookRoute::Taskrouter, task(OTHER)),
+            Some(event_label("task.canceled"))
+        );
+        assert_ne!(event_label("task.canceled"), EventLabel::UNKNOWN);
+        // Dry-run: any account.
+        assert_eq!(
+            check(&auth(None), conversations, form(&message(OTHER))),
+            None
+        );
     }
 }

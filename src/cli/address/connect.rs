@@ -209,7 +209,7 @@ pub(super) async fn disconnect(
     let ours = match flexhook_url(settings, address) {
         Some(target) => url == target,
         // Without public_base_url, flexhook's route is all there is to go by.
-        None => url.contains(&format!("{ROUTE}?address=")),
+        None => url.contains(&format!("{}?address=", ROUTE.path())),
     };
     println!("{address} ({})", shown(existing.sid.as_deref()));
     if auto.enabled != Some(true) || !ours {
