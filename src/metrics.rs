@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::routes::WebhookRoute;
+use crate::domain::WebhookRoute;
 use crate::store::{JobError, JobKind, StoreStats};
 
 /// The content type of [`Metrics::encode`]'s text.
@@ -208,9 +208,6 @@ pub fn event_label(raw: &str) -> EventLabel {
 
 /// The webhook routes' `route` labels, from the routes' table.
 const ROUTES: [&str; WebhookRoute::ALL.len()] = WebhookRoute::LABELS;
-
-/// The Twilio APIs, as their `api` label.
-pub const APIS: [&str; 3] = ["flex", "conversations", "taskrouter"];
 
 /// Every metric family, registered once.
 struct Families {

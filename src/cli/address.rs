@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::config::Settings;
-use crate::routes::WebhookRoute;
+use crate::domain::WebhookRoute;
 
 mod connect;
 

@@ -10,8 +10,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::{env_vars_for, Api, Settings};
+use crate::domain::WebhookRoute;
 use crate::domain::{WorkflowSid, WorkspaceSid};
-use crate::routes::WebhookRoute;
 use crate::twilio::{TwilioClient, TwilioError, CREDENTIALS_HINT};
 
 /// How long `/healthz` may take to answer.

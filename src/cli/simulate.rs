@@ -9,7 +9,7 @@ use clap::Args;
 use super::sign::sign_request;
 use crate::config::Settings;
 use crate::domain::ConversationSid;
-use crate::routes::WebhookRoute;
+use crate::domain::WebhookRoute;
 use crate::signature::{SETTINGS_HEADER, SIGNATURE_HEADER};
 
 #[derive(Debug, Args)]

@@ -9,9 +9,9 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::config::Settings;
+use crate::domain::WebhookRoute;
 use crate::domain::WorkspaceSid;
 use crate::event::task::LIFECYCLE_EVENTS;
-use crate::routes::WebhookRoute;
 use crate::store::{Store, StoreOptions, WorkspaceCallback};
 use crate::twilio::TwilioClient;
 

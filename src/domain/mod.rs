@@ -4,6 +4,7 @@ mod address;
 mod database_url;
 mod schedule;
 mod sid;
+mod webhook_route;
 
 pub use address::{ChannelType, CustomerAddress};
 pub use database_url::DatabaseUrl;
@@ -12,3 +13,4 @@ pub use sid::{
     AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
     ParticipantSid, SidError, TaskSid, WebhookSid, WorkflowSid, WorkspaceSid,
 };
+pub use webhook_route::{address_param, WebhookRoute};

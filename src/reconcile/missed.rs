@@ -158,7 +158,7 @@ fn is_ours(webhook: &ConversationWebhook, ours: &str) -> bool {
 
 /// `?address=` of flexhook's webhook URL, read as the route reads it (a raw `+` is a `+`).
 fn address_parameter(url: &str) -> Option<String> {
-    crate::routes::address_param(url.split_once('?')?.1)
+    crate::domain::address_param(url.split_once('?')?.1)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub use finding::{summarize, Finding, FindingKind, Sweep};
 pub use periodic::{spawn, ReconcileHandle};
 
 use crate::config::{ReconcileConfig, ValidSettings};
-use crate::domain::{AccountSid, WorkspaceSid};
+use crate::domain::{AccountSid, WebhookRoute, WorkspaceSid};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::store::{now_ms, Store, StoreError};
@@ -78,8 +78,7 @@ impl Target {
         Some(Self {
             account: settings.twilio.account_sid.clone()?,
             workspace: settings.flex.workspace_sid.clone(),
-            webhook_url: public_base_url
-                .map(|base| format!("{}/webhooks/conversations", base.trim_end_matches('/'))),
+            webhook_url: public_base_url.map(|base| WebhookRoute::Conversations.url(base)),
             remove_webhook: settings.flex.remove_webhook_after_handoff,
         })
     }

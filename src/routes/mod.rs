@@ -15,10 +15,10 @@ mod webhooks;
 
 use actix_web::web;
 
+pub(crate) use crate::domain::WebhookRoute;
 pub(crate) use connection::{track_answers, watch_connections};
 pub(crate) use state::{AppState, WebhookAuth};
-pub(crate) use verified::{address_param, body_kind, verify};
-pub(crate) use webhooks::WebhookRoute;
+pub(crate) use verified::{body_kind, verify};
 
 /// The webhook port's routes: every [`WebhookRoute`] (each behind [`observed::observe`]),
 /// health and metrics.

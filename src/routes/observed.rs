@@ -22,7 +22,7 @@ use tracing::Span;
 
 use super::error::{Refused, WebhookError};
 use super::state::AppState;
-use super::webhooks::WebhookRoute;
+use crate::domain::WebhookRoute;
 use crate::metrics::{EventLabel, WebhookOutcome};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

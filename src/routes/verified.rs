@@ -5,7 +5,6 @@
 //! check (read as the route of [`WebhookRoute`] reads its events) all happen here, once for
 //! every webhook route.
 
-use std::borrow::Cow;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::Poll;
@@ -17,7 +16,7 @@ use super::error::{Refused, WebhookError};
 use super::observed::span;
 use super::request_url::seen_url;
 use super::state::{AppState, WebhookAuth};
-use super::webhooks::WebhookRoute;
+use crate::domain::WebhookRoute;
 use crate::signature::{self, Payload, SignatureError, SignedRequest, Verified};
 
 /// A webhook whose signature checked out, from the configured account.
@@ -220,28 +219,14 @@ pub(crate) fn verify(
     })?;
     Ok(VerifiedWebhook {
         payload: verified,
-        address: address_param(req.query_string()),
+        address: crate::domain::address_param(req.query_string()),
     })
-}
-
-/// `?address=` of a webhook URL's query. A raw `+` is a `+`, not a space: an address never
-/// holds a space, and `?address=whatsapp:+1555…` (as the README writes it) must match the
-/// rule for `whatsapp:+1555…`. The signature is checked over the URL as written either way.
-pub(crate) fn address_param(query: &str) -> Option<String> {
-    let query = if query.contains('+') {
-        Cow::Owned(query.replace('+', "%2B"))
-    } else {
-        Cow::Borrowed(query)
-    };
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "address")
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.trim().is_empty())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{address_param, signature, SIGNATURE, SIGNATURE_SETTINGS};
+    use super::{signature, SIGNATURE, SIGNATURE_SETTINGS};
+    use crate::domain::address_param;
     use crate::signature::Payload;
 
     /// The form parser every webhook route uses, strict.

@@ -1,65 +1,17 @@
-//! The webhook routes Twilio calls, in one table: each route's path, its metrics `route`
-//! label, its handler and how its event names its account. The app ([`super::configure`]),
-//! the metrics and the CLI (`address connect`, `taskrouter connect`, `check`, `simulate`)
-//! all read it, so a new webhook route is a new variant here and its handler's module.
+//! What each [`WebhookRoute`] of the table (`crate::domain::webhook_route`) is served with:
+//! its handler, behind the middleware, and how its event names its account.
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
 use super::observed::observe;
 use super::{conversations, taskrouter};
-use crate::domain::AccountSid;
+use crate::domain::{AccountSid, WebhookRoute};
 use crate::event::{self, task, EventError};
 use crate::metrics::{event_label, EventLabel};
 use crate::signature::{Payload, Verified};
 
-/// One webhook route. Registered with its resource as app data, where the verified-webhook
-/// extractor finds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WebhookRoute {
-    /// `POST /webhooks/conversations`: Conversations' events (`address connect` points an
-    /// address's auto-creation here).
-    Conversations,
-    /// `POST /webhooks/taskrouter`: the Flex workspace's event callback (`taskrouter connect`).
-    Taskrouter,
-}
-
 impl WebhookRoute {
-    pub const ALL: [Self; 2] = [Self::Conversations, Self::Taskrouter];
-
-    /// Every route's [`label`](Self::label), in [`ALL`](Self::ALL)'s order.
-    pub const LABELS: [&'static str; Self::ALL.len()] = {
-        let mut labels = [""; Self::ALL.len()];
-        let mut i = 0;
-        while i < labels.len() {
-            labels[i] = Self::ALL[i].label();
-            i += 1;
-        }
-        labels
-    };
-
-    /// Where the app serves it.
-    pub const fn path(self) -> &'static str {
-        match self {
-            Self::Conversations => "/webhooks/conversations",
-            Self::Taskrouter => "/webhooks/taskrouter",
-        }
-    }
-
-    /// Its `route` label in `flexhook_webhooks_total` and `flexhook_webhook_duration_seconds`.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::Conversations => "conversations",
-            Self::Taskrouter => "taskrouter",
-        }
-    }
-
-    /// The URL Twilio calls, given the public base URL (`server.public_base_url`, or a
-    /// tunnel's); a trailing `/` of the base is dropped.
-    pub fn url(self, base: &str) -> String {
-        format!("{}{}", base.trim().trim_end_matches('/'), self.path())
-    }
-
     /// Serves the route: its handler behind [`observe`], with the route as app data.
     pub(super) fn register(self, cfg: &mut web::ServiceConfig) {
         let handler = match self {
@@ -101,36 +53,6 @@ mod tests {
     use actix_web::App;
 
     use super::*;
-
-    #[test]
-    fn every_route_has_its_own_path_and_label() {
-        for (i, a) in WebhookRoute::ALL.iter().enumerate() {
-            assert_eq!(WebhookRoute::LABELS[i], a.label());
-            assert!(a.path().starts_with("/webhooks/"), "{a:?}");
-            for b in &WebhookRoute::ALL[i + 1..] {
-                assert_ne!(a.path(), b.path());
-                assert_ne!(a.label(), b.label());
-            }
-        }
-    }
-
-    #[test]
-    fn a_routes_url_is_the_base_and_its_path() {
-        for base in [
-            "https://flexhook.example.com",
-            "https://flexhook.example.com/",
-            " https://flexhook.example.com/ ",
-        ] {
-            assert_eq!(
-                WebhookRoute::Taskrouter.url(base),
-                "https://flexhook.example.com/webhooks/taskrouter"
-            );
-        }
-        assert_eq!(
-            WebhookRoute::Conversations.url("http://127.0.0.1:8080"),
-            "http://127.0.0.1:8080/webhooks/conversations"
-        );
-    }
 
     /// Every route of the table is served by `configure`, behind the middleware (its answer
     /// has an `X-Request-Id`), and with its own route as app data; any other path is not.
