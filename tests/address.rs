@@ -1,14 +1,14 @@
 //! `flexhook address`, `flexflow list` and `migrate`, run as the real binary against a
 //! wiremock stand-in for Conversations and flex-api.
 
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use common::binary::{self, run_blocking, Run, CONFIG_DIR};
+use common::twilio_error;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_string_contains, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flexhook");
-const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
 const ADDRESS: &str = "whatsapp:+15550001111";
 /// The address as one path segment.
 const ADDRESS_PATH: &str = "/v1/Configuration/Addresses/whatsapp%3A%2B15550001111";
@@ -19,12 +19,9 @@ const TARGET: &str =
     "https://flexhook.example.com/webhooks/conversations?address=whatsapp%3A%2B15550001111";
 
 /// `flexhook ARGS` with only these variables, live against `server`, stdin not a terminal.
-async fn flexhook(server: &MockServer, args: &[&str], extra: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("FLEXHOOK_CONFIG_DIR", CONFIG_DIR)
-        .env("NO_COLOR", "1")
+async fn flexhook(server: &MockServer, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let mut cmd = binary::flexhook(args);
+    cmd.env("FLEXHOOK_CONFIG_DIR", CONFIG_DIR)
         .env(
             "TWILIO_ACCOUNT_SID",
             format!("AC{}", "0123456789abcdef".repeat(2)),
@@ -32,9 +29,7 @@ async fn flexhook(server: &MockServer, args: &[&str], extra: &[(&str, &str)]) ->
         .env("TWILIO_AUTH_TOKEN", "address-test-token")
         .env("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", server.uri())
         .env("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", server.uri())
-        .env("FLEXHOOK_SERVER__PUBLIC_BASE_URL", BASE)
-        .args(args)
-        .stdin(Stdio::null());
+        .env("FLEXHOOK_SERVER__PUBLIC_BASE_URL", BASE);
     for (name, value) in extra {
         if value.is_empty() {
             cmd.env_remove(name);
@@ -42,30 +37,21 @@ async fn flexhook(server: &MockServer, args: &[&str], extra: &[(&str, &str)]) ->
             cmd.env(name, value);
         }
     }
-    tokio::task::spawn_blocking(move || cmd.output().expect("run flexhook"))
-        .await
-        .unwrap()
+    run_blocking(cmd).await
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn stdout(out: &Run) -> String {
+    out.stdout.clone()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn stderr(out: &Run) -> String {
+    out.stderr.clone()
 }
 
 fn form(request: &Request) -> Vec<(String, String)> {
     form_urlencoded::parse(&request.body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(json!({
-        "code": code, "message": message, "status": status,
-        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
-    }))
 }
 
 fn configuration(auto_creation: Value) -> Value {
@@ -290,7 +276,7 @@ async fn list_follows_the_pages_to_the_end() {
         &[],
     )
     .await;
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let doc: Value = serde_json::from_str(&out.stdout).expect("one JSON document");
     assert_eq!(doc["address_configurations"].as_array().unwrap().len(), 3);
 }
 
@@ -559,7 +545,7 @@ async fn flexflow_list_shows_every_flow() {
         "{out:?}"
     );
     let out = flexhook(&server, &["flexflow", "list", "--json"], &[]).await;
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["flex_flows"][0]["sid"], FO);
 }
 

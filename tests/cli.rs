@@ -6,25 +6,22 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use common::binary::CONFIG_DIR;
+use common::{flexhook, run, Run, Served, SignedPost, DEADLINE};
+
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flexhook::signature::{compute_signature, Algorithm};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flexhook");
-const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
 const SHARED_KEY_VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/twilio/shared_key_vectors.json"
 );
-/// The longest any single wait may take before the test fails instead of hanging.
-const DEADLINE: Duration = Duration::from_secs(20);
 /// The development token of `config/local.toml`.
 const DEV_TOKEN: &str = "local-development-token-not-secret";
 const CUSTOMER: &str = "whatsapp:+34600111222";
@@ -76,20 +73,15 @@ impl Sandbox {
 
     /// `flexhook ARGS` with only the sandbox's environment.
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("FLEXHOOK_CONFIG_DIR", CONFIG_DIR)
-            .env("NO_COLOR", "1")
+        let mut cmd = flexhook(args);
+        cmd.env("FLEXHOOK_CONFIG_DIR", CONFIG_DIR)
             .env("FLEXHOOK_STORE__URL", self.store_url())
             .env("FLEXHOOK_SERVER__PORT", "0")
             .env("FLEXHOOK_SERVER__HOST", "127.0.0.1")
             // No sweep against stand-ins that serve no lists, unless a test asks for one.
             .env("FLEXHOOK_RECONCILE__INTERVAL", "")
             .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(self.path())
-            .args(args)
-            .stdin(Stdio::null());
+            .current_dir(self.path());
         cmd
     }
 
@@ -99,13 +91,13 @@ impl Sandbox {
     }
 
     /// Starts `flexhook serve` and waits until it listens.
-    fn serve(&self) -> Server {
-        Server::start(self.command(&["serve"]))
+    fn serve(&self) -> Served {
+        Served::start(self.command(&["serve"]))
     }
 
     /// `flexhook simulate`: a first message of `conversation`, sent to `server`, with
     /// `extra` arguments.
-    fn simulate_command(&self, server: &Server, conversation: &str, extra: &[&str]) -> Command {
+    fn simulate_command(&self, server: &Served, conversation: &str, extra: &[&str]) -> Command {
         let url = server.webhook_url();
         let mut args = vec!["simulate", "--url", &url, "--conversation", conversation];
         args.extend_from_slice(extra);
@@ -113,7 +105,7 @@ impl Sandbox {
     }
 
     /// Runs [`Sandbox::simulate_command`] to completion.
-    fn simulate(&self, server: &Server, conversation: &str, extra: &[&str]) -> Run {
+    fn simulate(&self, server: &Served, conversation: &str, extra: &[&str]) -> Run {
         run(self.simulate_command(server, conversation, extra))
     }
 
@@ -153,170 +145,6 @@ impl Sandbox {
             thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-/// A finished command.
-#[derive(Debug)]
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-fn read_all(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-/// Runs a command to completion, killing it (and failing the test) at the deadline.
-fn run(mut cmd: Command) -> Run {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start flexhook");
-    let stdout = read_all(child.stdout.take().expect("piped stdout"));
-    let stderr = read_all(child.stderr.take().expect("piped stderr"));
-    let until = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for flexhook") {
-            break status;
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not finish within {DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
-                stdout.join().unwrap_or_default(),
-                stderr.join().unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        stdout: stdout.join().expect("read stdout"),
-        stderr: stderr.join().expect("read stderr"),
-    }
-}
-
-/// A running `flexhook serve`, killed when dropped; its stderr is collected as it comes.
-struct Server {
-    child: Child,
-    port: u16,
-    logs: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(mut cmd: Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start flexhook serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<u16>();
-        let sink = Arc::clone(&logs);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut tx = Some(tx);
-            let mut raw = Vec::new();
-            loop {
-                raw.clear();
-                match reader.read_until(b'\n', &mut raw) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let line = String::from_utf8_lossy(&raw);
-                sink.lock().unwrap().push_str(&line);
-                if line.contains("flexhook listening") {
-                    if let (Some(port), Some(tx)) = (listening_port(&line), tx.take()) {
-                        let _ = tx.send(port);
-                    }
-                }
-            }
-        });
-        let mut server = Self {
-            child,
-            port: 0,
-            logs,
-        };
-        match rx.recv_timeout(DEADLINE) {
-            Ok(port) => server.port = port,
-            Err(e) => {
-                let status = server.child.try_wait().ok().flatten();
-                panic!(
-                    "flexhook serve did not report `flexhook listening … port=N` ({e}; exit status {status:?}); logs:\n{}",
-                    server.logs()
-                );
-            }
-        }
-        server
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
-    }
-
-    fn webhook_url(&self) -> String {
-        format!("http://127.0.0.1:{}/webhooks/conversations", self.port)
-    }
-
-    /// Waits until the logs contain `needle`; returns the first line that does.
-    fn wait_for_log(&self, needle: &str) -> String {
-        let until = Instant::now() + DEADLINE;
-        loop {
-            let logs = self.logs();
-            if let Some(line) = logs.lines().find(|l| l.contains(needle)) {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < until,
-                "the serve logs never contained {needle:?} within {DEADLINE:?}; logs:\n{logs}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Server {
-    /// Waits (within the deadline) until the process has exited, after `signal`.
-    fn wait_for_exit(&mut self, signal: &str) -> ExitStatus {
-        let until = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for flexhook serve") {
-                return status;
-            }
-            assert!(
-                Instant::now() < until,
-                "serve did not exit after {signal}; logs:\n{}",
-                self.logs()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `port=NNNN` from the "flexhook listening" log line.
-fn listening_port(line: &str) -> Option<u16> {
-    if let Ok(event) = serde_json::from_str::<serde_json::Value>(line) {
-        // `log.format = "json"`.
-        return event["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-    }
-    line.split_whitespace()
-        .find_map(|token| token.strip_prefix("port="))
-        .and_then(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
 }
 
 /// A runtime for the wiremock stand-ins of the tests that drive the binary.
@@ -1097,9 +925,7 @@ fn sigint_lets_a_webhook_in_flight_get_its_answer_before_the_process_exits() {
         );
         thread::sleep(Duration::from_millis(10));
     }
-    let pid = server.child.id().to_string();
-    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    assert!(sent.success());
+    server.signal("INT");
     server.wait_for_log("shutting down gracefully");
     runtime.block_on(async {
         sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
@@ -1134,7 +960,7 @@ struct Delivery {
 /// messages of new conversations one after the other, signed with [`LIVE_TOKEN`].
 /// `answered` counts the 200s as they come.
 async fn burst_of_first_messages(
-    url: String,
+    base: String,
     senders: usize,
     per_sender: usize,
     answered: Arc<AtomicUsize>,
@@ -1142,24 +968,18 @@ async fn burst_of_first_messages(
 ) -> Vec<Delivery> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..senders {
-        let (url, answered, signalled) = (url.clone(), answered.clone(), signalled.clone());
+        let (base, answered, signalled) = (base.clone(), answered.clone(), signalled.clone());
         tasks.spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(DEADLINE)
-                .build()
-                .unwrap();
+            let client = reqwest::Client::new();
             let mut deliveries = Vec::new();
             for _ in 0..per_sender {
                 let conversation = common::random_sid("CH");
                 let params = common::message(&conversation, "+14155550100");
-                let signature =
-                    compute_signature(LIVE_TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &params);
                 let after_signal = signalled.load(Ordering::SeqCst);
-                let status = client
-                    .post(&url)
-                    .header("X-Twilio-Signature", signature)
-                    .form(&params)
-                    .send()
+                let status = SignedPost::new(&client, &base, params)
+                    .signed_with_token(LIVE_TOKEN)
+                    .timeout(DEADLINE)
+                    .try_send()
                     .await
                     .ok()
                     .map(|r| r.status().as_u16());
@@ -1235,7 +1055,7 @@ fn sigterm_mid_burst_exits_within_the_budget_and_every_answered_conversation_has
     let answered = Arc::new(AtomicUsize::new(0));
     let signalled = Arc::new(AtomicBool::new(false));
     let burst = runtime.spawn(burst_of_first_messages(
-        server.webhook_url(),
+        server.address(),
         SENDERS,
         PER_SENDER,
         answered.clone(),
@@ -1254,14 +1074,9 @@ fn sigterm_mid_burst_exits_within_the_budget_and_every_answered_conversation_has
         );
         thread::sleep(Duration::from_millis(5));
     }
-    let pid = server.child.id().to_string();
     let signalled_at = Instant::now();
     signalled.store(true, Ordering::SeqCst);
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    server.signal("TERM");
     let status = server.wait_for_exit("SIGTERM");
     let took = signalled_at.elapsed();
     let logs = server.logs();

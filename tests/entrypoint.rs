@@ -3,35 +3,25 @@
 //! engine here, so the script runs on the host with `nobody` as the service user, and the
 //! real flexhook binary, copied where `nobody` can run it.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+
+use common::{services, Served};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/entrypoint.sh");
 const SERVICE_USER: &str = "nobody";
-const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Root, `setpriv` and a `nobody` user are what these tests need; say so when one is
-/// missing, and fail under `CI=true`, where a skipped test would pass unnoticed.
+/// Root, `setpriv` and a `nobody` user are what these tests need: without them a test is
+/// reported skipped (and fails under `CI=true`).
 fn can_run() -> bool {
-    let ok = nix::unistd::Uid::effective().is_root()
-        && Path::new("/usr/bin/setpriv").exists()
-        && nix::unistd::User::from_name(SERVICE_USER)
-            .ok()
-            .flatten()
-            .is_some();
-    if !ok {
-        let needs = format!("needs root, /usr/bin/setpriv and a `{SERVICE_USER}` user");
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true, but this test cannot run: it {needs}"
-        );
-        eprintln!("SKIPPED: this test {needs}");
-    }
-    ok
+    services::available(
+        &services::this_test(),
+        services::root_with(&["/usr/bin/setpriv"], &[SERVICE_USER]),
+    )
+    .is_some()
 }
 
 fn nobody() -> (u32, u32) {
@@ -103,32 +93,8 @@ impl Image {
     }
 
     /// `entrypoint serve`, once flexhook listens.
-    fn serve(&self) -> Child {
-        let mut child = self
-            .entrypoint(&["serve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let listening = line.contains("flexhook listening");
-                let _ = tx.send((listening, line));
-            }
-        });
-        let mut seen = Vec::new();
-        loop {
-            match rx.recv_timeout(DEADLINE) {
-                Ok((true, _)) => return child,
-                Ok((false, line)) => seen.push(line),
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("flexhook never listened ({e}): {seen:#?}");
-                }
-            }
-        }
+    fn serve(&self) -> Served {
+        Served::start(self.entrypoint(&["serve"]))
     }
 }
 
@@ -170,14 +136,13 @@ fn started_as_root_it_hands_the_volume_to_the_service_user_and_serves_as_that_us
     let unrelated = image.volume().join("lost+found");
     std::fs::create_dir(&unrelated).unwrap();
 
-    let mut child = image.serve();
+    let served = image.serve();
 
     // The entrypoint exec'd flexhook in the same process, as the service user.
     let (uid, gid) = nobody();
-    let (uids, gids) = ids_of(child.id());
-    let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let (uids, gids) = ids_of(served.pid());
+    let exe = std::fs::read_link(format!("/proc/{}/exe", served.pid())).unwrap();
+    served.sigkill();
     assert_eq!(exe, image.root.path().join("bin/flexhook"));
     assert_eq!(uids, [uid; 4], "real, effective, saved and fs uid");
     assert_eq!(gids, [gid; 4], "real, effective, saved and fs gid");
@@ -205,15 +170,14 @@ fn the_service_can_never_regain_a_privilege_it_dropped() {
         return;
     }
     let image = Image::new();
-    let mut child = image.serve();
-    let field = |name: &str| status_field(child.id(), name);
+    let served = image.serve();
+    let field = |name: &str| status_field(served.pid(), name);
     let (no_new_privs, bounding) = (field("NoNewPrivs:"), field("CapBnd:"));
     let held: Vec<String> = ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"]
         .into_iter()
         .map(field)
         .collect();
-    let _ = child.kill();
-    let _ = child.wait();
+    served.sigkill();
     assert_eq!(
         no_new_privs, "1",
         "no setuid binary or file capability can raise it again"

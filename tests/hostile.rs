@@ -8,7 +8,6 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
-use flexhook::signature::{compute_signature, Algorithm};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -33,7 +32,7 @@ async fn assert_nothing_stored_or_sent(app: TestApp, env: &Env) {
 
 /// The signature Twilio would send for this form over the app's webhook URL.
 fn signature_for(app: &TestApp, params: &[(String, String)]) -> String {
-    compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &app.url(), params)
+    signature(TOKEN, &app.url(), params)
 }
 
 /// The form as reqwest (and Twilio) encode it.
@@ -364,7 +363,7 @@ async fn invalid_utf8_and_malformed_escapes_get_400_whoever_signed_them() {
         app.url(),
         flexhook::signature::body_sha256(&json)
     );
-    let signed = compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &[]);
+    let signed = signature(TOKEN, &url, &[]);
     for (signature, expected) in [(signed.as_str(), 400), ("forged", 403)] {
         let response = app
             .client

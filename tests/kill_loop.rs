@@ -14,17 +14,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::flex_standin::{Answer, FlexStandIn};
+use common::flex::{Answer, FlexStandIn};
 use common::*;
 use flexhook::domain::DatabaseUrl;
-use flexhook::signature::{compute_signature, Algorithm};
 use flexhook::store::{JobState, Store, StoreOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -83,82 +80,17 @@ fn store_url(dir: &Path) -> String {
     format!("sqlite://{}/flexhook.db", dir.display())
 }
 
-/// One `flexhook serve`, its stderr in `log`.
-struct Serve {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Serve {
-    /// Starts it on the SQLite file in `dir` and waits until it listens; returns its port.
-    async fn start(dir: &Path, flex: &FlexStandIn, run: usize) -> (Self, u16) {
-        Self::start_with(dir, flex, run, &[]).await
-    }
-
-    /// [`Serve::start`], with `env` over its settings.
-    async fn start_with(
-        dir: &Path,
-        flex: &FlexStandIn,
-        run: usize,
-        env: &[(&str, &str)],
-    ) -> (Self, u16) {
-        let log = dir.join(format!("serve-{run}.log"));
-        let mut command = serve_command(dir, &store_url(dir));
-        command
-            .env("FLEXHOOK_FLEX__MAX_CREATES_PER_SECOND", RATE.to_string())
-            .env("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", flex.uri())
-            .env("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", flex.uri())
-            .env("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", flex.uri())
-            .env("FLEXHOOK_TWILIO__REQUEST_TIMEOUT_MS", "500")
-            // Longer than one attempt (a lookup, a turn at the rate limit, a create).
-            .env("FLEXHOOK_WORKER__LEASE_SECS", "3")
-            .env("FLEXHOOK_WORKER__RETRY_BASE_MS", "50")
-            .env("FLEXHOOK_WORKER__RETRY_CAP_MS", "500")
-            .env("FLEXHOOK_WORKER__LOOKUP_DELAY_MS", "100")
-            .env("FLEXHOOK_WORKER__POLL_INTERVAL_MS", "100")
-            .envs(env.iter().copied())
-            .stderr(File::create(&log).unwrap());
-        let child = command.spawn().expect("start flexhook serve");
-        let mut serve = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = serve.child.try_wait().unwrap() {
-                panic!("flexhook serve exited ({status}); logs:\n{}", serve.logs());
-            }
-            let logs = serve.logs();
-            if let Some(port) = logs
-                .lines()
-                .filter(|l| l.contains("flexhook listening"))
-                .find_map(|l| l.split_whitespace().find_map(|t| t.strip_prefix("port=")))
-                .and_then(|p| p.parse().ok())
-            {
-                return (serve, port);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "flexhook serve did not listen within 20 s; logs:\n{logs}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `kill -9`: no shutdown hook, no drain, no last write.
-    fn sigkill(mut self) {
-        // Child::kill is SIGKILL on Unix.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `flexhook serve` on the SQLite file in `dir`, against `flex`, with `env` over its
+/// settings, once it listens.
+async fn serving(dir: &Path, flex: &FlexStandIn, env: &[(&str, &str)]) -> Served {
+    // serve_command's 3 s lease is longer than one attempt here (a lookup, a turn at the
+    // rate limit, a create).
+    let mut command = serve_command(dir, &store_url(dir), flex.uri());
+    command
+        .env("FLEXHOOK_FLEX__MAX_CREATES_PER_SECOND", RATE.to_string())
+        .env("FLEXHOOK_TWILIO__REQUEST_TIMEOUT_MS", "500")
+        .envs(env.iter().copied());
+    Served::start_blocking(command).await
 }
 
 /// Delivers the conversation's first message to whichever process listens (`port`, 0 while
@@ -170,14 +102,9 @@ async fn deliver_until_200(port: &AtomicU16, conversation: &str, patience: Durat
     while Instant::now() < until {
         let port = port.load(Ordering::SeqCst);
         if port != 0 {
-            let url = format!("http://127.0.0.1:{port}{PATH}");
-            let signature = compute_signature(TOKEN.as_bytes(), Algorithm::HmacSha1, &url, &params);
-            let answer = client
-                .post(&url)
-                .header("X-Twilio-Signature", signature)
-                .form(&params)
+            let answer = SignedPost::new(&client, &format!("http://127.0.0.1:{port}"), &params)
                 .timeout(Duration::from_secs(5))
-                .send()
+                .try_send()
                 .await;
             if answer.is_ok_and(|a| a.status() == 200) {
                 return true;
@@ -236,9 +163,9 @@ async fn sigkilled_at_random_moments_every_answered_conversation_gets_exactly_on
     let port = Arc::new(AtomicU16::new(0));
     let streaming = tokio::spawn(stream(conversations.clone(), port.clone(), rng.gen()));
     let mut kills = Vec::new();
-    for round in 0..knobs.rounds {
-        let (serve, listening) = Serve::start(dir.path(), &flex, round).await;
-        port.store(listening, Ordering::SeqCst);
+    for _ in 0..knobs.rounds {
+        let serve = serving(dir.path(), &flex, &[]).await;
+        port.store(serve.port, Ordering::SeqCst);
         let lifetime = Duration::from_millis(rng.gen_range(400..1600));
         tokio::time::sleep(lifetime).await;
         port.store(0, Ordering::SeqCst);
@@ -247,8 +174,8 @@ async fn sigkilled_at_random_moments_every_answered_conversation_gets_exactly_on
     }
 
     // The last run: until every delivery is answered and every job is done.
-    let (last, listening) = Serve::start(dir.path(), &flex, knobs.rounds).await;
-    port.store(listening, Ordering::SeqCst);
+    let last = serving(dir.path(), &flex, &[]).await;
+    port.store(last.port, Ordering::SeqCst);
     let answered = streaming.await.unwrap();
     let store = Store::open(
         &DatabaseUrl::new(store_url(dir.path())),
@@ -351,7 +278,7 @@ async fn sigkilled_at_random_moments_every_answered_conversation_gets_exactly_on
 }
 
 /// Waits (at most 20 s) until every conversation's job is `created`.
-async fn wait_until_created(store: &Store, conversations: &[String], serve: &Serve) {
+async fn wait_until_created(store: &Store, conversations: &[String], serve: &Served) {
     let deadline = Instant::now() + Duration::from_secs(20);
     for ch in conversations {
         loop {
@@ -396,8 +323,8 @@ async fn a_takeover_waits_the_lookup_delay_after_the_lease_and_adopts_a_late_tas
     .unwrap();
     for round in 0..3 {
         let conversations: Vec<String> = (0..3).map(|_| random_sid("CH")).collect();
-        let (serve, listening) = Serve::start_with(dir.path(), &flex, 2 * round, &settings).await;
-        let port = AtomicU16::new(listening);
+        let served = serving(dir.path(), &flex, &settings).await;
+        let port = AtomicU16::new(served.port);
         for ch in &conversations {
             assert!(deliver_until_200(&port, ch, Duration::from_secs(5)).await);
         }
@@ -411,22 +338,22 @@ async fn a_takeover_waits_the_lookup_delay_after_the_lease_and_adopts_a_late_tas
             assert!(
                 Instant::now() < deadline,
                 "no create; logs:\n{}",
-                serve.logs()
+                served.logs()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(150 * round as u64)).await;
-        serve.sigkill();
+        served.sigkill();
 
-        let (serve, _) = Serve::start_with(dir.path(), &flex, 2 * round + 1, &settings).await;
-        wait_until_created(&store, &conversations, &serve).await;
+        let served = serving(dir.path(), &flex, &settings).await;
+        wait_until_created(&store, &conversations, &served).await;
         for ch in &conversations {
             let interactions = flex.interactions(ch);
             assert_eq!(
                 (interactions.len(), flex.create_requests_for(ch)),
                 (1, 1),
                 "round {round}, {ch}: one create, one interaction; logs:\n{}",
-                serve.logs()
+                served.logs()
             );
             let job = stored_job(&store, ch).await.unwrap();
             assert_eq!(
@@ -435,7 +362,7 @@ async fn a_takeover_waits_the_lookup_delay_after_the_lease_and_adopts_a_late_tas
                 "round {round}, {ch}: the late task was adopted"
             );
         }
-        serve.sigkill();
+        served.sigkill();
     }
     store.close().await;
 }

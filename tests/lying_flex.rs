@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::flex_standin::{Answer, FlexStandIn};
+use common::flex::{Answer, FlexStandIn};
 use common::*;
 use flexhook::store::{now_ms, Job, JobState, Store};
 

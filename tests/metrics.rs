@@ -32,6 +32,22 @@ async fn scrape(app: &TestApp) -> String {
     text
 }
 
+/// The first metrics text (scraped as [`scrape`] does) that satisfies `ready`, within 10 s.
+async fn scrape_until(app: &TestApp, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = scrape(app).await;
+        if ready(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the metrics never got there:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The value of the sample `name{labels}` (labels exactly as encoded), if present.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -281,16 +297,16 @@ async fn failures_count_by_twilio_code_and_the_store_gauges_show_the_backlog() {
         );
     }
     let store = env.store().await;
-    wait_for_job(
-        &store,
-        &conversations[0],
-        std::time::Duration::from_secs(5),
-        |j| j.attempts >= 1,
-    )
+    // Scraped once every job has been retried and the oldest has been pending a second.
+    let text = scrape_until(&app, |text| {
+        let retried = sample(
+            text,
+            r#"flexhook_jobs_total{kind="interaction",outcome="retried",code="20003"}"#,
+        );
+        let age = sample(text, "flexhook_oldest_pending_job_age_seconds");
+        retried.is_some_and(|n| n >= 3.0) && age.is_some_and(|a| a >= 1.0)
+    })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-
-    let text = scrape(&app).await;
     assert_eq!(
         sample(&text, r#"flexhook_jobs_pending{kind="interaction"}"#),
         Some(3.0),

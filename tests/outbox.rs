@@ -4,16 +4,14 @@
 
 mod common;
 
-use common::flex_standin::{Answer, FlexStandIn};
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use common::flex::{Answer, FlexStandIn};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use flexhook::store::JobState;
 use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 async fn interactions_received(env: &Env) -> usize {
     env.flex
@@ -255,55 +253,13 @@ async fn a_job_left_pending_while_flex_was_down_is_created_exactly_once_after_a_
     assert_eq!(interactions_received(&env).await, 1);
 }
 
-/// Flex as Twilio documents it: at most 20 creates in any one second, 429 past that.
-#[derive(Default)]
-struct FlexCounters {
-    window: Mutex<VecDeque<Instant>>,
-    accepted: AtomicUsize,
-    rejected: AtomicUsize,
-}
-
-#[derive(Clone, Default)]
-struct RateLimitedFlex(Arc<FlexCounters>);
-
-impl Respond for RateLimitedFlex {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let now = Instant::now();
-        let mut window = self.0.window.lock().unwrap();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            window.pop_front();
-        }
-        if window.len() >= 20 {
-            self.0.rejected.fetch_add(1, Ordering::SeqCst);
-            return twilio_error(429, 20429, "Too Many Requests");
-        }
-        window.push_back(now);
-        self.0.accepted.fetch_add(1, Ordering::SeqCst);
-        let channel = form_urlencoded::parse(&request.body)
-            .find(|(k, _)| k == "Channel")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        let channel: serde_json::Value = serde_json::from_str(&channel).unwrap_or_default();
-        let ch = channel["properties"]["media_channel_sid"]
-            .as_str()
-            .unwrap_or_default();
-        created(ch)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_new_conversations_at_once_are_all_created_without_a_single_429() {
     let env = Env::new().await;
-    let flex = RateLimitedFlex::default();
-    create_interaction()
-        .respond_with(flex.clone())
-        .mount(&env.flex)
-        .await;
-    webhooks_are_removable(&env).await;
-    let app = Arc::new(TestApp::start(&env, &[]).await);
+    // Flex as Twilio documents it: at most 20 creates in any one second, 429 past that.
+    let flex = FlexStandIn::start(|_, _| Answer::Created).await;
+    flex.limit_per_second(20);
+    let app = Arc::new(TestApp::start(&env, &flex.settings()).await);
     let conversations: Vec<String> = (0..200).map(|_| random_sid("CH")).collect();
     let statuses = deliver_concurrently(&app, conversations.clone()).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -315,11 +271,11 @@ async fn two_hundred_new_conversations_at_once_are_all_created_without_a_single_
         .await;
     }
     assert_eq!(
-        flex.0.rejected.load(Ordering::SeqCst),
+        flex.over_the_limit(),
         0,
         "the service must stay under Twilio's limit"
     );
-    assert_eq!(flex.0.accepted.load(Ordering::SeqCst), 200);
+    assert_eq!(flex.create_requests().len(), 200);
     Arc::into_inner(app).unwrap().stop().await;
 }
 

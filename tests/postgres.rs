@@ -6,42 +6,29 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::binary::run_blocking;
 use common::*;
 use flexhook::store::JobState;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flexhook");
-
 /// `flexhook serve` against `url`, run to its exit (it must fail fast).
 fn serve_with_store(url: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    let mut serve = flexhook(&["serve"]);
+    serve
         .env("FLEXHOOK_ENV", "local")
-        .env(
-            "FLEXHOOK_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
+        .env("FLEXHOOK_CONFIG_DIR", common::binary::CONFIG_DIR)
         .env("FLEXHOOK_STORE__URL", url)
         .env("FLEXHOOK_SERVER__PORT", "0")
-        .env("NO_COLOR", "1")
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .current_dir(dir.path());
+    let out = run(serve);
+    (out.status.success(), out.stderr)
 }
 
 #[test]
@@ -70,8 +57,11 @@ async fn a_wrong_password_stops_start_up_without_showing_it() {
         return;
     };
     let mut wrong = url::Url::parse(&fresh).unwrap();
-    if wrong.password().is_none() {
-        eprintln!("SKIPPED: the test cluster checks no password (.ci/postgres.sh sets one)");
+    let checked = match wrong.password() {
+        Some(_) => Ok(()),
+        None => Err("the test cluster checks no password (.ci/postgres.sh sets one)".to_owned()),
+    };
+    if services::available(&services::this_test(), checked).is_none() {
         return;
     }
     wrong.set_password(Some("not-the-pw-4711")).unwrap();
@@ -298,22 +288,17 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
     assert!(source.record(id(&dead).await, "w", &refused).await.unwrap());
     source.close().await;
 
-    let copy = |from: String, to: String| {
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new(BIN)
-                .args(["store", "copy", "--from", &from, "--to", &to])
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
+    let copy = |from: &str, to: &str| {
+        let out = run_blocking(flexhook(&["store", "copy", "--from", from, "--to", to]));
+        async move {
+            let out = out.await;
             assert!(out.status.success(), "{out:?}");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        })
+            out.stdout
+        }
     };
-    let first = copy(source_url.clone(), target.clone()).await.unwrap();
+    let first = copy(&source_url, &target).await;
     assert!(first.contains("copied 3 of 3 jobs"), "{first}");
-    let again = copy(source_url.clone(), target.clone()).await.unwrap();
+    let again = copy(&source_url, &target).await;
     assert!(again.contains("copied 0 of 3 jobs"), "{again}");
     assert!(again.contains("3 already there"), "{again}");
 
@@ -352,23 +337,11 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
         "+14155550100"
     );
     // `flexhook jobs` reads PostgreSQL like SQLite.
-    let listed = {
-        let target = copied_url.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(["jobs", "list", "--json", "--state", "dead"])
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("FLEXHOOK_STORE__URL", target)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let mut list = flexhook(&["jobs", "list", "--json", "--state", "dead"]);
+    list.env("FLEXHOOK_STORE__URL", &copied_url);
+    let listed = run_blocking(list).await;
     assert!(listed.status.success(), "{listed:?}");
-    let stdout = String::from_utf8_lossy(&listed.stdout);
+    let stdout = &listed.stdout;
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
         stdout.contains(&dead) && stdout.contains("80102"),
@@ -392,20 +365,15 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
 #[test]
 fn store_copy_from_a_missing_sqlite_file_fails_instead_of_copying_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "store",
-            "copy",
-            "--from",
-            &format!("sqlite://{}/typo.db", dir.path().display()),
-            "--to",
-            &format!("sqlite://{}/other.db", dir.path().display()),
-        ])
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = run(flexhook(&[
+        "store",
+        "copy",
+        "--from",
+        &format!("sqlite://{}/typo.db", dir.path().display()),
+        "--to",
+        &format!("sqlite://{}/other.db", dir.path().display()),
+    ]));
+    let stderr = &out.stderr;
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("no such SQLite file"), "{stderr}");
     assert!(!dir.path().join("typo.db").exists(), "nothing was created");

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -488,15 +487,10 @@ fn reconcile_cli(env: &Env, args: &[&str]) -> (i32, String, String) {
 
 /// `flexhook ARGS` against `env`'s stand-ins and store.
 fn flexhook_cli(env: &Env, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flexhook"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    let mut command = flexhook(args);
+    command
         .env("FLEXHOOK_ENV", "test")
-        .env(
-            "FLEXHOOK_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
+        .env("FLEXHOOK_CONFIG_DIR", common::binary::CONFIG_DIR)
         .env("FLEXHOOK_STORE__URL", env.db_url())
         .env("TWILIO_ACCOUNT_SID", ACCOUNT)
         .env("TWILIO_AUTH_TOKEN", TOKEN)
@@ -511,15 +505,9 @@ fn flexhook_cli(env: &Env, args: &[&str]) -> (i32, String, String) {
         .env(
             "FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL",
             env.taskrouter.uri(),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        );
+    let out = run(command);
+    (out.status.code().unwrap_or(-1), out.stdout, out.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,7 +215,7 @@ async fn bodies_too_large_of_the_wrong_type_or_malformed_get_their_own_status() 
 
     let text = Body::Raw {
         content_type: "text/plain",
-        bytes: "hello".to_owned(),
+        bytes: b"hello".to_vec(),
     };
     let response = app
         .post_signed(text)

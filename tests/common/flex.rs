@@ -1,6 +1,7 @@
-//! Twilio as a network and a Flex that lie: one local HTTP/1.1 server (a tokio
-//! `TcpListener`, since wiremock cannot reset a connection) answering flex-api, TaskRouter
-//! and Conversations on one base URL.
+//! The one Flex stand-in: Twilio as a network and a Flex that lie, as a script says, and
+//! that can hold to Twilio's rate limit ([`FlexStandIn::limit_per_second`]). One local
+//! HTTP/1.1 server (a tokio `TcpListener`, since wiremock cannot reset a connection)
+//! answers flex-api, TaskRouter and Conversations on one base URL.
 //!
 //! `POST /v1/Interactions` records the interaction *before* it answers, or fails to: a 200
 //! that is not JSON, a 200 without `sid`, a reset connection and a 200 long past the
@@ -39,11 +40,17 @@ pub enum Answer {
     Failed500,
     /// Answers 429 (never creates), with this `Retry-After` if any.
     RateLimited(Option<String>),
+    /// Answers 429 (never creates), without `Retry-After`: the request came past
+    /// [`FlexStandIn::limit_per_second`], whatever the script says.
+    OverTheLimit,
 }
 
 impl Answer {
     fn creates(&self) -> bool {
-        !matches!(self, Self::Failed500 | Self::RateLimited(_))
+        !matches!(
+            self,
+            Self::Failed500 | Self::RateLimited(_) | Self::OverTheLimit
+        )
     }
 }
 
@@ -67,7 +74,8 @@ pub struct CreateRequest {
     pub answer: Answer,
 }
 
-/// Decides the answer to the `n`th create request (0 = the first) of a conversation.
+/// Decides the answer to the `n`th create request (0 = the first) of a conversation, for
+/// the requests within the rate limit.
 type Script = Box<dyn FnMut(&str, usize) -> Answer + Send>;
 
 struct Ledger {
@@ -79,6 +87,8 @@ struct Ledger {
     webhook_delete_status: u16,
     /// How long after its create a task shows in TaskRouter (creation is asynchronous).
     task_delay: Duration,
+    /// At most this many create requests in any one second; past it, 429.
+    limit_per_second: Option<usize>,
 }
 
 /// A running stand-in; it stops when dropped (a held answer is then never sent).
@@ -107,6 +117,7 @@ impl FlexStandIn {
             webhook_deletes: Vec::new(),
             webhook_delete_status: 204,
             task_delay: Duration::ZERO,
+            limit_per_second: None,
         }));
         let server = tokio::spawn(accept(listener, ledger.clone()));
         Self {
@@ -151,6 +162,22 @@ impl FlexStandIn {
     /// Twilio's asynchronous creation can take.
     pub fn tasks_appear_after(&self, delay: Duration) {
         self.ledger().task_delay = delay;
+    }
+
+    /// From now on, as Twilio documents its limit: a create request that comes when `limit`
+    /// others (whatever their answer) came within the last second gets a 429,
+    /// [`Answer::OverTheLimit`], and the script is not asked.
+    pub fn limit_per_second(&self, limit: usize) {
+        self.ledger().limit_per_second = Some(limit);
+    }
+
+    /// How many create requests came past the limit.
+    pub fn over_the_limit(&self) -> usize {
+        self.ledger()
+            .creates
+            .iter()
+            .filter(|c| c.answer == Answer::OverTheLimit)
+            .count()
     }
 
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
@@ -413,9 +440,23 @@ impl Ledger {
             .iter()
             .filter(|c| c.conversation == conversation)
             .count();
-        let answer = (self.script)(&conversation, nth);
+        let now = Instant::now();
+        let answer = if self.limit_per_second.is_some_and(|limit| {
+            let second_ago = now.checked_sub(Duration::from_secs(1));
+            let in_window = self
+                .creates
+                .iter()
+                .rev()
+                .take_while(|c| second_ago.map_or(true, |s| c.at > s))
+                .count();
+            in_window >= limit
+        }) {
+            Answer::OverTheLimit
+        } else {
+            (self.script)(&conversation, nth)
+        };
         self.creates.push(CreateRequest {
-            at: Instant::now(),
+            at: now,
             conversation: conversation.clone(),
             answer: answer.clone(),
         });
@@ -440,6 +481,9 @@ impl Ledger {
             (Answer::CreatedThenReset, Some(_)) => Reply::Reset,
             (Answer::CreatedThen500 | Answer::Failed500, _) => {
                 Reply::Send(Response::twilio_error(500, 20500, "Internal Server Error"))
+            }
+            (Answer::OverTheLimit, _) => {
+                Reply::Send(Response::twilio_error(429, 20429, "Too Many Requests"))
             }
             (Answer::RateLimited(retry_after), _) => {
                 let mut response = Response::twilio_error(429, 20429, "Too Many Requests");
