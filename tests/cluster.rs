@@ -45,6 +45,10 @@ fn instance(database: &str, config_dir: &Path, flex: &FlexStandIn) -> Served {
     Served::start(command)
 }
 
+#[cfg_attr(
+    not(flexhook_postgres),
+    ignore = "needs PostgreSQL: set FLEXHOOK_TEST_POSTGRES_URL (.ci/run starts one)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_database_and_one_budget_and_survive_a_sigkill() {
     let Some(database) = fresh_postgres_database().await else {

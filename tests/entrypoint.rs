@@ -124,6 +124,10 @@ fn ids_of(pid: u32) -> (Vec<u32>, Vec<u32>) {
     (ids("Uid:"), ids("Gid:"))
 }
 
+#[cfg_attr(
+    not(flexhook_root),
+    ignore = "needs root, setpriv and a nobody user (.ci/run runs as root)"
+)]
 #[test]
 fn started_as_root_it_hands_the_volume_to_the_service_user_and_serves_as_that_user() {
     if !can_run() {
@@ -164,6 +168,10 @@ fn started_as_root_it_hands_the_volume_to_the_service_user_and_serves_as_that_us
     assert!(std::fs::metadata(image.db()).unwrap().len() > 0);
 }
 
+#[cfg_attr(
+    not(flexhook_root),
+    ignore = "needs root, setpriv and a nobody user (.ci/run runs as root)"
+)]
 #[test]
 fn the_service_can_never_regain_a_privilege_it_dropped() {
     if !can_run() {
@@ -190,6 +198,10 @@ fn the_service_can_never_regain_a_privilege_it_dropped() {
 }
 
 /// README: `fly ssh console -C "flexhook-entrypoint jobs list"`, which starts as root in `/`.
+#[cfg_attr(
+    not(flexhook_root),
+    ignore = "needs root, setpriv and a nobody user (.ci/run runs as root)"
+)]
 #[test]
 fn a_command_run_through_it_as_root_runs_as_the_service_user() {
     if !can_run() {
@@ -211,6 +223,10 @@ fn a_command_run_through_it_as_root_runs_as_the_service_user() {
     );
 }
 
+#[cfg_attr(
+    not(flexhook_root),
+    ignore = "needs root, setpriv and a nobody user (.ci/run runs as root)"
+)]
 #[test]
 fn started_as_another_user_it_changes_nothing_and_flexhook_names_the_unwritable_path() {
     if !can_run() {

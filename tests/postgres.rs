@@ -51,6 +51,10 @@ fn an_unreachable_server_stops_start_up_naming_host_and_database_not_the_passwor
     assert!(!stderr.contains("flexhook listening"), "{stderr}");
 }
 
+#[cfg_attr(
+    not(flexhook_postgres),
+    ignore = "needs PostgreSQL: set FLEXHOOK_TEST_POSTGRES_URL (.ci/run starts one)"
+)]
 #[tokio::test]
 async fn a_wrong_password_stops_start_up_without_showing_it() {
     let Some(fresh) = fresh_postgres_database().await else {
@@ -79,6 +83,10 @@ async fn a_wrong_password_stops_start_up_without_showing_it() {
     assert!(!stderr.contains("not-the-pw-4711"), "{stderr}");
 }
 
+#[cfg_attr(
+    not(flexhook_postgres),
+    ignore = "needs PostgreSQL: set FLEXHOOK_TEST_POSTGRES_URL (.ci/run starts one)"
+)]
 #[tokio::test]
 async fn a_missing_database_stops_start_up_by_name_without_the_password() {
     let Some(fresh) = fresh_postgres_database().await else {
@@ -146,6 +154,10 @@ impl Proxy {
     }
 }
 
+#[cfg_attr(
+    not(flexhook_postgres),
+    ignore = "needs PostgreSQL: set FLEXHOOK_TEST_POSTGRES_URL (.ci/run starts one)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_answers_503_to_new_conversations_200_to_known_ones_and_heals() {
     let Some(fresh) = fresh_postgres_database().await else {
@@ -225,6 +237,10 @@ async fn a_lost_database_answers_503_to_new_conversations_200_to_known_ones_and_
     store.close().await;
 }
 
+#[cfg_attr(
+    not(flexhook_postgres),
+    ignore = "needs PostgreSQL: set FLEXHOOK_TEST_POSTGRES_URL (.ci/run starts one)"
+)]
 #[tokio::test]
 async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun() {
     use flexhook::domain::{ConversationSid, DatabaseUrl, InteractionSid, TaskSid};

@@ -387,6 +387,10 @@ async fn an_orphan_whose_event_never_came_is_closed_once_a_live_one_is_kept_open
     );
 }
 
+#[cfg_attr(
+    not(flexhook_postgres),
+    ignore = "needs PostgreSQL: set FLEXHOOK_TEST_POSTGRES_URL (.ci/run starts one)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_postgresql_sweeping_at_once_make_one_interaction_and_one_close_each() {
     let Some(url) = fresh_postgres_database().await else {

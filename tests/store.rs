@@ -951,6 +951,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test]
+                #[cfg_attr(not(flexhook_postgres), ignore = "needs PostgreSQL: set FLEXHOOK_TEST_POSTGRES_URL (.ci/run starts one)")]
                 async fn $name() {
                     let Some(backend) = super::Backend::postgres().await else { return };
                     super::$name(backend.store.clone()).await;
