@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::domain::DatabaseUrl;
+use crate::domain::{Backend, DatabaseUrl};
 use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Args)]
@@ -47,7 +47,7 @@ pub async fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--from and --to are the same store: {from}");
             }
             // Opening a SQLite URL creates the file: a mistyped --from must not copy nothing.
-            if from.scheme() == "sqlite" {
+            if from.backend() == Some(Backend::Sqlite) {
                 let path = from
                     .expose()
                     .trim_start_matches("sqlite://")
