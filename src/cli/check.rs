@@ -305,6 +305,7 @@ async fn read_sweep(
         &config.url,
         &crate::store::StoreOptions {
             busy_timeout: config.busy_timeout,
+            clock: crate::clock::Clock::system(),
         },
     )
     .await?;

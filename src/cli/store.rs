@@ -33,6 +33,7 @@ pub enum StoreCommand {
 async fn open(url: &DatabaseUrl, which: &str) -> anyhow::Result<Store> {
     let options = StoreOptions {
         busy_timeout: Duration::from_secs(5),
+        clock: crate::clock::Clock::system(),
     };
     Store::open(url, &options)
         .await

@@ -109,12 +109,8 @@ impl Worker {
     /// Retry after the store failed mid-attempt; `needs_lookup` as it must stay.
     pub(super) fn store_failed(&self, job: &Job, message: &str, needs_lookup: bool) -> Transition {
         Transition::Retry {
-            next_attempt_at: now_ms() + ms(self.config.backoff.delay(job.attempts)),
-            error: JobError {
-                code: None,
-                status: None,
-                message: format!("store: {message}"),
-            },
+            retry_in: self.config.backoff.delay(job.attempts),
+            error: JobError::store(message),
             needs_lookup,
             accepted: false,
         }
@@ -129,11 +125,7 @@ impl Worker {
                 outcome: format!("nothing to do: the conversation is closed ({e})"),
             };
         }
-        let error = JobError {
-            code: e.code(),
-            status: e.status(),
-            message: e.to_string(),
-        };
+        let error = JobError::twilio(e.code(), e.status(), e.to_string());
         if !e.is_retryable() {
             return Transition::Dead { error };
         }
@@ -161,7 +153,7 @@ impl Worker {
             delay = delay.max(self.config.lookup_delay);
         }
         Transition::Retry {
-            next_attempt_at: now + ms(delay),
+            retry_in: delay,
             error,
             needs_lookup: ambiguous,
             accepted: false,
@@ -185,7 +177,7 @@ fn log_transition(job: &Job, transition: &Transition) {
             "job pending -> created"
         ),
         Transition::Retry {
-            next_attempt_at,
+            retry_in,
             error,
             needs_lookup,
             accepted,
@@ -193,7 +185,7 @@ fn log_transition(job: &Job, transition: &Transition) {
             code = error.code,
             status = error.status,
             error = %error.message,
-            retry_in_ms = next_attempt_at - now_ms(),
+            retry_in_ms = ms(*retry_in),
             lookup_first = needs_lookup,
             accepted,
             "job attempt failed; will retry"

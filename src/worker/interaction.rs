@@ -4,12 +4,12 @@
 //! the rate limit's pace; once recorded, remove the conversation-scoped webhook. A rule's
 //! reply and the conversation's timers are jobs of their own, recorded with the outcome.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::attempt::Outcome;
 use super::{Claim, Worker};
 use crate::routing::{Decision, RoutingInput};
-use crate::store::{ms, now_ms, Action, Job, JobError, JobState, NewJob, Slot, Transition};
+use crate::store::{ms, Action, ErrorOrigin, Job, JobError, JobState, NewJob, Slot, Transition};
 use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 
 /// Missed rate-limit slots an attempt takes another for before it tries again later.
@@ -19,12 +19,8 @@ const MAX_LATE_SLOTS: usize = 5;
 /// lease ends another claim may look for the task, miss it and create a second one.
 fn out_of_lease(job: &Job) -> Transition {
     Transition::Retry {
-        next_attempt_at: now_ms(),
-        error: JobError {
-            code: None,
-            status: None,
-            message: "nothing sent: the turn to create came too late in the claim's lease (worker.lease_secs) for the request to end within it".into(),
-        },
+        retry_in: Duration::ZERO,
+        error: JobError::flexhook(ErrorOrigin::Lease, "nothing sent: the turn to create came too late in the claim's lease (worker.lease_secs) for the request to end within it"),
         needs_lookup: job.needs_lookup,
         accepted: false,
     }
@@ -234,20 +230,20 @@ impl Worker {
                 // A 2xx: Twilio accepted it, so it is never sent again. Which interaction it
                 // made, only TaskRouter can now say, once the asynchronous creation is done.
                 tracing::warn!(status, %message, "interaction accepted but its answer was unreadable; its task will be looked up");
-                self.accepted(JobError {
-                    code: None,
-                    status: Some(status),
-                    message: format!("accepted, but the answer was unreadable: {message}"),
-                })
+                self.accepted(JobError::twilio(
+                    None,
+                    Some(status),
+                    format!("accepted, but the answer was unreadable: {message}"),
+                ))
             }
             Err(e) if e.code() == Some(DUPLICATE_DROPPED) => {
                 // Twilio dropped this create as a duplicate of one it already has.
                 tracing::warn!(code = e.code(), error = %e, "Flex dropped the create as a duplicate; the interaction exists and its task will be looked up");
-                self.accepted(JobError {
-                    code: e.code(),
-                    status: e.status(),
-                    message: format!("a duplicate of an interaction Flex already has: {e}"),
-                })
+                self.accepted(JobError::twilio(
+                    e.code(),
+                    e.status(),
+                    format!("a duplicate of an interaction Flex already has: {e}"),
+                ))
             }
             Err(e) => {
                 let ambiguous = e.may_have_been_processed();
@@ -261,7 +257,7 @@ impl Worker {
     /// Twilio's asynchronous creation has had time.
     fn accepted(&self, error: JobError) -> Transition {
         Transition::Retry {
-            next_attempt_at: now_ms() + ms(self.config.lookup_delay),
+            retry_in: self.config.lookup_delay,
             error,
             needs_lookup: true,
             accepted: true,
@@ -334,15 +330,11 @@ impl Worker {
                 }
                 Ok(Some(Slot::Full(wait))) => {
                     return Err(Transition::Retry {
-                        next_attempt_at: now_ms() + ms(wait.saturating_sub(max_wait)),
-                        error: JobError {
-                            code: None,
-                            status: None,
-                            message: format!(
+                        retry_in: wait.saturating_sub(max_wait),
+                        error: JobError::flexhook(ErrorOrigin::Pacing, format!(
                             "the shared rate limit's next slot is {} ms away, past what the lease allows",
                             wait.as_millis()
-                        ),
-                        },
+                        )),
                         needs_lookup: job.needs_lookup,
                         accepted: false,
                     })
@@ -354,12 +346,11 @@ impl Worker {
             }
         }
         Err(Transition::Retry {
-            next_attempt_at: now_ms() + ms(interval),
-            error: JobError {
-                code: None,
-                status: None,
-                message: "this process kept waking up too late for its rate-limit slots".into(),
-            },
+            retry_in: interval,
+            error: JobError::flexhook(
+                ErrorOrigin::Pacing,
+                "this process kept waking up too late for its rate-limit slots",
+            ),
             needs_lookup: job.needs_lookup,
             accepted: false,
         })
