@@ -54,6 +54,9 @@ impl CreateRateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
     use std::time::Instant;
 
     #[test]
@@ -67,6 +70,15 @@ mod tests {
         }
     }
 
+    /// Polls `waiter` once, so that it takes its place in the queue, then lets it finish on
+    /// its own task.
+    async fn arrive(
+        mut waiter: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let first = std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx))).await;
+        first.is_pending().then(|| tokio::spawn(waiter))
+    }
+
     #[tokio::test]
     async fn waiters_are_served_in_arrival_order_at_the_configured_pace() {
         let limit = Arc::new(CreateRateLimit::per_second(20));
@@ -76,12 +88,16 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..10 {
             let (limit, account, order) = (limit.clone(), account.clone(), order.clone());
-            tasks.push(tokio::spawn(async move {
-                limit.until_ready(&account).await;
-                order.lock().unwrap().push(i);
-            }));
-            // Arrivals are spaced so their order is known.
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // Each waiter arrives (is polled into the queue) before the next: the order is
+            // known without spacing arrivals in time. The pace is governor's, on the real
+            // clock (not tokio's), so it is measured in real time below.
+            tasks.extend(
+                arrive(Box::pin(async move {
+                    limit.until_ready(&account).await;
+                    order.lock().unwrap().push(i);
+                }))
+                .await,
+            );
         }
         for t in tasks {
             t.await.unwrap();
