@@ -986,6 +986,7 @@ async fn stored_conversations(url: &str, state: Option<JobState>) -> Result<Hash
         &flexhook::domain::DatabaseUrl::new(url),
         &StoreOptions {
             busy_timeout: Duration::from_secs(5),
+            clock: flexhook::clock::Clock::system(),
         },
     )
     .await?;

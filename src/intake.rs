@@ -9,7 +9,7 @@ use crate::domain::ConversationSid;
 use crate::event::MessageAdded;
 use crate::jobs::Action;
 use crate::routing::RoutingInput;
-use crate::store::{now_ms, Inserted, JobState, JobWriter, NewJob, Store, StoreError};
+use crate::store::{Inserted, JobState, JobWriter, NewJob, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -90,7 +90,7 @@ impl Intake {
             message,
             address,
             self.allow_body,
-            now_ms(),
+            self.writer.now_ms(),
         ));
         let job = NewJob {
             webhook_sid: message.webhook_sid.clone(),
@@ -99,7 +99,7 @@ impl Intake {
                 conversation,
                 &message.account_sid,
                 message.chat_service_sid.as_ref(),
-                now_ms(),
+                self.writer.now_ms(),
             )
         };
         let inserted = tokio::time::timeout(self.ack_timeout, self.writer.insert(job))

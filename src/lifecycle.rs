@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::domain::{ConversationSid, InteractionChannelSid, InteractionSid, TaskSid};
 use crate::event::task::TaskEvent;
 use crate::jobs::{Action, CloseInput};
-use crate::store::{now_ms, Armed, JobKind, NewJob, Store, StoreError};
+use crate::store::{Armed, JobKind, NewJob, Store, StoreError};
 
 /// What became of a task-ended event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl Lifecycle {
             &conversation,
             &event.account_sid,
             service.as_ref(),
-            now_ms(),
+            self.store.now_ms(),
         );
         Ok(Ok(CloseTarget {
             conversation,

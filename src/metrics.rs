@@ -20,7 +20,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::domain::WebhookRoute;
-use crate::store::{JobError, JobKind, StoreStats};
+use crate::store::{ErrorOrigin, JobError, JobKind, StoreStats};
 
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -552,14 +552,18 @@ impl Drop for RateLimitWait {
     }
 }
 
-/// A failure's `code` label: Twilio's error code, else `http_<status>`, else where it
-/// failed (`store`, `network`).
+/// A failure's `code` label: `store` for the store's, else Twilio's error code, else
+/// `http_<status>`, else `network`. flexhook's own pacing and lease retries have neither
+/// code nor status and have always been counted as `network`: the labels are what alerts
+/// are written against, so they stay.
 fn error_code_label(error: &JobError) -> String {
-    match (error.code, error.status) {
-        (Some(code), _) => code.to_string(),
-        (None, Some(status)) => format!("http_{status}"),
-        (None, None) if error.message.starts_with("store:") => "store".to_owned(),
-        (None, None) => "network".to_owned(),
+    match (error.origin, error.code, error.status) {
+        (ErrorOrigin::Store, ..) => "store".to_owned(),
+        (_, Some(code), _) => code.to_string(),
+        (_, None, Some(status)) => format!("http_{status}"),
+        (ErrorOrigin::Twilio | ErrorOrigin::Pacing | ErrorOrigin::Lease, None, None) => {
+            "network".to_owned()
+        }
     }
 }
 

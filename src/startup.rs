@@ -63,11 +63,12 @@ impl Application {
             &settings.store.url,
             &StoreOptions {
                 busy_timeout: settings.store.busy_timeout,
+                clock: crate::clock::Clock::system(),
             },
         )
         .await?;
 
-        let metrics = Metrics::new(store.backend());
+        let metrics = Metrics::new(store.backend().as_str());
         let client = TwilioClient::new(&settings.twilio)?.observed_by(Arc::new(metrics.clone()));
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) =

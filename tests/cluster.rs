@@ -78,6 +78,7 @@ async fn two_instances_share_one_database_and_one_budget_and_survive_a_sigkill()
         &DatabaseUrl::new(database.clone()),
         &StoreOptions {
             busy_timeout: Duration::from_secs(5),
+            clock: flexhook::clock::Clock::system(),
         },
     )
     .await

@@ -181,6 +181,7 @@ async fn sigkilled_at_random_moments_every_answered_conversation_gets_exactly_on
         &DatabaseUrl::new(store_url(dir.path())),
         &StoreOptions {
             busy_timeout: Duration::from_secs(5),
+            clock: flexhook::clock::Clock::system(),
         },
     )
     .await
@@ -317,6 +318,7 @@ async fn a_takeover_waits_the_lookup_delay_after_the_lease_and_adopts_a_late_tas
         &DatabaseUrl::new(store_url(dir.path())),
         &StoreOptions {
             busy_timeout: Duration::from_secs(5),
+            clock: flexhook::clock::Clock::system(),
         },
     )
     .await

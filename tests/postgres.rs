@@ -226,6 +226,7 @@ async fn a_lost_database_answers_503_to_new_conversations_200_to_known_ones_and_
         &flexhook::domain::DatabaseUrl::new(fresh),
         &flexhook::store::StoreOptions {
             busy_timeout: Duration::from_secs(5),
+            clock: flexhook::clock::Clock::system(),
         },
     )
     .await
@@ -252,6 +253,7 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
     let source_url = format!("sqlite://{}/flexhook.db", dir.path().display());
     let options = StoreOptions {
         busy_timeout: Duration::from_secs(5),
+        clock: flexhook::clock::Clock::system(),
     };
     let source = Store::open(&DatabaseUrl::new(&source_url), &options)
         .await
@@ -281,8 +283,10 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
         .insert_batch(&[new_job(&created), new_job(&dead), new_job(&pending)])
         .await
         .unwrap();
-    let now = flexhook::store::now_ms();
-    source.claim_due("w", now, now + 60_000, 2).await.unwrap();
+    source
+        .claim_due("w", Duration::from_secs(60), 2)
+        .await
+        .unwrap();
     let id = |ch: &str| {
         let source = source.clone();
         let ch = ConversationSid::parse(ch).unwrap();
@@ -295,11 +299,11 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
     };
     assert!(source.record(id(&created).await, "w", &done).await.unwrap());
     let refused = Transition::Dead {
-        error: JobError {
-            code: Some(80102),
-            status: Some(400),
-            message: "Participant already in an interaction".into(),
-        },
+        error: JobError::twilio(
+            Some(80102),
+            Some(400),
+            "Participant already in an interaction",
+        ),
     };
     assert!(source.record(id(&dead).await, "w", &refused).await.unwrap());
     source.close().await;
@@ -365,12 +369,7 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
     );
     // The copy takes part in the service like any job: the pending one is claimable.
     let claimed = copied
-        .claim_due(
-            "w2",
-            flexhook::store::now_ms(),
-            flexhook::store::now_ms() + 1000,
-            10,
-        )
+        .claim_due("w2", Duration::from_secs(1), 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -425,6 +425,7 @@ async fn two_instances_on_postgresql_sweeping_at_once_make_one_interaction_and_o
         &flexhook::domain::DatabaseUrl::new(url.clone()),
         &flexhook::store::StoreOptions {
             busy_timeout: Duration::from_secs(5),
+            clock: flexhook::clock::Clock::system(),
         },
     )
     .await

@@ -5,17 +5,20 @@ mod common;
 
 use std::time::Duration;
 
+use flexhook::clock::Clock;
 use flexhook::domain::{AccountSid, ChannelType, ConversationSid, CustomerAddress, DatabaseUrl};
 use flexhook::jobs::{routing, Action};
 use flexhook::routing::RoutingInput;
 use flexhook::store::{
-    now_ms, Armed, Inserted, JobError, JobKind, JobState, NewJob, Store, StoreError, StoreOptions,
-    Transition,
+    Armed, ErrorOrigin, Inserted, JobError, JobKind, JobState, NewJob, Store, StoreError,
+    StoreOptions, Transition,
 };
 
+/// Each store gets a clock of its own, which its test moves instead of sleeping.
 fn options() -> StoreOptions {
     StoreOptions {
         busy_timeout: Duration::from_secs(2),
+        clock: Clock::manual(),
     }
 }
 
@@ -68,16 +71,12 @@ async fn id_of(store: &Store, conversation: &ConversationSid) -> i64 {
 }
 
 fn error(code: i64) -> JobError {
-    JobError {
-        code: Some(code),
-        status: Some(500),
-        message: "boom".into(),
-    }
+    JobError::twilio(Some(code), Some(500), "boom")
 }
 
 async fn the_first_insert_of_a_conversation_wins_within_and_across_batches(store: Store) {
     let (a, b) = (sid("CH"), sid("CH"));
-    let now = now_ms();
+    let now = store.now_ms();
     let outcomes = store
         .insert_batch(&[new_job(&a, now), new_job(&b, now), new_job(&a, now)])
         .await
@@ -104,7 +103,7 @@ async fn the_first_insert_of_a_conversation_wins_within_and_across_batches(store
 }
 
 async fn a_batch_larger_than_one_statement_is_inserted_whole(store: Store) {
-    let now = now_ms();
+    let now = store.now_ms();
     let jobs: Vec<NewJob> = (0..300).map(|_| new_job(&sid("CH"), now)).collect();
     let outcomes = store.insert_batch(&jobs).await.unwrap();
     assert!(outcomes.iter().all(|o| *o == Inserted::New));
@@ -120,23 +119,24 @@ async fn a_batch_larger_than_one_statement_is_inserted_whole(store: Store) {
 
 async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires(store: Store) {
     let ch = sid("CH");
-    let now = now_ms();
+    let now = store.now_ms();
     store.insert_batch(&[new_job(&ch, now)]).await.unwrap();
-    // A short, real lease: PostgreSQL times leases by its own clock.
+    // A short lease, run out by moving the store's clock: PostgreSQL times leases by its
+    // own clock, which the store's offset moves as much.
     let first = store
-        .claim_due("worker-a", now_ms(), now_ms() + 300, 10)
+        .claim_due("worker-a", Duration::from_millis(300), 10)
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
     assert!(store
-        .claim_due("worker-b", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("worker-b", Duration::from_secs(60), 10)
         .await
         .unwrap()
         .is_empty());
     // The lease ran out: another worker may take it, and the first can no longer record.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    store.clock().advance(Duration::from_millis(400));
     let second = store
-        .claim_due("worker-b", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("worker-b", Duration::from_secs(60), 10)
         .await
         .unwrap();
     assert_eq!(second.len(), 1);
@@ -179,12 +179,15 @@ async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires(store: Store
 
 async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
     let ch = sid("CH");
-    let now = now_ms();
+    let now = store.now_ms();
     store.insert_batch(&[new_job(&ch, now)]).await.unwrap();
     let conversation = ConversationSid::parse(&ch).unwrap();
-    store.claim_due("w", now, now + 60_000, 1).await.unwrap();
+    store
+        .claim_due("w", Duration::from_secs(60), 1)
+        .await
+        .unwrap();
     let retry = Transition::Retry {
-        next_attempt_at: now_ms() + 500,
+        retry_in: Duration::from_millis(500),
         error: error(20500),
         create_may_have_gone_out: true,
         accepted: false,
@@ -194,15 +197,18 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
         .await
         .unwrap());
     assert!(store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 1)
+        .claim_due("w", Duration::from_secs(60), 1)
         .await
         .unwrap()
         .is_empty());
-    let due_in = store.next_due_at().await.unwrap().unwrap() - now_ms();
-    assert!((100..=600).contains(&due_in), "due in {due_in} ms");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let due_in = store.next_due_in().await.unwrap().unwrap();
+    assert!(
+        (Duration::from_millis(100)..=Duration::from_millis(600)).contains(&due_in),
+        "due in {due_in:?}"
+    );
+    store.clock().advance(Duration::from_millis(600));
     let job = store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 1)
+        .claim_due("w", Duration::from_secs(60), 1)
         .await
         .unwrap()
         .remove(0);
@@ -211,14 +217,53 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
     assert_eq!(job.last_error.unwrap().code, Some(20500));
 }
 
-async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first(store: Store) {
+/// Two new interaction jobs, claimed by `w`.
+async fn two_claimed_jobs(store: &Store) -> (String, String) {
     let (a, b) = (sid("CH"), sid("CH"));
-    let now = now_ms();
+    let now = store.now_ms();
     store
         .insert_batch(&[new_job(&a, now), new_job(&b, now)])
         .await
         .unwrap();
-    store.claim_due("w", now, now + 60_000, 10).await.unwrap();
+    store
+        .claim_due("w", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    (a, b)
+}
+
+/// Where an attempt failed comes back with its row: a store failure as the store's (what
+/// the metrics label it by), Twilio's answer as Twilio's.
+async fn a_failures_origin_reads_back_from_its_row(store: Store) {
+    let (a, b) = two_claimed_jobs(&store).await;
+    let failures = [
+        (
+            &a,
+            JobError::store("database is locked"),
+            ErrorOrigin::Store,
+        ),
+        (&b, error(20500), ErrorOrigin::Twilio),
+    ];
+    for (ch, error, origin) in failures {
+        let conversation = ConversationSid::parse(ch).unwrap();
+        let retry = Transition::Retry {
+            retry_in: Duration::ZERO,
+            error: error.clone(),
+            create_may_have_gone_out: false,
+            accepted: false,
+        };
+        assert!(store
+            .record(id_of(&store, &conversation).await, "w", &retry)
+            .await
+            .unwrap());
+        let stored = store.get(&conversation).await.unwrap().unwrap().last_error;
+        assert_eq!(stored.as_ref().map(|e| e.origin), Some(origin));
+        assert_eq!(stored, Some(error));
+    }
+}
+
+async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first(store: Store) {
+    let (a, b) = two_claimed_jobs(&store).await;
     for ch in [&a, &b] {
         let conversation = ConversationSid::parse(ch).unwrap();
         let dead = Transition::Dead {
@@ -263,14 +308,17 @@ async fn stats_count_pending_and_dead_jobs_by_kind_and_age_the_oldest_pending(st
 
     let (a, b, c) = (sid("CH"), sid("CH"), sid("CH"));
     store
-        .insert_batch(&[new_job(&a, now_ms()), new_job(&b, now_ms())])
+        .insert_batch(&[new_job(&a, store.now_ms()), new_job(&b, store.now_ms())])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    store.insert_batch(&[new_job(&c, now_ms())]).await.unwrap();
+    store.clock().advance(Duration::from_millis(300));
+    store
+        .insert_batch(&[new_job(&c, store.now_ms())])
+        .await
+        .unwrap();
     // One of the older two dies.
     let claimed = store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("w", Duration::from_secs(60), 10)
         .await
         .unwrap();
     let a_job = claimed
@@ -297,14 +345,20 @@ async fn stats_count_pending_and_dead_jobs_by_kind_and_age_the_oldest_pending(st
 
 async fn purging_removes_only_finished_jobs_older_than_the_cutoff(store: Store) {
     let (done, pending) = (sid("CH"), sid("CH"));
-    let now = now_ms();
+    let now = store.now_ms();
     store
         .insert_batch(&[new_job(&done, now), new_job(&pending, now)])
         .await
         .unwrap();
     let done_sid = ConversationSid::parse(&done).unwrap();
-    store.claim_due("w", now, now + 60_000, 1).await.unwrap();
-    store.claim_due("w", now, now + 60_000, 1).await.unwrap();
+    store
+        .claim_due("w", Duration::from_secs(60), 1)
+        .await
+        .unwrap();
+    store
+        .claim_due("w", Duration::from_secs(60), 1)
+        .await
+        .unwrap();
     let created = Transition::Created {
         interaction_sid: None,
         interaction_channel_sid: None,
@@ -315,11 +369,15 @@ async fn purging_removes_only_finished_jobs_older_than_the_cutoff(store: Store) 
         .await
         .unwrap());
     assert_eq!(
-        store.purge_finished(now - 60_000).await.unwrap(),
+        store.purge_finished(Duration::from_secs(60)).await.unwrap(),
         0,
         "too recent"
     );
-    assert_eq!(store.purge_finished(now_ms() + 1).await.unwrap(), 1);
+    store.clock().advance(Duration::from_secs(61));
+    assert_eq!(
+        store.purge_finished(Duration::from_secs(60)).await.unwrap(),
+        1
+    );
     assert!(store.get(&done_sid).await.unwrap().is_none());
     let pending_sid = ConversationSid::parse(&pending).unwrap();
     assert!(
@@ -334,7 +392,10 @@ async fn jobs_survive_closing_and_reopening_the_file_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let ch = sid("CH");
     let store = open(&dir).await;
-    store.insert_batch(&[new_job(&ch, now_ms())]).await.unwrap();
+    store
+        .insert_batch(&[new_job(&ch, store.now_ms())])
+        .await
+        .unwrap();
     store.close().await;
     let store = open(&dir).await;
     assert!(store
@@ -457,6 +518,7 @@ async fn rows_written_before_job_kinds_load_as_interaction_jobs_after_the_migrat
     assert_eq!(job.state, JobState::Dead);
     let error = job.last_error.clone().unwrap();
     assert_eq!((error.code, error.status), (Some(80102), Some(400)));
+    assert_eq!(error.origin, ErrorOrigin::Twilio);
     assert_eq!(
         routing(&job).unwrap().proxy_address.as_deref(),
         Some("+15550001111")
@@ -464,7 +526,10 @@ async fn rows_written_before_job_kinds_load_as_interaction_jobs_after_the_migrat
 
     // Both still count as the conversations' one interaction job, and can be retried.
     let again = store
-        .insert_batch(&[new_job(&created, now_ms()), new_job(&dead, now_ms())])
+        .insert_batch(&[
+            new_job(&created, store.now_ms()),
+            new_job(&dead, store.now_ms()),
+        ])
         .await
         .unwrap();
     assert_eq!(again, [Inserted::Known, Inserted::Known]);
@@ -485,12 +550,15 @@ async fn rows_written_before_job_kinds_load_as_interaction_jobs_after_the_migrat
 
 async fn jobs_are_found_by_task_sid(store: Store) {
     let (ch, other) = (sid("CH"), sid("CH"));
-    let now = now_ms();
+    let now = store.now_ms();
     store
         .insert_batch(&[new_job(&ch, now), new_job(&other, now)])
         .await
         .unwrap();
-    store.claim_due("w", now, now + 60_000, 10).await.unwrap();
+    store
+        .claim_due("w", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
     let task = flexhook::domain::TaskSid::parse(&sid("WT")).unwrap();
     let conversation = ConversationSid::parse(&ch).unwrap();
     let created = Transition::Created {
@@ -547,7 +615,10 @@ async fn a_conversations_jobs_are_found_through_the_unique_key_without_a_scan() 
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
     let ch = sid("CH");
-    store.insert_batch(&[new_job(&ch, now_ms())]).await.unwrap();
+    store
+        .insert_batch(&[new_job(&ch, store.now_ms())])
+        .await
+        .unwrap();
     let conversation = ConversationSid::parse(&ch).unwrap();
     assert_eq!(
         store.for_conversation(&conversation).await.unwrap().len(),
@@ -604,7 +675,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
             interaction_sid: kd.clone(),
             channel_sid: uo.clone(),
         });
-        job_of(&ch, close, now_ms())
+        job_of(&ch, close, store.now_ms())
     };
     let (first, second) = (
         TaskSid::parse(&sid("WT")).unwrap(),
@@ -629,7 +700,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
         "a repeated event, while pending"
     );
     let claimed = store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("w", Duration::from_secs(60), 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -648,7 +719,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
     );
     assert_eq!(job.task_sid.as_ref(), Some(&second));
     let claimed = store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("w", Duration::from_secs(60), 10)
         .await
         .unwrap();
     let closed = Transition::Finished {
@@ -659,7 +730,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
         closed: Some("PT24H".into()),
         inactive: None,
     });
-    let timers = job_of(&ch, timers, now_ms());
+    let timers = job_of(&ch, timers, store.now_ms());
     assert!(store
         .record_with(claimed[0].id, "w", &closed, std::slice::from_ref(&timers))
         .await
@@ -715,40 +786,45 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     // A takeover: the write-ahead mark makes the job due only after lease + lookup delay.
     let ch = sid("CH");
     let conversation = ConversationSid::parse(&ch).unwrap();
-    store.insert_batch(&[new_job(&ch, now_ms())]).await.unwrap();
-    let lease_ends = now_ms() + 300;
-    store.claim_due("a", now_ms(), lease_ends, 1).await.unwrap();
+    store
+        .insert_batch(&[new_job(&ch, store.now_ms())])
+        .await
+        .unwrap();
+    store
+        .claim_due("a", Duration::from_millis(300), 1)
+        .await
+        .unwrap();
     let id = id_of(&store, &conversation).await;
     assert!(store
         .mark_attempt_started(id, "a", Duration::from_millis(700))
         .await
         .unwrap());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    store.clock().advance(Duration::from_millis(400));
     assert!(
         store
-            .claim_due("b", now_ms(), now_ms() + 60_000, 1)
+            .claim_due("b", Duration::from_secs(60), 1)
             .await
             .unwrap()
             .is_empty(),
         "the lease is over, but a create sent under it may not show yet"
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    store.clock().advance(Duration::from_millis(800));
     let taken = store
-        .claim_due("b", now_ms(), now_ms() + 60_000, 1)
+        .claim_due("b", Duration::from_secs(60), 1)
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
     assert!(taken[0].create_may_have_gone_out && !taken[0].create_accepted);
     // Accepted once, kept through a later retry that does not say so.
     let retry = |accepted| Transition::Retry {
-        next_attempt_at: now_ms(),
+        retry_in: Duration::ZERO,
         error: error(20503),
         create_may_have_gone_out: true,
         accepted,
     };
     assert!(store.record(id, "b", &retry(true)).await.unwrap());
     store
-        .claim_due("c", now_ms(), now_ms() + 60_000, 1)
+        .claim_due("c", Duration::from_secs(60), 1)
         .await
         .unwrap();
     assert!(store.record(id, "c", &retry(false)).await.unwrap());
@@ -771,7 +847,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
             interaction_sid: kd.clone(),
             channel_sid: uo.clone(),
         });
-        job_of(&close_ch, close, now_ms())
+        job_of(&close_ch, close, store.now_ms())
     };
     let (t1, t2) = (
         TaskSid::parse(&sid("WT")).unwrap(),
@@ -799,7 +875,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         .is_none());
     assert_eq!(arm(&t1, true).await, Armed::Queued);
     let claimed = store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("w", Duration::from_secs(60), 10)
         .await
         .unwrap();
     let close_id = claimed
@@ -825,7 +901,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     assert!(job.message_sent);
     // This time it stays kept open; a completion re-arms it, and the message stays sent.
     let claimed = store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("w", Duration::from_secs(60), 10)
         .await
         .unwrap();
     assert!(!claimed.is_empty());
@@ -846,7 +922,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     assert!(job.message_sent, "never told twice");
     // Dead, then retried: no lookup, and the message as it was.
     store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("w", Duration::from_secs(60), 10)
         .await
         .unwrap();
     assert!(store.mark_message(close_id, "w", false).await.unwrap());
@@ -878,10 +954,14 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         address: Some("whatsapp:+15550001111".into()),
         ..facts()
     };
-    let first = job_of(&ignored_ch, Action::CreateInteraction(first), now_ms());
+    let first = job_of(
+        &ignored_ch,
+        Action::CreateInteraction(first),
+        store.now_ms(),
+    );
     store.insert_batch(&[first]).await.unwrap();
     let claimed = store
-        .claim_due("w", now_ms(), now_ms() + 60_000, 10)
+        .claim_due("w", Duration::from_secs(60), 10)
         .await
         .unwrap();
     let ignored_id = claimed.iter().find(|j| j.key == ignored_ch).unwrap().id;
@@ -894,7 +974,11 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         at_ms: Some(2_000),
         ..facts()
     };
-    let later = job_of(&ignored_ch, Action::CreateInteraction(later), now_ms());
+    let later = job_of(
+        &ignored_ch,
+        Action::CreateInteraction(later),
+        store.now_ms(),
+    );
     let outcomes = store
         .insert_batch(&[later.clone(), later.clone()])
         .await
@@ -967,6 +1051,7 @@ on_both_backends!(
     a_batch_larger_than_one_statement_is_inserted_whole,
     a_claimed_job_is_not_claimed_again_until_its_lease_expires,
     a_retry_is_not_due_before_its_time_and_keeps_the_error,
+    a_failures_origin_reads_back_from_its_row,
     retrying_dead_jobs_makes_them_due_with_a_lookup_first,
     stats_count_pending_and_dead_jobs_by_kind_and_age_the_oldest_pending,
     purging_removes_only_finished_jobs_older_than_the_cutoff,

@@ -292,7 +292,7 @@ async fn read_sweep(
     account: &str,
 ) -> anyhow::Result<Option<crate::store::SweepStatus>> {
     let config = settings.store()?;
-    if config.url.scheme() == "sqlite" {
+    if config.url.backend() == Some(crate::domain::Backend::Sqlite) {
         // No store yet: nothing swept, and `check` creates none.
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(config.url.expose())?;
         if !options.get_filename().exists() {
@@ -303,6 +303,7 @@ async fn read_sweep(
         &config.url,
         &crate::store::StoreOptions {
             busy_timeout: config.busy_timeout,
+            clock: crate::clock::Clock::system(),
         },
     )
     .await?;

@@ -76,6 +76,7 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
         &config.url,
         &StoreOptions {
             busy_timeout: config.busy_timeout.max(Duration::from_secs(5)),
+            clock: crate::clock::Clock::system(),
         },
     )
     .await?;

@@ -57,6 +57,7 @@ pub async fn run(settings: &Settings, args: &ReconcileArgs) -> anyhow::Result<Ex
         &settings.store.url,
         &StoreOptions {
             busy_timeout: settings.store.busy_timeout,
+            clock: crate::clock::Clock::system(),
         },
     )
     .await?;

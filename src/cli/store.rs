@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::domain::DatabaseUrl;
+use crate::domain::{Backend, DatabaseUrl};
 use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Args)]
@@ -33,6 +33,7 @@ pub enum StoreCommand {
 async fn open(url: &DatabaseUrl, which: &str) -> anyhow::Result<Store> {
     let options = StoreOptions {
         busy_timeout: Duration::from_secs(5),
+        clock: crate::clock::Clock::system(),
     };
     Store::open(url, &options)
         .await
@@ -47,7 +48,7 @@ pub async fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--from and --to are the same store: {from}");
             }
             // Opening a SQLite URL creates the file: a mistyped --from must not copy nothing.
-            if from.scheme() == "sqlite" {
+            if from.backend() == Some(Backend::Sqlite) {
                 let path = from
                     .expose()
                     .trim_start_matches("sqlite://")

@@ -63,6 +63,7 @@ async fn context(settings: &Settings) -> anyhow::Result<Context> {
         &store_config.url,
         &StoreOptions {
             busy_timeout: store_config.busy_timeout,
+            clock: crate::clock::Clock::system(),
         },
     )
     .await?;

@@ -48,7 +48,7 @@ impl StoreSettings {
     pub(super) fn validate(&self, p: &mut Problems) -> Option<StoreConfig> {
         let before = p.count();
         let url = DatabaseUrl::new(&self.url);
-        if !matches!(url.scheme(), "sqlite" | "postgres" | "postgresql") {
+        if url.backend().is_none() {
             p.add(
                 "store.url",
                 format!(

@@ -1,5 +1,6 @@
 //! A database URL whose passwords never reach a log, an error or `Debug` output: the
-//! userinfo's, and libpq's `password` and `sslpassword` query parameters.
+//! userinfo's, and libpq's `password` and `sslpassword` query parameters. Its scheme says
+//! which [`Backend`] keeps the jobs; this is the one place that knows the schemes.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -7,28 +8,68 @@ use std::fmt;
 /// What a secret is shown as.
 const REDACTED: &str = "[redacted]";
 
+/// The database a URL names, by its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// `sqlite:`: one file, one instance.
+    Sqlite,
+    /// `postgres:` or `postgresql:`: one database shared by several instances.
+    Postgres,
+}
+
+impl Backend {
+    fn from_scheme(scheme: &str) -> Option<Self> {
+        match scheme {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            _ => None,
+        }
+    }
+
+    /// `sqlite` or `postgres`: the metrics' `store` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 /// `sqlite://…` or `postgres://…`. `Display` and `Debug` redact the passwords.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
+pub struct DatabaseUrl {
+    raw: String,
+    /// Read from the scheme once; `None`: a scheme no backend serves.
+    backend: Option<Backend>,
+}
 
 impl DatabaseUrl {
     pub fn new(raw: impl Into<String>) -> Self {
-        Self(raw.into().trim().to_owned())
+        let raw = raw.into().trim().to_owned();
+        let backend = raw
+            .split_once(':')
+            .and_then(|(s, _)| Backend::from_scheme(s));
+        Self { raw, backend }
     }
 
     /// The URL itself, passwords included: only for opening the database.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.raw
     }
 
     pub fn scheme(&self) -> &str {
-        self.0.split_once(':').map_or("", |(s, _)| s)
+        self.raw.split_once(':').map_or("", |(s, _)| s)
+    }
+
+    /// Which backend the scheme names; `None` for a scheme flexhook does not support.
+    pub fn backend(&self) -> Option<Backend> {
+        self.backend
     }
 
     /// The URL with every password replaced by `[redacted]`; the rest as written.
     pub fn redacted(&self) -> String {
-        let (head, query) = split_query(&self.0);
-        let mut out = String::with_capacity(self.0.len());
+        let (head, query) = split_query(&self.raw);
+        let mut out = String::with_capacity(self.raw.len());
         // The userinfo (`user:password@`) ends at the authority's last `@`. Not with a
         // parser: a URL it refuses must not keep its password either.
         match userinfo_password(head) {
@@ -57,9 +98,9 @@ impl DatabaseUrl {
     /// out: the secrets it does not read (`sslpassword`, `password` in another case), which
     /// it would log, value and all, as unrecognized.
     pub fn for_postgres_driver(&self) -> (String, Vec<String>) {
-        let (head, query) = split_query(&self.0);
+        let (head, query) = split_query(&self.raw);
         let Some(query) = query else {
-            return (self.0.clone(), Vec::new());
+            return (self.raw.clone(), Vec::new());
         };
         let mut dropped = Vec::new();
         let kept = rewrite_query(query, |name, param| {
@@ -155,6 +196,17 @@ mod tests {
         let file = DatabaseUrl::new("sqlite://data/flexhook.db");
         assert_eq!(file.to_string(), "sqlite://data/flexhook.db");
         assert_eq!(file.scheme(), "sqlite");
+    }
+
+    #[test]
+    fn the_scheme_names_the_backend_once() {
+        let backend = |url: &str| DatabaseUrl::new(url).backend();
+        assert_eq!(backend("sqlite://data/f.db"), Some(Backend::Sqlite));
+        assert_eq!(backend("sqlite:data.db"), Some(Backend::Sqlite));
+        assert_eq!(backend("postgres://u@db/x"), Some(Backend::Postgres));
+        assert_eq!(backend(" postgresql://u@db/x"), Some(Backend::Postgres));
+        assert_eq!(backend("mysql://u@db/x"), None);
+        assert_eq!(backend("data.db"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod sid;
 mod webhook_route;
 
 pub use address::{ChannelType, CustomerAddress};
-pub use database_url::DatabaseUrl;
+pub use database_url::{Backend, DatabaseUrl};
 pub use schedule::Schedule;
 pub use sid::{
     AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,

@@ -17,7 +17,7 @@ use std::time::Instant;
 use super::{reply, timers, Action, Claim, Context, Kind, Outcome};
 use crate::domain::ConversationSid;
 use crate::routing::{Decision, RoutingInput};
-use crate::store::{ms, now_ms, Job, JobError, JobKind, JobState, NewJob, Transition};
+use crate::store::{Job, JobError, JobKind, JobState, NewJob, Transition};
 use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 
 /// An interaction Flex accepted whose SIDs are unknown.
@@ -66,7 +66,7 @@ impl Kind for Interaction {
         let decision = cx.router.decide(&job.conversation_sid, &routing, at);
         let mut follow_ups: Vec<NewJob> = Vec::new();
         if let (Some(rule), Some(text)) = (&decision.rule, &decision.reply) {
-            follow_ups.push(reply::after(job, rule, text));
+            follow_ups.push(reply::after(job, rule, text, cx.store.now_ms()));
         }
         if decision.ignore {
             return Some(Outcome {
@@ -83,7 +83,11 @@ impl Kind for Interaction {
         }
         let (transition, adopted) = hand_off(cx, job, &routing, &decision, claim).await?;
         if matches!(transition, Transition::Created { .. }) {
-            follow_ups.extend(timers::after(job, &cx.settings.lifecycle));
+            follow_ups.extend(timers::after(
+                job,
+                &cx.settings.lifecycle,
+                cx.store.now_ms(),
+            ));
         } else {
             follow_ups.clear();
         }
@@ -245,11 +249,11 @@ async fn hand_off(
             tracing::warn!(status, %message, "interaction accepted but its answer was unreadable; its task will be looked up");
             accepted(
                 cx,
-                JobError {
-                    code: None,
-                    status: Some(status),
-                    message: format!("accepted, but the answer was unreadable: {message}"),
-                },
+                JobError::twilio(
+                    None,
+                    Some(status),
+                    format!("accepted, but the answer was unreadable: {message}"),
+                ),
             )
         }
         Err(e) if e.code() == Some(DUPLICATE_DROPPED) => {
@@ -257,11 +261,11 @@ async fn hand_off(
             tracing::warn!(code = e.code(), error = %e, "Flex dropped the create as a duplicate; the interaction exists and its task will be looked up");
             accepted(
                 cx,
-                JobError {
-                    code: e.code(),
-                    status: e.status(),
-                    message: format!("a duplicate of an interaction Flex already has: {e}"),
-                },
+                JobError::twilio(
+                    e.code(),
+                    e.status(),
+                    format!("a duplicate of an interaction Flex already has: {e}"),
+                ),
             )
         }
         Err(e) => cx.failed(job, &e, e.may_have_been_processed()),
@@ -273,7 +277,7 @@ async fn hand_off(
 /// asynchronous creation has had time.
 fn accepted(cx: &Context, error: JobError) -> Transition {
     Transition::Retry {
-        next_attempt_at: now_ms() + ms(cx.settings.retry.lookup_delay),
+        retry_in: cx.settings.retry.lookup_delay,
         error,
         create_may_have_gone_out: true,
         accepted: true,

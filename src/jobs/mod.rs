@@ -25,7 +25,7 @@ use crate::config::LifecycleConfig;
 use crate::domain::{AccountSid, ChatServiceSid, ConversationSid};
 use crate::metrics::Metrics;
 use crate::routing::{Router, RoutingInput};
-use crate::store::{now_ms, Job, JobError, JobKind, JobState, NewJob, Store, Transition};
+use crate::store::{Job, JobError, JobKind, JobState, NewJob, Store, Transition};
 use crate::twilio::{TwilioClient, TwilioError};
 
 pub(crate) use backoff::Backoff;
@@ -119,13 +119,13 @@ impl Action {
         }
     }
 
-    /// A follow-up of `job`: this action on the same conversation, asked for now.
-    pub(crate) fn after(&self, job: &Job) -> NewJob {
+    /// A follow-up of `job`: this action on the same conversation, asked for `now`.
+    pub(crate) fn after(&self, job: &Job, now: i64) -> NewJob {
         self.job(
             &job.conversation_sid,
             &job.account_sid,
             job.chat_service_sid.as_ref(),
-            now_ms(),
+            now,
         )
     }
 
@@ -205,7 +205,7 @@ impl Context {
     pub fn failed(&self, job: &Job, e: &TwilioError, ambiguous: bool) -> Transition {
         retry::after_failure(
             &self.settings.retry,
-            &retry::Attempt::of(job, now_ms()),
+            &retry::Attempt::of(job, self.store.now_ms()),
             &retry::Failure::of(e, ambiguous),
             &mut rand::thread_rng(),
         )
@@ -221,7 +221,7 @@ impl Context {
     ) -> Transition {
         retry::after_store_failure(
             &self.settings.retry,
-            &retry::Attempt::of(job, now_ms()),
+            &retry::Attempt::of(job, self.store.now_ms()),
             message,
             create_may_have_gone_out,
             &mut rand::thread_rng(),

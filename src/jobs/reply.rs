@@ -74,10 +74,10 @@ impl Kind for Reply {
 }
 
 /// A routing rule's reply to `job`'s conversation, as a job of its own.
-pub(super) fn after(job: &Job, rule: &str, text: &str) -> NewJob {
+pub(super) fn after(job: &Job, rule: &str, text: &str, now: i64) -> NewJob {
     Action::Reply(ReplyInput {
         rule: rule.to_owned(),
         text: text.to_owned(),
     })
-    .after(job)
+    .after(job, now)
 }

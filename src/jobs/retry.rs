@@ -87,11 +87,7 @@ pub(crate) fn after_failure(
             ),
         };
     }
-    let error = JobError {
-        code: failure.code,
-        status: failure.status,
-        message: failure.message.clone(),
-    };
+    let error = JobError::twilio(failure.code, failure.status, failure.message.clone());
     if !failure.retryable {
         return Transition::Dead { error };
     }
@@ -118,7 +114,7 @@ pub(crate) fn after_failure(
         delay = delay.max(policy.lookup_delay);
     }
     Transition::Retry {
-        next_attempt_at: at.now + ms(delay),
+        retry_in: delay,
         error,
         create_may_have_gone_out: failure.ambiguous,
         accepted: false,
@@ -134,12 +130,8 @@ pub(crate) fn after_store_failure(
     rng: &mut impl Rng,
 ) -> Transition {
     Transition::Retry {
-        next_attempt_at: at.now + ms(policy.backoff.delay(at.attempts, rng)),
-        error: JobError {
-            code: None,
-            status: None,
-            message: format!("store: {message}"),
-        },
+        retry_in: policy.backoff.delay(at.attempts, rng),
+        error: JobError::store(message),
         create_may_have_gone_out,
         accepted: false,
     }
@@ -190,9 +182,7 @@ mod tests {
 
     fn retry_in(transition: &Transition) -> i64 {
         match transition {
-            Transition::Retry {
-                next_attempt_at, ..
-            } => next_attempt_at - NOW,
+            Transition::Retry { retry_in, .. } => ms(*retry_in),
             other => panic!("not a retry: {other:?}"),
         }
     }

@@ -57,12 +57,12 @@ impl Kind for Timers {
 }
 
 /// The timers job that follows `job`'s hand-off, when `lifecycle.*_after` are set.
-pub(super) fn after(job: &Job, lifecycle: &LifecycleConfig) -> Option<NewJob> {
+pub(super) fn after(job: &Job, lifecycle: &LifecycleConfig, now: i64) -> Option<NewJob> {
     let timers = TimersInput {
         closed: lifecycle.close_after.map(iso8601),
         inactive: lifecycle.inactive_after.map(iso8601),
     };
     lifecycle
         .sets_timers()
-        .then(|| Action::SetTimers(timers).after(job))
+        .then(|| Action::SetTimers(timers).after(job, now))
 }

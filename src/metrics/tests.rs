@@ -12,21 +12,24 @@ fn unknown_event_types_share_one_label() {
 
 #[test]
 fn a_failure_is_labelled_by_its_twilio_code_else_by_where_it_failed() {
-    let error = |code, status, message: &str| JobError {
-        code,
-        status,
-        message: message.to_owned(),
-    };
+    let error = |code, status, message: &str| JobError::twilio(code, status, message);
     assert_eq!(
         error_code_label(&error(Some(20429), Some(429), "")),
         "20429"
     );
     assert_eq!(error_code_label(&error(None, Some(503), "")), "http_503");
-    assert_eq!(
-        error_code_label(&error(None, None, "store: locked")),
-        "store"
-    );
+    assert_eq!(error_code_label(&JobError::store("locked")), "store");
     assert_eq!(error_code_label(&error(None, None, "timed out")), "network");
+    // flexhook's own holding back has always been counted with Twilio's silence.
+    for origin in [ErrorOrigin::Pacing, ErrorOrigin::Lease] {
+        let held = JobError::flexhook(origin, "nothing sent");
+        assert_eq!(error_code_label(&held), "network");
+    }
+    // The origin decides, not the words: a Twilio message that starts like the store's.
+    assert_eq!(
+        error_code_label(&error(None, None, "store: says Twilio")),
+        "network"
+    );
 }
 
 #[test]

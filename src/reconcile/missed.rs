@@ -7,7 +7,7 @@ use super::{
 use crate::domain::{ChannelType, CustomerAddress};
 use crate::jobs::Action;
 use crate::routing::RoutingInput;
-use crate::store::{now_ms, Inserted, NewJob};
+use crate::store::{Inserted, NewJob};
 use crate::twilio::reconcile::{ConversationWebhook, ListedConversation};
 use crate::twilio::TwilioError;
 
@@ -27,7 +27,7 @@ impl Reconciler {
         };
         // A conversation this young may have its first webhook on the way: the next sweep,
         // which looks back past this one's start, judges it.
-        let settled = now_ms() - ms(WEBHOOK_GRACE);
+        let settled = self.store.now_ms() - ms(WEBHOOK_GRACE);
         let mut pages = self.client.active_conversations_since(since);
         while let Some(listed) = pages.next_page().await? {
             let keys: Vec<String> = listed.iter().map(|c| c.sid.to_string()).collect();
@@ -131,7 +131,7 @@ impl Reconciler {
             proxy_address,
             source: None,
             attributes: None,
-            at_ms: Some(at_ms.unwrap_or_else(now_ms)),
+            at_ms: Some(at_ms.unwrap_or_else(|| self.store.now_ms())),
             body: None,
         };
         Ok(Some(NewJob {
@@ -141,7 +141,7 @@ impl Reconciler {
                 &conversation.sid,
                 &self.target.account,
                 conversation.chat_service_sid.as_ref(),
-                now_ms(),
+                self.store.now_ms(),
             )
         }))
     }

@@ -32,7 +32,7 @@ use crate::config::{ReconcileConfig, ValidSettings};
 use crate::domain::{AccountSid, WebhookRoute, WorkspaceSid};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::twilio::{TwilioClient, TwilioError};
 
 /// How long a sweep may hold the account's lease: past it, another may start.
@@ -132,7 +132,7 @@ impl Reconciler {
         dry_run: bool,
     ) -> Result<Sweep, ReconcileError> {
         let began = Instant::now();
-        let started = now_ms();
+        let started = self.store.now_ms();
         let account = self.target.account.as_str();
         let Some(last) = self
             .store
@@ -148,7 +148,7 @@ impl Reconciler {
             (None, None) => lookback_from,
         };
         let swept = self.sweep_from(from, dry_run).await;
-        let ended = now_ms();
+        let ended = self.store.now_ms();
         let recorded = match &swept {
             Ok(sweep) => {
                 let findings = serde_json::to_string(&sweep.findings).unwrap_or_default();

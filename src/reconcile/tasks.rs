@@ -5,7 +5,7 @@ use super::{gone, ms, Finding, FindingKind, ReconcileError, Reconciler, BATCH, R
 use crate::event::task::TASK_ENDED_EVENTS;
 use crate::jobs::Action;
 use crate::lifecycle::Outcome;
-use crate::store::{now_ms, Job, JobKind, JobState};
+use crate::store::{Job, JobKind, JobState};
 
 impl Reconciler {
     /// Tasks that ended with nobody on them whose event never reached flexhook.
@@ -104,7 +104,7 @@ impl Reconciler {
                     &job.conversation_sid,
                     &job.account_sid,
                     job.chat_service_sid.as_ref(),
-                    now_ms(),
+                    self.store.now_ms(),
                 );
                 let interaction = Some((&close.interaction_sid, &close.channel_sid));
                 self.store
@@ -131,7 +131,7 @@ impl Reconciler {
     ) -> Result<(), ReconcileError> {
         let stale = self
             .store
-            .stale_webhooks(now_ms() - ms(REMOVAL_GRACE), BATCH)
+            .stale_webhooks(self.store.now_ms() - ms(REMOVAL_GRACE), BATCH)
             .await?;
         for job in stale {
             let Some(webhook) = &job.webhook_sid else {

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::{Inserted, NewJob, Store, StoreError, Writer};
+use crate::clock::Clock;
 
 struct Request {
     job: NewJob,
@@ -18,6 +19,8 @@ struct Request {
 #[derive(Clone, Debug)]
 pub struct JobWriter {
     tx: mpsc::Sender<Request>,
+    /// The store's clock: what a webhook's job is stamped with.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Request {
@@ -29,9 +32,15 @@ impl std::fmt::Debug for Request {
 }
 
 impl JobWriter {
+    /// Now, by the store's clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// Starts the writer. `on_new` is notified after a commit that made at least one job.
     /// The task ends when every `JobWriter` is dropped and the queue is drained.
     pub fn spawn(store: Store, batch_max: usize, on_new: Arc<Notify>) -> (Self, JoinHandle<()>) {
+        let clock = store.clock().clone();
         let (tx, mut rx) = mpsc::channel::<Request>(batch_max.saturating_mul(8).max(64));
         let handle = tokio::spawn(async move {
             let mut batch: Vec<Request> = Vec::with_capacity(batch_max);
@@ -67,7 +76,7 @@ impl JobWriter {
                 }
             }
         });
-        (Self { tx }, handle)
+        (Self { tx, clock }, handle)
     }
 
     /// Inserts the job unless its conversation has one; returns once that is durable.

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{now_ms, Store, StoreError, WorkspaceCallback};
+use super::{Store, StoreError, WorkspaceCallback};
 use crate::domain::WorkspaceSid;
 
 impl Store {
@@ -22,7 +22,7 @@ impl Store {
                 .bind(workspace.as_str())
                 .bind(previous.url.as_deref())
                 .bind(previous.filter.as_deref())
-                .bind(now_ms())
+                .bind(self.now_ms())
                 .execute(pool)
                 .await?;
         });

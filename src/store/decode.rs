@@ -40,13 +40,12 @@ pub(super) fn job(row: &impl Columns) -> Result<Job, StoreError> {
     }
     let kind = JobKind::from_str(&text("kind")?).map_err(StoreError::Corrupt)?;
     let last_error = row.text("last_error_message")?.map(|message| {
-        Ok::<_, StoreError>(JobError {
-            code: row.int("last_error_code")?,
-            status: row
-                .int("last_error_status")?
+        Ok::<_, StoreError>(JobError::stored(
+            row.int("last_error_code")?,
+            row.int("last_error_status")?
                 .and_then(|s| u16::try_from(s).ok()),
             message,
-        })
+        ))
     });
     Ok(Job {
         id: int("id")?,

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -151,12 +152,78 @@ pub struct NewJob {
     pub received_at: i64,
 }
 
-/// Twilio's error, as kept with a job.
+/// Why an attempt did not finish, as kept with a job: Twilio's error, or flexhook's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobError {
     pub code: Option<i64>,
     pub status: Option<u16>,
     pub message: String,
+    /// Where it failed. Not stored in a column of its own (see [`JobError::stored`]), nor
+    /// shown by `jobs list --json`.
+    #[serde(skip)]
+    pub origin: ErrorOrigin,
+}
+
+/// Where an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorOrigin {
+    /// At Twilio: its answer (`code`, `status`), or none at all (the network).
+    Twilio,
+    /// In the store, mid-attempt.
+    Store,
+    /// flexhook's own pacing held the create back: the rate limit's next slot was too far.
+    Pacing,
+    /// flexhook's own lease: too little of it was left to send within it.
+    Lease,
+}
+
+/// How a store failure's message starts: how a stored row says where it failed.
+const STORE_PREFIX: &str = "store: ";
+
+impl JobError {
+    /// Twilio's answer; `code` and `status` both `None`: no answer.
+    pub fn twilio(code: Option<i64>, status: Option<u16>, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            status,
+            message: message.into(),
+            origin: ErrorOrigin::Twilio,
+        }
+    }
+
+    /// The store failed mid-attempt.
+    pub fn store(message: impl fmt::Display) -> Self {
+        Self::flexhook(ErrorOrigin::Store, format!("{STORE_PREFIX}{message}"))
+    }
+
+    /// flexhook held the attempt back itself (`Pacing`, `Lease`): nothing was sent.
+    pub fn flexhook(origin: ErrorOrigin, message: impl Into<String>) -> Self {
+        Self {
+            code: None,
+            status: None,
+            message: message.into(),
+            origin,
+        }
+    }
+
+    /// An error as its row keeps it. The origin is read back from what the columns have
+    /// always held: a store failure has neither code nor status and its message the store's
+    /// prefix; anything else reads back as Twilio's (flexhook's own pacing and lease
+    /// retries, with neither code nor status, as Twilio's lack of an answer).
+    pub(super) fn stored(code: Option<i64>, status: Option<u16>, message: String) -> Self {
+        let origin =
+            if code.is_none() && status.is_none() && message.starts_with(STORE_PREFIX.trim_end()) {
+                ErrorOrigin::Store
+            } else {
+                ErrorOrigin::Twilio
+            };
+        Self {
+            code,
+            status,
+            message,
+            origin,
+        }
+    }
 }
 
 /// A job as stored.
@@ -207,7 +274,8 @@ pub enum Transition {
         task_sid: Option<TaskSid>,
     },
     Retry {
-        next_attempt_at: i64,
+        /// Due again this long from now, by the store's clock.
+        retry_in: Duration,
         error: JobError,
         /// An interaction job's create may have reached Twilio (kept as it stands when
         /// nothing was sent).

@@ -1,7 +1,9 @@
 //! The PostgreSQL backend, for several instances on one database. Claims take rows with
 //! `FOR UPDATE SKIP LOCKED` under per-claim lease tokens, and every time (leases, due times,
 //! timestamps) comes from the database's clock, so clock skew between instances cannot hand
-//! one job to two of them. The Interactions API budget is kept here too (`rate_limits`).
+//! one job to two of them. The store's clock only adds its offset (zero but in tests), passed
+//! to every statement as a parameter. The Interactions API budget is kept here too
+//! (`rate_limits`).
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -10,25 +12,39 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Acquire, Postgres, QueryBuilder, Row};
 
+use super::contract::Storage;
 use super::{
-    stats, Armed, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
-    Transition,
+    stats, Armed, Inserted, Job, JobKind, JobState, NewJob, Slot, StoreError, StoreOptions,
+    StoreStats, Transition, Writer,
 };
-use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
+use crate::clock::{from_millis, millis, Clock};
+use crate::domain::{
+    Backend, ConversationSid, DatabaseUrl, InteractionChannelSid, InteractionSid, TaskSid,
+};
 
 /// The database's clock, in milliseconds since the Unix epoch.
 const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
+/// "Now": the database's clock plus the store clock's offset, bound as parameter `$n`.
+fn now(n: usize) -> String {
+    format!("({NOW_MS} + ${n})")
+}
+
 /// Rows per INSERT statement (13 parameters each, far under PostgreSQL's 65,535).
 const ROWS_PER_STATEMENT: usize = 500;
 
+mod outcome;
 mod rate_limit;
+
+use outcome::update_outcome;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pub(super) pool: PgPool,
+    /// Only its offset is read: "now" is the database's.
+    clock: Clock,
 }
 
 impl PostgresStore {
@@ -60,87 +76,111 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| open_err(format!("migration failed: {e}")))?;
-        Ok(Self { pool })
-    }
-
-    /// The database's clock, for converting the worker's relative times.
-    pub async fn now_ms(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query(&format!("SELECT {NOW_MS}"))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_batch(&mut conn, jobs).await
-    }
-
-    pub async fn writer(&self) -> Result<PostgresWriter, StoreError> {
-        Ok(PostgresWriter {
-            conn: self.pool.acquire().await?.detach(),
+        Ok(Self {
+            pool,
+            clock: options.clock.clone(),
         })
     }
 
-    /// Takes up to `limit` due jobs for `lease_ms` from now, by the database's clock.
-    pub async fn claim_due(
+    /// The store clock's offset, for [`now`].
+    fn offset(&self) -> i64 {
+        self.clock.offset_ms()
+    }
+}
+
+impl Storage for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_batch(&mut conn, jobs, self.offset()).await
+    }
+
+    async fn writer(&self) -> Result<Writer, StoreError> {
+        Ok(Writer::Postgres(PostgresWriter {
+            conn: self.pool.acquire().await?.detach(),
+            clock: self.clock.clone(),
+        }))
+    }
+
+    async fn reserve_slot(
+        &self,
+        account: &str,
+        interval: Duration,
+        max_wait: Duration,
+    ) -> Result<Option<Slot>, StoreError> {
+        self.reserve_shared_slot(account, interval, max_wait)
+            .await
+            .map(Some)
+    }
+
+    /// Leases are timed by the database's clock.
+    async fn claim_due(
         &self,
         owner: &str,
-        lease_ms: i64,
+        lease: Duration,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
+        let now = now(4);
         let rows = sqlx::query(&format!(
-            "UPDATE jobs SET lease_owner = $1, lease_until = {NOW_MS} + $2, recheck = FALSE \
+            "UPDATE jobs SET lease_owner = $1, lease_until = {now} + $2, recheck = FALSE \
              WHERE id IN ( \
                  SELECT id FROM jobs \
-                 WHERE state = 'pending' AND next_attempt_at <= {NOW_MS} \
-                   AND (lease_until IS NULL OR lease_until <= {NOW_MS}) \
+                 WHERE state = 'pending' AND next_attempt_at <= {now} \
+                   AND (lease_until IS NULL OR lease_until <= {now}) \
                  ORDER BY next_attempt_at LIMIT $3 \
                  FOR UPDATE SKIP LOCKED) \
              RETURNING *"
         ))
         .bind(owner)
-        .bind(lease_ms)
+        .bind(millis(lease))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(self.offset())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()
     }
 
-    /// `retry_in_ms`: a retry's delay, applied to the database's clock.
-    pub async fn record(
+    async fn record_with(
         &self,
         job: i64,
         owner: &str,
         transition: &Transition,
-        retry_in_ms: i64,
         follow_ups: &[NewJob],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        if update_outcome(&mut tx, job, owner, transition, retry_in_ms).await? != 1 {
+        if update_outcome(&mut tx, job, owner, transition, self.offset()).await? != 1 {
             return Ok(false);
         }
         if !follow_ups.is_empty() {
-            insert_batch_in(&mut tx, follow_ups).await?;
+            insert_batch_in(&mut tx, follow_ups, self.offset()).await?;
         }
         tx.commit().await?;
         Ok(true)
     }
 
-    /// See [`super::Store::arm_close`].
-    pub async fn arm_close(
+    async fn arm_close(
         &self,
         job: &NewJob,
-        task: Option<&str>,
-        interaction: Option<(&str, &str)>,
+        task: Option<&TaskSid>,
+        interaction: Option<(&InteractionSid, &InteractionChannelSid)>,
         insert: bool,
     ) -> Result<Armed, StoreError> {
+        let task = task.map(TaskSid::as_str);
+        let interaction = interaction.map(|(kd, uo)| (kd.as_str(), uo.as_str()));
         let recheck = sqlx::query(&format!(
             "UPDATE jobs SET recheck = TRUE, input = $1, task_sid = $2, \
              interaction_sid = COALESCE($3, interaction_sid), \
              interaction_channel_sid = COALESCE($4, interaction_channel_sid), \
-             updated_at = {NOW_MS} \
-             WHERE kind = $5 AND job_key = $6 AND state = 'pending'"
+             updated_at = {} \
+             WHERE kind = $5 AND job_key = $6 AND state = 'pending'",
+            now(7)
         ))
         .bind(&job.input)
         .bind(task)
@@ -148,6 +188,7 @@ impl PostgresStore {
         .bind(interaction.map(|(_, uo)| uo))
         .bind(job.kind.as_str())
         .bind(&job.key)
+        .bind(self.offset())
         .execute(&self.pool)
         .await?;
         if recheck.rows_affected() == 1 {
@@ -155,12 +196,13 @@ impl PostgresStore {
         }
         let rearm = super::columns::REARM;
         let row = if insert {
+            let now = now(12);
             sqlx::query(&format!(
                 "INSERT INTO jobs (kind, job_key, conversation_sid, account_sid, chat_service_sid, \
                  webhook_sid, first_message_sid, input, state, next_attempt_at, age_from, \
                  created_at, updated_at, task_sid, interaction_sid, interaction_channel_sid) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', {NOW_MS}, {NOW_MS}, {NOW_MS}, \
-                 {NOW_MS}, $9, $10, $11) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', {now}, {now}, {now}, \
+                 {now}, $9, $10, $11) \
                  ON CONFLICT (kind, job_key) DO UPDATE SET input = EXCLUDED.input, {rearm}, \
                  next_attempt_at = EXCLUDED.next_attempt_at, age_from = EXCLUDED.age_from, \
                  updated_at = EXCLUDED.updated_at, task_sid = EXCLUDED.task_sid, \
@@ -180,12 +222,14 @@ impl PostgresStore {
             .bind(task)
             .bind(interaction.map(|(kd, _)| kd))
             .bind(interaction.map(|(_, uo)| uo))
+            .bind(self.offset())
             .fetch_optional(&self.pool)
             .await?
         } else {
+            let now = now(7);
             sqlx::query(&format!(
-                "UPDATE jobs SET input = $3, {rearm}, next_attempt_at = {NOW_MS}, \
-                 age_from = {NOW_MS}, updated_at = {NOW_MS}, task_sid = $4, \
+                "UPDATE jobs SET input = $3, {rearm}, next_attempt_at = {now}, \
+                 age_from = {now}, updated_at = {now}, task_sid = $4, \
                  interaction_sid = COALESCE($5, interaction_sid), \
                  interaction_channel_sid = COALESCE($6, interaction_channel_sid) \
                  WHERE kind = $1 AND job_key = $2 AND state = 'kept_open' \
@@ -197,6 +241,7 @@ impl PostgresStore {
             .bind(task)
             .bind(interaction.map(|(kd, _)| kd))
             .bind(interaction.map(|(_, uo)| uo))
+            .bind(self.offset())
             .fetch_optional(&self.pool)
             .await?
         };
@@ -207,12 +252,7 @@ impl PostgresStore {
         })
     }
 
-    pub async fn update_input(
-        &self,
-        job: i64,
-        owner: &str,
-        input: &str,
-    ) -> Result<bool, StoreError> {
+    async fn update_input(&self, job: i64, owner: &str, input: &str) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET input = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
         )
@@ -224,11 +264,11 @@ impl PostgresStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_attempt_started(
+    async fn mark_attempt_started(
         &self,
         job: i64,
         owner: &str,
-        lookup_delay_ms: i64,
+        lookup_delay: Duration,
     ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET needs_lookup = TRUE, next_attempt_at = lease_until + $3 \
@@ -236,18 +276,13 @@ impl PostgresStore {
         )
         .bind(job)
         .bind(owner)
-        .bind(lookup_delay_ms)
+        .bind(millis(lookup_delay))
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_message(
-        &self,
-        job: i64,
-        owner: &str,
-        sent: bool,
-    ) -> Result<bool, StoreError> {
+    async fn mark_message(&self, job: i64, owner: &str, sent: bool) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET message_sent = $3 \
              WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
@@ -260,28 +295,31 @@ impl PostgresStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_webhook_removed(&self, job: i64) -> Result<(), StoreError> {
+    async fn mark_webhook_removed(&self, job: i64) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "UPDATE jobs SET webhook_removed = TRUE, updated_at = {NOW_MS} WHERE id = $1"
+            "UPDATE jobs SET webhook_removed = TRUE, updated_at = {} WHERE id = $1",
+            now(2)
         ))
         .bind(job)
+        .bind(self.offset())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// How long until the earliest pending job falls due, in milliseconds (may be negative).
-    pub async fn next_due_in(&self) -> Result<Option<i64>, StoreError> {
+    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_until, 0))) - {NOW_MS} \
-             FROM jobs WHERE state = 'pending'"
+            "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_until, 0))) - {} \
+             FROM jobs WHERE state = 'pending'",
+            now(1)
         ))
+        .bind(self.offset())
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get::<Option<i64>, _>(0)?)
+        Ok(row.try_get::<Option<i64>, _>(0)?.map(from_millis))
     }
 
-    pub async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError> {
+    async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query("SELECT * FROM jobs WHERE kind = $1 AND job_key = $2")
             .bind(kind.as_str())
             .bind(key)
@@ -290,7 +328,7 @@ impl PostgresStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    pub async fn for_conversation(
+    async fn for_conversation(
         &self,
         conversation: &ConversationSid,
     ) -> Result<Vec<Job>, StoreError> {
@@ -304,7 +342,7 @@ impl PostgresStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    pub async fn for_task(&self, task: &TaskSid) -> Result<Vec<Job>, StoreError> {
+    async fn for_task(&self, task: &TaskSid) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query("SELECT * FROM jobs WHERE task_sid = $1 ORDER BY id")
             .bind(task.as_str())
             .fetch_all(&self.pool)
@@ -312,7 +350,7 @@ impl PostgresStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    pub async fn list(
+    async fn list(
         &self,
         state: Option<JobState>,
         kind: Option<JobKind>,
@@ -330,188 +368,102 @@ impl PostgresStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    pub async fn retry_dead(
-        &self,
-        conversation: Option<&ConversationSid>,
-    ) -> Result<u64, StoreError> {
+    async fn retry_dead(&self, conversation: Option<&ConversationSid>) -> Result<u64, StoreError> {
         // A dead interaction job may have died after an ambiguous failure: look for its task
         // first. Other kinds keep `message_sent`, which says alone whether they posted.
+        let now = now(2);
         let result = sqlx::query(&format!(
-            "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = {NOW_MS}, \
-             needs_lookup = (kind = 'interaction'), age_from = {NOW_MS}, updated_at = {NOW_MS}, \
+            "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = {now}, \
+             needs_lookup = (kind = 'interaction'), age_from = {now}, updated_at = {now}, \
              lease_owner = NULL, lease_until = NULL \
              WHERE state = 'dead' AND ($1::TEXT IS NULL OR conversation_sid = $1)"
         ))
         .bind(conversation.map(ConversationSid::as_str))
+        .bind(self.offset())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())
     }
 
-    /// Deletes finished jobs untouched for `age_ms`, by the database's clock.
-    pub async fn purge_finished(&self, age_ms: i64) -> Result<u64, StoreError> {
+    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
         let result = sqlx::query(&format!(
-            "DELETE FROM jobs WHERE state <> 'pending' AND updated_at < {NOW_MS} - $1"
+            "DELETE FROM jobs WHERE state <> 'pending' AND updated_at < {} - $1",
+            now(2)
         ))
-        .bind(age_ms)
+        .bind(millis(older_than))
+        .bind(self.offset())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())
     }
 
-    /// Inserts copies of `jobs` (from another store) unless present; how many were new.
-    pub async fn copy_in(&self, jobs: &[Job]) -> Result<u64, StoreError> {
+    async fn copy_in(&self, jobs: &[Job]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let copied: Result<u64, StoreError> = super::copy::copy_jobs!(Postgres, tx, jobs);
         tx.commit().await?;
         copied
     }
 
-    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let rows = sqlx::query_as::<_, stats::Row>(&stats::query(NOW_MS))
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let rows = sqlx::query_as::<_, stats::Row>(&stats::query(&now(1)))
+            .bind(self.offset())
             .fetch_all(&self.pool)
             .await?;
         Ok(StoreStats::from_rows(rows))
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM jobs LIMIT 1")
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Records an attempt's outcome if `owner` still holds the job's lease; rows changed.
-async fn update_outcome(
-    conn: &mut PgConnection,
-    job: i64,
-    owner: &str,
-    transition: &Transition,
-    retry_in_ms: i64,
-) -> Result<u64, StoreError> {
-    let guard = "WHERE id = $1 AND lease_owner = $2 AND state = 'pending'";
-    let released = format!("lease_owner = NULL, lease_until = NULL, updated_at = {NOW_MS}");
-    let query = match transition {
-        Transition::Created {
-            interaction_sid,
-            interaction_channel_sid,
-            task_sid,
-        } => {
-            sqlx::query(&format!(
-            "UPDATE jobs SET state = 'created', attempts = attempts + 1, interaction_sid = $3, \
-             interaction_channel_sid = $4, task_sid = $5, needs_lookup = FALSE, {released} \
-             {guard}"
-        ))
-            .bind(job)
-            .bind(owner)
-            .bind(interaction_sid.as_ref().map(|s| s.as_str().to_owned()))
-            .bind(
-                interaction_channel_sid
-                    .as_ref()
-                    .map(|s| s.as_str().to_owned()),
-            )
-            .bind(task_sid.as_ref().map(|s| s.as_str().to_owned()))
-            .execute(&mut *conn)
-            .await?
-        }
-        Transition::Retry {
-            error,
-            create_may_have_gone_out,
-            accepted,
-            ..
-        } => {
-            sqlx::query(&format!(
-                "UPDATE jobs SET attempts = attempts + 1, next_attempt_at = {NOW_MS} + $3, \
-             needs_lookup = $4, last_error_code = $5, last_error_status = $6, \
-             last_error_message = $7, create_accepted = create_accepted OR $8, \
-             {released} {guard}"
-            ))
-            .bind(job)
-            .bind(owner)
-            .bind(retry_in_ms)
-            .bind(create_may_have_gone_out)
-            .bind(error.code)
-            .bind(error.status.map(i64::from))
-            .bind(&error.message)
-            .bind(accepted)
-            .execute(&mut *conn)
-            .await?
-        }
-        Transition::Finished { state, outcome } => {
-            // A task that ended while this attempt ran (`recheck`) may have been the one it
-            // saw live: look again rather than settle for `kept_open`.
-            sqlx::query(&format!(
-                "UPDATE jobs SET \
-             state = CASE WHEN $3 = 'kept_open' AND recheck THEN 'pending' ELSE $3 END, \
-             next_attempt_at = CASE WHEN $3 = 'kept_open' AND recheck THEN {NOW_MS} \
-                 ELSE next_attempt_at END, \
-             outcome = $4, attempts = attempts + 1, needs_lookup = FALSE, {released} {guard}"
-            ))
-            .bind(job)
-            .bind(owner)
-            .bind(state.as_str())
-            .bind(outcome)
-            .execute(&mut *conn)
-            .await?
-        }
-        Transition::Dead { error } => {
-            sqlx::query(&format!(
-                "UPDATE jobs SET state = 'dead', attempts = attempts + 1, last_error_code = $3, \
-             last_error_status = $4, last_error_message = $5, {released} {guard}"
-            ))
-            .bind(job)
-            .bind(owner)
-            .bind(error.code)
-            .bind(error.status.map(i64::from))
-            .bind(&error.message)
-            .execute(&mut *conn)
-            .await?
-        }
-    };
-    Ok(query.rows_affected())
 }
 
 /// The group-commit writer's own connection.
 #[derive(Debug)]
 pub struct PostgresWriter {
     conn: PgConnection,
+    clock: Clock,
 }
 
 impl PostgresWriter {
     pub async fn insert_batch(&mut self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
-        insert_batch(&mut self.conn, jobs).await
+        insert_batch(&mut self.conn, jobs, self.clock.offset_ms()).await
     }
 }
 
 async fn insert_batch(
     conn: &mut PgConnection,
     jobs: &[NewJob],
+    offset: i64,
 ) -> Result<Vec<Inserted>, StoreError> {
     let mut tx = conn.begin().await?;
-    let outcomes = insert_batch_in(&mut tx, jobs).await?;
+    let outcomes = insert_batch_in(&mut tx, jobs, offset).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Inserts each job unless one of its kind has its key; times from the database's clock.
+/// Inserts each job unless one of its kind has its key; times from the database's clock,
+/// moved by `offset`.
 async fn insert_batch_in(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     jobs: &[NewJob],
+    offset: i64,
 ) -> Result<Vec<Inserted>, StoreError> {
     let mut inserted: HashSet<(String, String)> = HashSet::new();
     for chunk in super::columns::distinct(jobs).chunks(ROWS_PER_STATEMENT) {
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new(super::columns::NEW_JOB_INSERT);
         q.push_values(chunk, |mut row, job| {
-            super::columns::bind_new_job!(row, job)
-                .push(NOW_MS)
-                .push(NOW_MS)
-                .push(NOW_MS)
-                .push(NOW_MS);
+            let row = super::columns::bind_new_job!(row, job);
+            for _ in 0..4 {
+                row.push(format!("{NOW_MS} + "))
+                    .push_bind_unseparated(offset);
+            }
         });
         // An `ignored` interaction job is decided again for this later message, at its
         // time: the first message's facts are kept, with the new message's time.

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -10,20 +11,30 @@ use sqlx::sqlite::{
 };
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::contract::Storage;
 use super::{
-    stats, Armed, Inserted, Job, JobKind, JobState, NewJob, StoreError, StoreOptions, StoreStats,
-    Transition,
+    stats, Armed, Inserted, Job, JobKind, JobState, NewJob, Slot, StoreError, StoreOptions,
+    StoreStats, Transition, Writer,
 };
-use crate::domain::{ConversationSid, DatabaseUrl, TaskSid};
+use crate::clock::{from_millis, millis, Clock};
+use crate::domain::{
+    Backend, ConversationSid, DatabaseUrl, InteractionChannelSid, InteractionSid, TaskSid,
+};
 
 /// Rows per INSERT statement: 13 parameters each stays under SQLite's 999-variable floor.
 const ROWS_PER_STATEMENT: usize = 70;
+
+mod outcome;
+
+use outcome::update_outcome;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// "Now", for every statement: SQLite has no clock instances share.
+    clock: Clock,
 }
 
 impl SqliteStore {
@@ -67,29 +78,52 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| open_err(format!("migration failed: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            clock: options.clock.clone(),
+        })
+    }
+}
+
+impl Storage for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
     }
 
-    pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Inserted>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         insert_batch(&mut conn, jobs).await
     }
 
     /// A connection of its own for the group-commit writer: a warm page cache, and no
     /// trip through the pool for every batch.
-    pub async fn writer(&self) -> Result<SqliteWriter, StoreError> {
-        Ok(SqliteWriter {
+    async fn writer(&self) -> Result<Writer, StoreError> {
+        Ok(Writer::Sqlite(SqliteWriter {
             conn: self.pool.acquire().await?.detach(),
-        })
+        }))
     }
 
-    pub async fn claim_due(
+    /// One instance: the budget is this process's own.
+    async fn reserve_slot(
+        &self,
+        _account: &str,
+        _interval: Duration,
+        _max_wait: Duration,
+    ) -> Result<Option<Slot>, StoreError> {
+        Ok(None)
+    }
+
+    async fn claim_due(
         &self,
         owner: &str,
-        now: i64,
-        lease_until: i64,
+        lease: Duration,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
+        let now = self.clock.now_ms();
         let rows = sqlx::query(
             "UPDATE jobs SET lease_owner = ?1, lease_until = ?2, recheck = 0 \
              WHERE id IN ( \
@@ -100,7 +134,7 @@ impl SqliteStore {
              RETURNING *",
         )
         .bind(owner)
-        .bind(lease_until)
+        .bind(now.saturating_add(millis(lease)))
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
@@ -108,14 +142,14 @@ impl SqliteStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    pub async fn record(
+    async fn record_with(
         &self,
         job: i64,
         owner: &str,
         transition: &Transition,
         follow_ups: &[NewJob],
-        now: i64,
     ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
         // Without follow-ups, one autocommit statement: an explicit transaction would hold
         // the write lock across round trips, and the webhooks' writer waits for it.
         if follow_ups.is_empty() {
@@ -132,15 +166,16 @@ impl SqliteStore {
         Ok(true)
     }
 
-    /// See [`super::Store::arm_close`].
-    pub async fn arm_close(
+    async fn arm_close(
         &self,
         job: &NewJob,
-        task: Option<&str>,
-        interaction: Option<(&str, &str)>,
+        task: Option<&TaskSid>,
+        interaction: Option<(&InteractionSid, &InteractionChannelSid)>,
         insert: bool,
     ) -> Result<Armed, StoreError> {
-        let now = job.received_at;
+        let now = self.clock.now_ms();
+        let task = task.map(TaskSid::as_str);
+        let interaction = interaction.map(|(kd, uo)| (kd.as_str(), uo.as_str()));
         let recheck = sqlx::query(
             "UPDATE jobs SET recheck = 1, input = ?1, task_sid = ?2, \
              interaction_sid = COALESCE(?3, interaction_sid), \
@@ -206,12 +241,7 @@ impl SqliteStore {
         })
     }
 
-    pub async fn update_input(
-        &self,
-        job: i64,
-        owner: &str,
-        input: &str,
-    ) -> Result<bool, StoreError> {
+    async fn update_input(&self, job: i64, owner: &str, input: &str) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET input = ?1 WHERE id = ?2 AND lease_owner = ?3 AND state = 'pending'",
         )
@@ -223,11 +253,11 @@ impl SqliteStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_attempt_started(
+    async fn mark_attempt_started(
         &self,
         job: i64,
         owner: &str,
-        lookup_delay_ms: i64,
+        lookup_delay: Duration,
     ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET needs_lookup = 1, next_attempt_at = lease_until + ?3 \
@@ -235,18 +265,13 @@ impl SqliteStore {
         )
         .bind(job)
         .bind(owner)
-        .bind(lookup_delay_ms)
+        .bind(millis(lookup_delay))
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_message(
-        &self,
-        job: i64,
-        owner: &str,
-        sent: bool,
-    ) -> Result<bool, StoreError> {
+    async fn mark_message(&self, job: i64, owner: &str, sent: bool) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE jobs SET message_sent = ?3 \
              WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
@@ -259,26 +284,27 @@ impl SqliteStore {
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn mark_webhook_removed(&self, job: i64, now: i64) -> Result<(), StoreError> {
+    async fn mark_webhook_removed(&self, job: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE jobs SET webhook_removed = 1, updated_at = ?1 WHERE id = ?2")
-            .bind(now)
+            .bind(self.clock.now_ms())
             .bind(job)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
         let row = sqlx::query(
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM jobs \
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) - ?1 FROM jobs \
              WHERE state = 'pending'",
         )
+        .bind(self.clock.now_ms())
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get::<Option<i64>, _>(0)?)
+        Ok(row.try_get::<Option<i64>, _>(0)?.map(from_millis))
     }
 
-    pub async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError> {
+    async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query("SELECT * FROM jobs WHERE kind = ?1 AND job_key = ?2")
             .bind(kind.as_str())
             .bind(key)
@@ -287,7 +313,7 @@ impl SqliteStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    pub async fn for_conversation(
+    async fn for_conversation(
         &self,
         conversation: &ConversationSid,
     ) -> Result<Vec<Job>, StoreError> {
@@ -307,7 +333,7 @@ impl SqliteStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    pub async fn for_task(&self, task: &TaskSid) -> Result<Vec<Job>, StoreError> {
+    async fn for_task(&self, task: &TaskSid) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query("SELECT * FROM jobs WHERE task_sid = ?1 ORDER BY id")
             .bind(task.as_str())
             .fetch_all(&self.pool)
@@ -315,7 +341,7 @@ impl SqliteStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    pub async fn list(
+    async fn list(
         &self,
         state: Option<JobState>,
         kind: Option<JobKind>,
@@ -333,11 +359,8 @@ impl SqliteStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    pub async fn retry_dead(
-        &self,
-        conversation: Option<&ConversationSid>,
-        now: i64,
-    ) -> Result<u64, StoreError> {
+    async fn retry_dead(&self, conversation: Option<&ConversationSid>) -> Result<u64, StoreError> {
+        let now = self.clock.now_ms();
         // A dead interaction job may have died after an ambiguous failure: look for its task
         // first. Other kinds keep `message_sent`, which says alone whether they posted.
         let set = "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, \
@@ -356,31 +379,30 @@ impl SqliteStore {
         Ok(result.rows_affected())
     }
 
-    pub async fn purge_finished(&self, before: i64) -> Result<u64, StoreError> {
+    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM jobs WHERE state <> 'pending' AND updated_at < ?1")
-            .bind(before)
+            .bind(self.clock.now_ms().saturating_sub(millis(older_than)))
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected())
     }
 
-    /// Inserts copies of `jobs` (from another store) unless present; how many were new.
-    pub async fn copy_in(&self, jobs: &[Job]) -> Result<u64, StoreError> {
+    async fn copy_in(&self, jobs: &[Job]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let copied: Result<u64, StoreError> = super::copy::copy_jobs!(Sqlite, tx, jobs);
         tx.commit().await?;
         copied
     }
 
-    pub async fn stats(&self, now: i64) -> Result<StoreStats, StoreError> {
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
         let rows = sqlx::query_as::<_, stats::Row>(&stats::query("?1"))
-            .bind(now)
+            .bind(self.clock.now_ms())
             .fetch_all(&self.pool)
             .await?;
         Ok(StoreStats::from_rows(rows))
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         // Reads the jobs table itself: `SELECT 1` would answer without the database.
         sqlx::query("SELECT 1 FROM jobs LIMIT 1")
             .execute(&self.pool)
@@ -388,104 +410,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Records an attempt's outcome if `owner` still holds the job's lease; rows changed.
-async fn update_outcome(
-    conn: &mut SqliteConnection,
-    job: i64,
-    owner: &str,
-    transition: &Transition,
-    now: i64,
-) -> Result<u64, StoreError> {
-    let sid = |s: Option<&str>| s.map(str::to_owned);
-    let result = match transition {
-        Transition::Created {
-            interaction_sid,
-            interaction_channel_sid,
-            task_sid,
-        } => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'created', attempts = attempts + 1, \
-                     interaction_sid = ?1, interaction_channel_sid = ?2, task_sid = ?3, \
-                     needs_lookup = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
-                     WHERE id = ?5 AND lease_owner = ?6 AND state = 'pending'",
-            )
-            .bind(sid(interaction_sid.as_ref().map(|s| s.as_str())))
-            .bind(sid(interaction_channel_sid.as_ref().map(|s| s.as_str())))
-            .bind(sid(task_sid.as_ref().map(|s| s.as_str())))
-            .bind(now)
-            .bind(job)
-            .bind(owner)
-            .execute(&mut *conn)
-            .await?
-        }
-        Transition::Retry {
-            next_attempt_at,
-            error,
-            create_may_have_gone_out,
-            accepted,
-        } => {
-            sqlx::query(
-                "UPDATE jobs SET attempts = attempts + 1, next_attempt_at = ?1, \
-                     needs_lookup = ?2, last_error_code = ?3, last_error_status = ?4, \
-                     last_error_message = ?5, lease_owner = NULL, lease_until = NULL, \
-                     updated_at = ?6, create_accepted = MAX(create_accepted, ?9) \
-                     WHERE id = ?7 AND lease_owner = ?8 AND state = 'pending'",
-            )
-            .bind(next_attempt_at)
-            .bind(create_may_have_gone_out)
-            .bind(error.code)
-            .bind(error.status.map(i64::from))
-            .bind(&error.message)
-            .bind(now)
-            .bind(job)
-            .bind(owner)
-            .bind(accepted)
-            .execute(&mut *conn)
-            .await?
-        }
-        Transition::Finished { state, outcome } => {
-            // A task that ended while this attempt ran (`recheck`) may have been the one it
-            // saw live: look again rather than settle for `kept_open`.
-            sqlx::query(
-                "UPDATE jobs SET \
-                     state = CASE WHEN ?1 = 'kept_open' AND recheck = 1 THEN 'pending' ELSE ?1 END, \
-                     next_attempt_at = CASE WHEN ?1 = 'kept_open' AND recheck = 1 THEN ?3 \
-                         ELSE next_attempt_at END, \
-                     outcome = ?2, attempts = attempts + 1, \
-                     needs_lookup = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?3 \
-                     WHERE id = ?4 AND lease_owner = ?5 AND state = 'pending'",
-            )
-            .bind(state.as_str())
-            .bind(outcome)
-            .bind(now)
-            .bind(job)
-            .bind(owner)
-            .execute(&mut *conn)
-            .await?
-        }
-        Transition::Dead { error } => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'dead', attempts = attempts + 1, \
-                     last_error_code = ?1, last_error_status = ?2, last_error_message = ?3, \
-                     lease_owner = NULL, lease_until = NULL, updated_at = ?4 \
-                     WHERE id = ?5 AND lease_owner = ?6 AND state = 'pending'",
-            )
-            .bind(error.code)
-            .bind(error.status.map(i64::from))
-            .bind(&error.message)
-            .bind(now)
-            .bind(job)
-            .bind(owner)
-            .execute(&mut *conn)
-            .await?
-        }
-    };
-    Ok(result.rows_affected())
 }
 
 /// The group-commit writer's own connection.

@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::Worker;
 use crate::jobs::{self, Action, Claim, Outcome};
-use crate::store::{now_ms, Job, JobError, Transition};
+use crate::store::{ms, Job, JobError, Transition};
 
 impl Worker {
     pub(super) async fn attempt(self: Arc<Self>, job: Job, claim: Claim) {
@@ -25,11 +25,7 @@ impl Worker {
                 Ok(action) => action.run(cx, &job, &claim).await,
                 // Nothing a retry could mend: the input is not what the kind stores.
                 Err(unreadable) => Some(Outcome::from(Transition::Dead {
-                    error: JobError {
-                        code: None,
-                        status: None,
-                        message: unreadable,
-                    },
+                    error: JobError::store(unreadable),
                 })),
             };
             let Some(outcome) = decided else {
@@ -81,7 +77,7 @@ fn log_transition(job: &Job, transition: &Transition) {
             "job pending -> created"
         ),
         Transition::Retry {
-            next_attempt_at,
+            retry_in,
             error,
             create_may_have_gone_out,
             accepted,
@@ -89,7 +85,7 @@ fn log_transition(job: &Job, transition: &Transition) {
             code = error.code,
             status = error.status,
             error = %error.message,
-            retry_in_ms = next_attempt_at - now_ms(),
+            retry_in_ms = ms(*retry_in),
             lookup_first = create_may_have_gone_out,
             accepted,
             "job attempt failed; will retry"

@@ -16,7 +16,7 @@ use crate::config::ValidSettings;
 use crate::jobs::{self, Backoff, Claim, Context, CreateRateLimit, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::routing::Router;
-use crate::store::{ms, now_ms, Store};
+use crate::store::{ms, Store};
 use crate::twilio::TwilioClient;
 
 /// The worker's knobs, from `worker.*`, `flex.*` and `store.retention_days`.
@@ -172,7 +172,6 @@ impl Worker {
             if room > 0 {
                 // Read before the lease's own clock: the claim ends no earlier than this.
                 let claimed = Instant::now();
-                let now = now_ms();
                 // Each claim gets its own lease token: an attempt whose lease was taken over,
                 // even by this same process, can then never send or record anything.
                 let lease = format!(
@@ -180,12 +179,7 @@ impl Worker {
                     self.owner,
                     self.claims.fetch_add(1, Ordering::Relaxed)
                 );
-                match self
-                    .jobs
-                    .store
-                    .claim_due(&lease, now, now + ms(lease_len), room)
-                    .await
-                {
+                match self.jobs.store.claim_due(&lease, lease_len, room).await {
                     Ok(jobs) => {
                         let claim = Claim {
                             lease,
@@ -222,11 +216,8 @@ impl Worker {
         if in_flight >= self.config.concurrency {
             return poll;
         }
-        match self.jobs.store.next_due_at().await {
-            Ok(Some(due)) => {
-                let until = u64::try_from(due - now_ms()).unwrap_or(0);
-                Duration::from_millis(until).clamp(Duration::from_millis(20), poll)
-            }
+        match self.jobs.store.next_due_in().await {
+            Ok(Some(until)) => until.clamp(Duration::from_millis(20), poll),
             Ok(None) => poll,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the next due job");
@@ -236,8 +227,7 @@ impl Worker {
     }
 
     async fn purge(&self) {
-        let before = now_ms() - ms(self.config.retention);
-        match self.jobs.store.purge_finished(before).await {
+        match self.jobs.store.purge_finished(self.config.retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "purged finished jobs past store.retention_days"),
             Err(e) => tracing::warn!(error = %e, "could not purge finished jobs"),

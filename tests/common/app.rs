@@ -94,6 +94,7 @@ impl Env {
             &flexhook::domain::DatabaseUrl::new(self.db_url()),
             &StoreOptions {
                 busy_timeout: Duration::from_secs(5),
+                clock: flexhook::clock::Clock::system(),
             },
         )
         .await

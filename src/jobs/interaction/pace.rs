@@ -15,7 +15,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::domain::AccountSid;
 use crate::jobs::Context;
-use crate::store::{ms, now_ms, Job, JobError, Slot, Transition};
+use crate::store::{ms, ErrorOrigin, Job, JobError, Slot, Transition};
 
 /// Missed rate-limit slots an attempt takes another for before it tries again later.
 const MAX_LATE_SLOTS: usize = 5;
@@ -23,18 +23,15 @@ const MAX_LATE_SLOTS: usize = 5;
 /// Nothing was sent: a create started now could outlast the claim's lease, and once the
 /// lease ends another claim may look for the task, miss it and create a second one.
 pub(super) fn out_of_lease(job: &Job) -> Transition {
-    nothing_sent(job, now_ms(), "nothing sent: the turn to create came too late in the claim's lease (worker.lease_secs) for the request to end within it".into())
+    nothing_sent(job, Duration::ZERO, JobError::flexhook(ErrorOrigin::Lease, "nothing sent: the turn to create came too late in the claim's lease (worker.lease_secs) for the request to end within it"))
 }
 
-/// A retry of an attempt that sent nothing, due `at`: the job's flag stays as it was.
-fn nothing_sent(job: &Job, at: i64, message: String) -> Transition {
+/// A retry of an attempt that sent nothing, due in `retry_in`: the job's flag stays as it
+/// was.
+fn nothing_sent(job: &Job, retry_in: Duration, error: JobError) -> Transition {
     Transition::Retry {
-        next_attempt_at: at,
-        error: JobError {
-            code: None,
-            status: None,
-            message,
-        },
+        retry_in,
+        error,
         create_may_have_gone_out: job.create_may_have_gone_out,
         accepted: false,
     }
@@ -74,12 +71,14 @@ pub(super) async fn pace(cx: &Context, job: &Job, send_by: Instant) -> Result<()
                 tracing::debug!(late_ms = ms(late), "rate-limit slot missed; taking another");
             }
             Ok(Some(Slot::Full(wait))) => {
-                let message = format!(
-                    "the shared rate limit's next slot is {} ms away, past what the lease allows",
-                    wait.as_millis()
+                let error = JobError::flexhook(
+                    ErrorOrigin::Pacing,
+                    format!(
+                        "the shared rate limit's next slot is {} ms away, past what the lease allows",
+                        wait.as_millis()
+                    ),
                 );
-                let at = now_ms() + ms(wait.saturating_sub(max_wait));
-                return Err(nothing_sent(job, at, message));
+                return Err(nothing_sent(job, wait.saturating_sub(max_wait), error));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not reserve a rate-limit slot; trying later");
@@ -87,8 +86,11 @@ pub(super) async fn pace(cx: &Context, job: &Job, send_by: Instant) -> Result<()
             }
         }
     }
-    let message = "this process kept waking up too late for its rate-limit slots".into();
-    Err(nothing_sent(job, now_ms() + ms(interval), message))
+    let error = JobError::flexhook(
+        ErrorOrigin::Pacing,
+        "this process kept waking up too late for its rate-limit slots",
+    );
+    Err(nothing_sent(job, interval, error))
 }
 
 /// How far apart creates at `rate` per second go: a millisecond more than `1 / rate` s. At
@@ -131,6 +133,9 @@ impl CreateRateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
 
     #[test]
     fn no_second_holds_more_creates_than_the_rate_and_the_rate_still_fits() {
@@ -143,6 +148,15 @@ mod tests {
         }
     }
 
+    /// Polls `waiter` once, so that it takes its place in the queue, then lets it finish on
+    /// its own task.
+    async fn arrive(
+        mut waiter: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let first = std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx))).await;
+        first.is_pending().then(|| tokio::spawn(waiter))
+    }
+
     #[tokio::test]
     async fn waiters_are_served_in_arrival_order_at_the_configured_pace() {
         let limit = Arc::new(CreateRateLimit::per_second(20));
@@ -152,12 +166,16 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..10 {
             let (limit, account, order) = (limit.clone(), account.clone(), order.clone());
-            tasks.push(tokio::spawn(async move {
-                limit.until_ready(&account).await;
-                order.lock().unwrap().push(i);
-            }));
-            // Arrivals are spaced so their order is known.
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // Each waiter arrives (is polled into the queue) before the next: the order is
+            // known without spacing arrivals in time. The pace is governor's, on the real
+            // clock (not tokio's), so it is measured in real time below.
+            tasks.extend(
+                arrive(Box::pin(async move {
+                    limit.until_ready(&account).await;
+                    order.lock().unwrap().push(i);
+                }))
+                .await,
+            );
         }
         for t in tasks {
             t.await.unwrap();
