@@ -930,7 +930,7 @@ impl Drop for ChildServer {
     }
 }
 
-/// The port in `flexhook serve`'s JSON line "flexhook listening on …".
+/// The port in `flexhook serve`'s JSON line "flexhook listening".
 fn listening_port(line: &str) -> Option<u16> {
     let event: serde_json::Value = serde_json::from_str(line).ok()?;
     let message = event.get("message")?.as_str()?;

@@ -14,7 +14,9 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::config::{ClientTimeouts, ValidSettings};
+use crate::domain::WebhookRoute;
 use crate::intake::Intake;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -41,7 +43,15 @@ pub struct Application {
 }
 
 impl Application {
+    /// The app as production runs it: timed by the system clock.
     pub async fn build(settings: ValidSettings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// The app timed by `clock`, which the store, and through it the worker, the jobs, the
+    /// intake, the lifecycle and the reconciler, read: a test passes a [`Clock::manual`]
+    /// and moves time with [`Clock::advance`] instead of sleeping.
+    pub async fn build_with_clock(settings: ValidSettings, clock: Clock) -> anyhow::Result<Self> {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
                 format!(
@@ -63,7 +73,7 @@ impl Application {
             &settings.store.url,
             &StoreOptions {
                 busy_timeout: settings.store.busy_timeout,
-                clock: crate::clock::Clock::system(),
+                clock,
             },
         )
         .await?;
@@ -196,11 +206,13 @@ impl Application {
                 "DRY-RUN MODE: no twilio.account_sid, so no Twilio API is called; signatures are checked with the development token, and each interaction is logged instead of created"
             );
         }
+        let paths: Vec<&str> = WebhookRoute::ALL.iter().map(|r| r.path()).collect();
         tracing::info!(
             port,
             store = %settings.store.url,
             public_base_url = public_base_url.as_deref().unwrap_or("(rebuilt from each request)"),
-            "flexhook listening on POST /webhooks/conversations and /webhooks/taskrouter"
+            webhooks = %paths.join(" "),
+            "flexhook listening"
         );
         Ok(Self {
             port,

@@ -280,21 +280,30 @@ async fn two_hundred_new_conversations_at_once_are_all_created_without_a_single_
 }
 
 #[tokio::test]
-async fn a_job_failing_past_its_max_age_goes_dead() {
+async fn a_job_failing_past_its_max_age_goes_dead_once_the_app_s_clock_passes_it() {
     let env = Env::new().await;
     let ch = random_sid("CH");
     create_interaction()
         .respond_with(twilio_error(429, 20429, "Too Many Requests"))
         .mount(&env.flex)
         .await;
-    let app = TestApp::start(&env, &[("worker.max_age_secs", "1")]).await;
+    // worker.max_age_secs keeps its default of an hour: only the moved clock reaches it.
+    let app = TestApp::start(&env, &[]).await;
     app.post_form(&message(&ch, "+14155550100")).await;
     let store = env.store().await;
+    let retried = wait_for_job(&store, &ch, Duration::from_secs(15), |j| j.attempts >= 3).await;
+    assert_eq!(
+        retried.state,
+        JobState::Pending,
+        "within the hour a refused create is retried: {retried:?}"
+    );
+
+    env.clock.advance(Duration::from_secs(3600));
     let job = wait_for_state(&store, &ch, JobState::Dead).await;
     let error = job.last_error.unwrap();
     assert_eq!(error.code, Some(20429));
     assert!(error.message.contains("max_age"), "{}", error.message);
-    assert!(job.attempts >= 2);
+    assert!(job.attempts > retried.attempts);
     app.stop().await;
 }
 

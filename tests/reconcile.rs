@@ -642,3 +642,36 @@ async fn the_conversation_list_is_read_a_page_at_a_time_and_only_on_twilio_s_own
     let error = next.expect_err("a next page on another host is not followed");
     assert!(error.to_string().contains("elsewhere.example"), "{error}");
 }
+
+#[tokio::test]
+async fn a_conversation_too_young_to_judge_is_queued_by_the_first_sweep_after_its_grace() {
+    let env = Env::new().await;
+    let world = World::default();
+    world.serve(&env.conversations).await;
+    world.serve(&env.taskrouter).await;
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let fresh = Conversation::with_webhook(&ours(), "+14155550103", &now);
+    world.add(fresh.clone());
+    let store = env.store().await;
+
+    let early = sweep(&env, &store).await;
+    assert!(
+        early.findings.iter().all(|f| f.kind != FindingKind::Missed),
+        "its first webhook may still be on its way: {early:?}"
+    );
+    assert!(stored_job(&store, &fresh.sid).await.is_none());
+
+    // Three minutes on (the store's clock; nothing sleeps), it is old enough to be missed.
+    env.clock.advance(Duration::from_secs(3 * 60));
+    let later = sweep(&env, &store).await;
+    let missed: Vec<_> = later
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Missed)
+        .collect();
+    assert_eq!(missed.len(), 1, "{later:?}");
+    assert_eq!(missed[0].conversation.as_str(), fresh.sid);
+    let job = stored_job(&store, &fresh.sid).await.unwrap();
+    assert_eq!(job.kind, JobKind::Interaction);
+    assert_eq!(job.state, JobState::Pending);
+}

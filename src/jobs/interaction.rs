@@ -14,6 +14,7 @@ pub(crate) mod pace;
 
 use std::time::Instant;
 
+use super::webhook::{self, RemovalError};
 use super::{reply, timers, Action, Claim, Context, Kind, Outcome};
 use crate::domain::ConversationSid;
 use crate::routing::{Decision, RoutingInput};
@@ -285,26 +286,21 @@ fn accepted(cx: &Context, error: JobError) -> Transition {
 }
 
 async fn remove_webhook(cx: &Context, job: &Job) {
-    let Some(webhook) = job.webhook_sid.as_ref() else {
-        return;
-    };
-    match cx
-        .client
-        .delete_conversation_webhook(
-            job.chat_service_sid.as_ref(),
-            &job.conversation_sid,
-            webhook,
-        )
-        .await
-    {
-        Ok(outcome) => {
-            tracing::info!(webhook = %webhook, ?outcome, "conversation webhook removed");
-            if let Err(e) = cx.store.mark_webhook_removed(job.id).await {
-                tracing::warn!(error = %e, "could not record the webhook removal");
-            }
+    let webhook = job.webhook_sid.as_ref().map(ToString::to_string);
+    match webhook::remove(&cx.client, &cx.store, job).await {
+        Ok(None) => {}
+        Ok(Some(outcome)) => {
+            tracing::info!(
+                webhook = webhook.as_deref(),
+                ?outcome,
+                "conversation webhook removed"
+            );
         }
-        Err(e) => tracing::warn!(
-            webhook = %webhook,
+        Err(RemovalError::Record(e)) => {
+            tracing::warn!(webhook = webhook.as_deref(), error = %e, "could not record the webhook removal");
+        }
+        Err(RemovalError::Twilio(e)) => tracing::warn!(
+            webhook = webhook.as_deref(),
             code = e.code(),
             error = %e,
             "could not remove the conversation webhook; later messages will still arrive and be ignored"

@@ -15,6 +15,7 @@ mod message;
 pub mod reply;
 pub(crate) mod retry;
 pub mod timers;
+pub mod webhook;
 
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,7 @@
 
 use super::{gone, ms, Finding, FindingKind, ReconcileError, Reconciler, BATCH, REMOVAL_GRACE};
 use crate::event::task::TASK_ENDED_EVENTS;
+use crate::jobs::webhook::{self, RemovalError};
 use crate::jobs::Action;
 use crate::lifecycle::Outcome;
 use crate::store::{Job, JobKind, JobState};
@@ -134,27 +135,17 @@ impl Reconciler {
             .stale_webhooks(self.store.now_ms() - ms(REMOVAL_GRACE), BATCH)
             .await?;
         for job in stale {
-            let Some(webhook) = &job.webhook_sid else {
+            let Some(sid) = &job.webhook_sid else {
                 continue;
             };
-            let why = format!("webhook {webhook} survived the hand-off");
+            let why = format!("webhook {sid} survived the hand-off");
             let action = if dry_run {
                 "would remove it".to_owned()
             } else {
-                match self
-                    .client
-                    .delete_conversation_webhook(
-                        job.chat_service_sid.as_ref(),
-                        &job.conversation_sid,
-                        webhook,
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        self.store.mark_webhook_removed(job.id).await?;
-                        "removed it".to_owned()
-                    }
-                    Err(e) => format!("could not remove it: {e}"),
+                match webhook::remove(&self.client, &self.store, &job).await {
+                    Ok(_) => "removed it".to_owned(),
+                    Err(RemovalError::Twilio(e)) => format!("could not remove it: {e}"),
+                    Err(RemovalError::Record(e)) => return Err(e.into()),
                 }
             };
             findings.push(Finding {

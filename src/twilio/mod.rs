@@ -23,6 +23,7 @@ pub use crate::config::Api;
 use crate::config::{BaseUrls, TwilioConfig};
 
 pub use addresses::{address_path, AddressChanges, AddressConfiguration, AutoCreation};
+pub use conversations::WebhookRemoval;
 pub use error::{ApiError, TwilioError, CREDENTIALS_HINT};
 pub use flexflows::FlexFlow;
 pub use interactions::{parse_created_interaction, CreatedInteraction, InteractionRequest};

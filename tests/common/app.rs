@@ -1,10 +1,11 @@
-//! The in-process app: [`Env`] (a temp SQLite file and wiremock servers standing in for
-//! Twilio's flex-api, conversations and taskrouter) and [`TestApp`], the real
-//! `Application` started on port 0 in the test's runtime.
+//! The in-process app: [`Env`] (a temp SQLite file, wiremock servers standing in for
+//! Twilio's flex-api, conversations and taskrouter, and a clock the test may move) and
+//! [`TestApp`], the real `Application` started on port 0 in the test's runtime.
 
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use flexhook::clock::Clock;
 use flexhook::config::{LoadOptions, Settings};
 use flexhook::startup::Application;
 use flexhook::store::{Store, StoreOptions};
@@ -13,9 +14,12 @@ use wiremock::MockServer;
 
 use super::{ACCOUNT, PATH, TOKEN, WORKFLOW, WORKSPACE};
 
-/// What outlives one run of the app: the database file and the Twilio stand-ins.
+/// What outlives one run of the app: the database file, the Twilio stand-ins and the clock.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The time every app started on this environment, and [`Env::store`], run by: the
+    /// system's until a test moves it with `clock.advance(…)`.
+    pub clock: Clock,
     pub flex: MockServer,
     pub conversations: MockServer,
     pub taskrouter: MockServer,
@@ -25,6 +29,7 @@ impl Env {
     pub async fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
+            clock: Clock::manual(),
             flex: MockServer::start().await,
             conversations: MockServer::start().await,
             taskrouter: MockServer::start().await,
@@ -94,7 +99,7 @@ impl Env {
             &flexhook::domain::DatabaseUrl::new(self.db_url()),
             &StoreOptions {
                 busy_timeout: Duration::from_secs(5),
-                clock: flexhook::clock::Clock::system(),
+                clock: self.clock.clone(),
             },
         )
         .await
@@ -156,13 +161,21 @@ impl TestApp {
 
     /// Started with `toml` as an extra settings file.
     pub async fn start_with_config(env: &Env, extra: &[(&str, &str)], toml: Option<&str>) -> Self {
-        Self::start_with_settings(env.settings_with_file(extra, toml)).await
+        Self::start_timed(env.settings_with_file(extra, toml), env.clock.clone()).await
     }
 
-    /// Started with settings as given, even ones validation would refuse.
+    /// Started with settings as given, even ones validation would refuse, on the system
+    /// clock.
     pub async fn start_with_settings(settings: flexhook::config::ValidSettings) -> Self {
+        Self::start_timed(settings, Clock::system()).await
+    }
+
+    /// Started with settings as given, timed by `clock`.
+    pub async fn start_timed(settings: flexhook::config::ValidSettings, clock: Clock) -> Self {
         init_logs();
-        let app = Application::build(settings).await.unwrap();
+        let app = Application::build_with_clock(settings, clock)
+            .await
+            .unwrap();
         let port = app.port();
         let metrics_port = app.metrics_port();
         let handle = app.server_handle();
