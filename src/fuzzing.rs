@@ -211,6 +211,7 @@ fn routing_inputs() -> [RoutingInput; 2] {
             attributes: Some(json!({"vip": true, "tier": "gold", "n": 1, "x": {"y": [null]}})),
             at_ms: Some(1_780_000_000_000),
             body: Some("¿Hola? {author}".into()),
+            last_worker: None,
         },
         RoutingInput {
             customer_address: None,
@@ -221,6 +222,7 @@ fn routing_inputs() -> [RoutingInput; 2] {
             attributes: None,
             at_ms: None,
             body: None,
+            last_worker: None,
         },
     ]
 }

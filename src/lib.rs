@@ -14,6 +14,7 @@ pub(crate) mod event;
 pub mod fuzzing;
 pub(crate) mod intake;
 pub mod jobs;
+pub(crate) mod known_agents;
 pub(crate) mod lifecycle;
 pub mod metrics;
 pub(crate) mod ngrok;

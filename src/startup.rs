@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::{ClientTimeouts, ValidSettings};
 use crate::domain::WebhookRoute;
 use crate::intake::Intake;
+use crate::known_agents::KnownAgents;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, ReconcileHandle, Reconciler, Target};
@@ -135,6 +136,7 @@ impl Application {
                 settings.lifecycle.adopt_flex_tasks,
                 wake.clone(),
             ),
+            known_agents: KnownAgents::new(store.clone(), settings.routing.known_agent_within),
             workspace_sid: settings.flex.workspace_sid.clone(),
             ack_timeout: server_settings.ack_timeout,
             body_timeout: server_settings.client_timeouts.body,
@@ -201,6 +203,15 @@ impl Application {
         .disable_signals()
         .run();
 
+        if let Some(within) = settings.routing.known_agent_within {
+            if within > settings.store.retention {
+                tracing::warn!(
+                    known_agent_within = %humantime::format_duration(within),
+                    retention_days = settings.store.retention.as_secs() / 86_400,
+                    "routing.known_agent_within is longer than store.retention_days, after which the store forgets who handled a customer: a customer's agent is known only that long"
+                );
+            }
+        }
         if settings.is_dry_run() {
             tracing::warn!(
                 "DRY-RUN MODE: no twilio.account_sid, so no Twilio API is called; signatures are checked with the development token, and each interaction is logged instead of created"

@@ -1233,8 +1233,8 @@ fn workspace_updates(
         .collect()
 }
 
-const OUR_EVENTS: &str =
-    "task.canceled,task.deleted,task.system-deleted,workflow.timeout,task.completed";
+/// The lifecycle's events, and reservation.accepted for known-agent routing (on by default).
+const OUR_EVENTS: &str = "task.canceled,task.deleted,task.system-deleted,workflow.timeout,task.completed,reservation.accepted";
 
 #[test]
 fn taskrouter_connect_shows_its_plan_then_points_the_workspace_at_flexhook() {
@@ -1300,7 +1300,7 @@ fn taskrouter_connect_refuses_to_take_another_systems_callback_unless_told_and_d
     let ours = format!("{PUBLIC_BASE}/webhooks/taskrouter");
     // task.completed, already in their filter, is not listed twice.
     let merged =
-        format!("{their_filter},task.canceled,task.deleted,task.system-deleted,workflow.timeout");
+        format!("{their_filter},task.canceled,task.deleted,task.system-deleted,workflow.timeout,reservation.accepted");
     assert_eq!(
         workspace_updates(&runtime, &twilio),
         [(ours.clone(), merged.clone())]

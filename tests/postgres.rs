@@ -271,6 +271,7 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
             attributes: None,
             at_ms: None,
             body: None,
+            last_worker: None,
         })
         .job(
             &ConversationSid::parse(ch).unwrap(),

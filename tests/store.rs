@@ -48,6 +48,7 @@ fn facts() -> RoutingInput {
         attributes: None,
         at_ms: None,
         body: None,
+        last_worker: None,
     }
 }
 
@@ -1020,6 +1021,43 @@ impl Backend {
     }
 }
 
+async fn known_agents_are_kept_by_key_replaced_by_a_later_one_and_forgotten_with_age(store: Store) {
+    use flexhook::domain::{CustomerAddress, WorkerSid};
+    let ana = CustomerAddress::new("whatsapp:+34600111222");
+    let bob = CustomerAddress::new("+14155550100");
+    let first = WorkerSid::parse("WK11111111111111111111111111111111").unwrap();
+    let second = WorkerSid::parse("WK22222222222222222222222222222222").unwrap();
+    let day = Duration::from_secs(86_400);
+
+    assert_eq!(store.known_agent(&ana, day).await.unwrap(), None);
+    store.remember_agent(&ana, &first).await.unwrap();
+    let known = store.known_agent(&ana, day).await.unwrap().unwrap();
+    assert_eq!(known.worker_sid, first);
+    assert!((known.at_ms - store.now_ms()).abs() < 5_000, "{known:?}");
+    assert_eq!(
+        store.known_agent(&bob, day).await.unwrap(),
+        None,
+        "per customer"
+    );
+
+    store.clock().advance(Duration::from_secs(3600));
+    store.remember_agent(&ana, &second).await.unwrap();
+    let known = store.known_agent(&ana, day).await.unwrap().unwrap();
+    assert_eq!(
+        known.worker_sid, second,
+        "the later acceptance replaces the earlier"
+    );
+    store.remember_agent(&bob, &first).await.unwrap();
+
+    // Two days on: outside a day's window, still stored until the purge's age.
+    store.clock().advance(2 * day);
+    assert_eq!(store.known_agent(&ana, day).await.unwrap(), None);
+    assert!(store.known_agent(&ana, 3 * day).await.unwrap().is_some());
+    assert_eq!(store.forget_agents(3 * day).await.unwrap(), 0);
+    assert_eq!(store.forget_agents(day).await.unwrap(), 2);
+    assert_eq!(store.known_agent(&ana, 30 * day).await.unwrap(), None);
+}
+
 /// Each store test, once per backend.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -1058,4 +1096,5 @@ on_both_backends!(
     jobs_are_found_by_task_sid,
     lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_outcomes,
     never_twice_flags_hold_across_retries_re_arms_and_takeovers,
+    known_agents_are_kept_by_key_replaced_by_a_later_one_and_forgotten_with_age,
 );

@@ -223,7 +223,12 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
         None => Line::fail(ADDRESSES, "not checked"),
     });
     lines.push(match callback {
-        Some((url, filter)) => event_callback(base.as_deref(), url, filter),
+        Some((url, filter)) => event_callback(
+            base.as_deref(),
+            url,
+            filter,
+            &super::taskrouter::events_of(settings),
+        ),
         None => Line::fail(CALLBACK, "not checked: no workspace"),
     });
     lines
@@ -432,7 +437,12 @@ fn connected_addresses(base: Option<&str>, list: &[(String, Option<String>, bool
     line
 }
 
-fn event_callback(base: Option<&str>, url: Option<String>, filter: Option<String>) -> Line {
+fn event_callback(
+    base: Option<&str>,
+    url: Option<String>,
+    filter: Option<String>,
+    wanted: &[&str],
+) -> Line {
     let Some(base) = base else {
         return Line::fail(CALLBACK, "not checked: server.public_base_url is not set");
     };
@@ -446,7 +456,7 @@ fn event_callback(base: Option<&str>, url: Option<String>, filter: Option<String
             ),
         );
     }
-    let missing = super::taskrouter::missing_events(filter.as_deref());
+    let missing = super::taskrouter::missing_events(filter.as_deref(), wanted);
     if missing.is_empty() {
         Line::ok(CALLBACK, ours)
     } else {

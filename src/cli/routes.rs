@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::config::{ConfigError, FlexConfig, RoutingConfig, RuleConfig, Settings};
-use crate::domain::{ConversationSid, CustomerAddress};
-use crate::routing::{Router, RoutingInput};
+use crate::domain::{ConversationSid, CustomerAddress, WorkerSid};
+use crate::routing::{LastWorker, Router, RoutingInput};
 use crate::twilio::InteractionRequest;
 
 #[derive(Debug, Args)]
@@ -23,23 +23,30 @@ pub enum RoutesCommand {
     Check,
     /// Show which rule a first message would match, why the rules before it did not, and
     /// the Channel and Routing JSON that would be sent to Flex.
-    Explain {
-        /// The customer's address, e.g. whatsapp:+34600111222
-        #[arg(long)]
-        author: String,
-        /// The address the customer wrote to, e.g. whatsapp:+15550001111
-        #[arg(long)]
-        address: Option<String>,
-        /// When the first message was sent (RFC 3339); default: now
-        #[arg(long)]
-        at: Option<String>,
-        /// The conversation's attributes, as a JSON object
-        #[arg(long)]
-        attributes: Option<String>,
-        /// The conversation (CH…); default: a placeholder
-        #[arg(long)]
-        conversation: Option<String>,
-    },
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The customer's address, e.g. whatsapp:+34600111222
+    #[arg(long)]
+    author: String,
+    /// The address the customer wrote to, e.g. whatsapp:+15550001111
+    #[arg(long)]
+    address: Option<String>,
+    /// When the first message was sent (RFC 3339); default: now
+    #[arg(long)]
+    at: Option<String>,
+    /// The conversation's attributes, as a JSON object
+    #[arg(long)]
+    attributes: Option<String>,
+    /// The conversation (CH…); default: a placeholder
+    #[arg(long)]
+    conversation: Option<String>,
+    /// The agent known for this customer (WK…), as known-agent routing would find them
+    /// (routing.known_agent_within); default: none
+    #[arg(long)]
+    last_worker: Option<String>,
 }
 
 pub fn run(settings: &Settings, args: &RoutesArgs) -> anyhow::Result<ExitCode> {
@@ -55,21 +62,7 @@ pub fn run(settings: &Settings, args: &RoutesArgs) -> anyhow::Result<ExitCode> {
             check(&flex, &routing);
             Ok(ExitCode::SUCCESS)
         }
-        RoutesCommand::Explain {
-            author,
-            address,
-            at,
-            attributes,
-            conversation,
-        } => explain(
-            &flex,
-            &routing,
-            author,
-            address.as_deref(),
-            at.as_deref(),
-            attributes.as_deref(),
-            conversation.as_deref(),
-        ),
+        RoutesCommand::Explain(args) => explain(&flex, &routing, args),
     }
 }
 
@@ -94,6 +87,9 @@ fn conditions(rule: &RuleConfig) -> String {
     }
     for (k, v) in &rule.attributes {
         parts.push(format!("attributes.{k}={v}"));
+    }
+    if let Some(known) = rule.known_agent {
+        parts.push(format!("known_agent={known}"));
     }
     if parts.is_empty() {
         "(every conversation)".into()
@@ -168,16 +164,25 @@ fn check(flex: &FlexConfig, routing: &RoutingConfig) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn explain(
     flex: &FlexConfig,
     routing: &RoutingConfig,
-    author: &str,
-    address: Option<&str>,
-    at: Option<&str>,
-    attributes: Option<&str>,
-    conversation: Option<&str>,
+    args: &ExplainArgs,
 ) -> anyhow::Result<ExitCode> {
+    let (at, attributes, conversation) = (
+        args.at.as_deref(),
+        args.attributes.as_deref(),
+        args.conversation.as_deref(),
+    );
+    let last_worker = match args.last_worker.as_deref() {
+        None => None,
+        Some(raw) => Some(LastWorker {
+            worker_sid: Some(
+                WorkerSid::parse(raw.trim()).map_err(|e| anyhow::anyhow!("--last-worker: {e}"))?,
+            ),
+            at_ms: Some(crate::store::now_ms()),
+        }),
+    };
     let at_ms = match at {
         None => crate::store::now_ms(),
         Some(raw) => {
@@ -207,16 +212,17 @@ fn explain(
         }
         None => ConversationSid::parse(&format!("CH{}", "0".repeat(32)))?,
     };
-    let author = CustomerAddress::new(author);
+    let author = CustomerAddress::new(&args.author);
     let input = RoutingInput {
         channel_type: author.channel_type(),
         customer_address: Some(author),
         proxy_address: None,
         source: None,
-        address: address.map(str::to_owned),
+        address: args.address.clone(),
         attributes,
         at_ms: Some(at_ms),
         body: None,
+        last_worker,
     };
     let router = Router::new(flex, routing);
     let decision = router.decide(&conversation, &input, at_ms);

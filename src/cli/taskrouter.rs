@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::config::Settings;
 use crate::domain::WebhookRoute;
 use crate::domain::WorkspaceSid;
-use crate::event::task::LIFECYCLE_EVENTS;
+use crate::event::task::wanted_events;
 use crate::store::{Store, StoreOptions, WorkspaceCallback};
 use crate::twilio::TwilioClient;
 
@@ -53,6 +53,13 @@ struct Context {
     client: TwilioClient,
     store: Store,
     workspace: WorkspaceSid,
+    /// The events flexhook acts on, with these settings.
+    events: Vec<&'static str>,
+}
+
+/// The events flexhook acts on with these settings (see [`wanted_events`]).
+pub(crate) fn events_of(settings: &Settings) -> Vec<&'static str> {
+    wanted_events(settings.routing.known_agent_within.is_some())
 }
 
 async fn context(settings: &Settings) -> anyhow::Result<Context> {
@@ -71,6 +78,7 @@ async fn context(settings: &Settings) -> anyhow::Result<Context> {
         client: TwilioClient::new(&twilio)?.with_cli_retries(),
         store,
         workspace,
+        events: events_of(settings),
     })
 }
 
@@ -85,8 +93,8 @@ fn target_url(settings: &Settings) -> anyhow::Result<String> {
     }
 }
 
-/// The existing filter's events, then flexhook's that it lacks.
-pub(crate) fn merged_filter(existing: Option<&str>) -> String {
+/// The existing filter's events, then those of `wanted` that it lacks.
+pub(crate) fn merged_filter(existing: Option<&str>, wanted: &[&str]) -> String {
     let mut events: Vec<String> = existing
         .unwrap_or_default()
         .split(',')
@@ -94,22 +102,23 @@ pub(crate) fn merged_filter(existing: Option<&str>) -> String {
         .filter(|e| !e.is_empty())
         .map(str::to_owned)
         .collect();
-    for ours in LIFECYCLE_EVENTS {
+    for ours in wanted {
         if !events.iter().any(|e| e == ours) {
-            events.push(ours.to_owned());
+            events.push((*ours).to_owned());
         }
     }
     events.join(",")
 }
 
-/// The lifecycle's events an `EventsFilter` leaves out (none when unset: every event).
-pub(crate) fn missing_events(filter: Option<&str>) -> Vec<&'static str> {
+/// The events of `wanted` an `EventsFilter` leaves out (none when unset: every event).
+pub(crate) fn missing_events<'a>(filter: Option<&str>, wanted: &[&'a str]) -> Vec<&'a str> {
     let Some(filter) = filter else {
         return Vec::new();
     };
     let listed: Vec<&str> = filter.split(',').map(str::trim).collect();
-    LIFECYCLE_EVENTS
-        .into_iter()
+    wanted
+        .iter()
+        .copied()
         .filter(|e| !listed.contains(e))
         .collect()
 }
@@ -162,7 +171,7 @@ async fn connect(
         );
         return Ok(ExitCode::from(1));
     }
-    let new_filter = merged_filter(filter.as_deref());
+    let new_filter = merged_filter(filter.as_deref(), &ctx.events);
     println!("workspace {}", ctx.workspace);
     if ours && filter.as_deref() == Some(new_filter.as_str()) {
         println!("nothing to change: its events already reach {target}");
@@ -248,7 +257,7 @@ async fn disconnect(
 async fn status(ctx: &Context, target: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
     let (url, filter) = ctx.client.workspace_callback(&ctx.workspace).await?;
     let reaches_flexhook = target.is_some() && url == target;
-    let missing = missing_events(filter.as_deref());
+    let missing = missing_events(filter.as_deref(), &ctx.events);
     let previous = ctx.store.remembered_callback(&ctx.workspace).await?;
     if as_json {
         let doc = json!({
@@ -294,20 +303,24 @@ mod tests {
 
     #[test]
     fn the_filter_keeps_what_was_there_and_adds_only_what_is_missing() {
+        let lifecycle = wanted_events(false);
         assert_eq!(
-            merged_filter(None),
+            merged_filter(None, &lifecycle),
             "task.canceled,task.deleted,task.system-deleted,workflow.timeout,task.completed"
         );
         assert_eq!(
-            merged_filter(Some("task.created, task.canceled")),
+            merged_filter(Some("task.created, task.canceled"), &lifecycle),
             "task.created,task.canceled,task.deleted,task.system-deleted,workflow.timeout,task.completed"
         );
         // A filter that predates task.completed is reported as lacking it.
+        let old = "task.canceled,task.deleted,task.system-deleted,workflow.timeout";
+        assert_eq!(missing_events(Some(old), &lifecycle), ["task.completed"]);
+        // Known-agent routing also wants reservation.accepted.
+        let known = wanted_events(true);
         assert_eq!(
-            missing_events(Some(
-                "task.canceled,task.deleted,task.system-deleted,workflow.timeout"
-            )),
-            ["task.completed"]
+            missing_events(Some(&merged_filter(None, &lifecycle)), &known),
+            ["reservation.accepted"]
         );
+        assert!(merged_filter(Some(old), &known).ends_with("task.completed,reservation.accepted"));
     }
 }

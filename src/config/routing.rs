@@ -5,10 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::de::empty_as_none;
 use super::problems::Problems;
 use crate::domain::{ChannelType, Schedule, WorkflowSid};
 
@@ -34,6 +36,9 @@ pub struct MatchSettings {
     pub author: Vec<String>,
     #[serde(default)]
     pub attributes: Map<String, Value>,
+    /// `true`: an agent is known for this customer (`routing.known_agent_within`);
+    /// `false`: none is.
+    pub known_agent: Option<bool>,
 }
 
 /// `set = { … }` of a rule: what it changes in the default route.
@@ -69,6 +74,10 @@ pub struct RoutingSettings {
     /// `{body}` in attributes: off, since a message body is personal data.
     #[serde(default)]
     pub allow_body: bool,
+    /// How long the agent who accepted a customer's task is remembered for their next
+    /// tasks (`lastWorkerSid`); empty turns known-agent routing off.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub known_agent_within: Option<String>,
     #[serde(default)]
     pub schedules: Vec<ScheduleSettings>,
     #[serde(default)]
@@ -76,13 +85,14 @@ pub struct RoutingSettings {
 }
 
 /// The placeholders a rule's attribute values may use (`{attributes.FIELD}` besides).
-pub const PLACEHOLDERS: [&str; 6] = [
+pub const PLACEHOLDERS: [&str; 7] = [
     "author",
     "channel_type",
     "address",
     "conversation_sid",
     "rule",
     "body",
+    "last_worker_sid",
 ];
 
 /// A rule's `when`: the schedule, and whether the rule wants it open or closed.
@@ -112,6 +122,8 @@ pub struct RuleConfig {
     /// Exact, or `*` globs.
     pub authors: Vec<String>,
     pub attributes: Map<String, Value>,
+    /// `match.known_agent`: whether an agent must (`true`) or must not (`false`) be known.
+    pub known_agent: Option<bool>,
     pub set: SetConfig,
     pub reply: Option<String>,
     pub ignore: bool,
@@ -125,6 +137,12 @@ impl RuleConfig {
             && self.addresses.is_empty()
             && self.authors.is_empty()
             && self.attributes.is_empty()
+            && self.known_agent.is_none()
+    }
+
+    /// Whether the rule asks who last handled the customer.
+    pub fn uses_known_agent(&self) -> bool {
+        self.known_agent.is_some() || mentions(&self.set.attributes, "{last_worker_sid}")
     }
 
     /// Whether deciding needs the address the customer wrote to.
@@ -146,6 +164,8 @@ fn mentions(attributes: &Map<String, Value>, needle: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct RoutingConfig {
     pub allow_body: bool,
+    /// `routing.known_agent_within`: `None` turns known-agent routing off.
+    pub known_agent_within: Option<Duration>,
     pub rules: Vec<RuleConfig>,
 }
 
@@ -160,6 +180,23 @@ impl RoutingConfig {
 impl RoutingSettings {
     pub(super) fn validate(&self, p: &mut Problems) -> Option<RoutingConfig> {
         let before = p.count();
+        let known_agent_within = self.known_agent_within.as_deref().and_then(|raw| {
+            let raw = raw.trim();
+            let within = p.check(
+                "routing.known_agent_within",
+                humantime::parse_duration(raw).map_err(|e| {
+                    format!("`{raw}` is not a duration like `30d` or `12h`, nor empty to turn it off ({e})")
+                }),
+            )?;
+            if within.is_zero() {
+                p.add(
+                    "routing.known_agent_within",
+                    "is 0: leave it empty to turn known-agent routing off",
+                );
+                return None;
+            }
+            Some(within)
+        });
         let mut schedules: HashMap<&str, Arc<Schedule>> = HashMap::new();
         for (i, s) in self.schedules.iter().enumerate() {
             let at = format!("schedule `{}` (routing.schedules[{i}])", s.name);
@@ -283,6 +320,7 @@ impl RoutingSettings {
                 addresses: r.matches.address.clone(),
                 authors: r.matches.author.clone(),
                 attributes: r.matches.attributes.clone(),
+                known_agent: r.matches.known_agent,
                 set: SetConfig {
                     workflow_sid,
                     task_channel: set.task_channel.map(|t| t.trim().to_owned()),
@@ -294,8 +332,24 @@ impl RoutingSettings {
                 ignore,
             });
         }
+        if self.known_agent_within.is_none() {
+            for (i, rule) in rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.uses_known_agent())
+            {
+                p.add(
+                    "routing.rules",
+                    format!(
+                        "rule `{}` (routing.rules[{i}]): match.known_agent and {{last_worker_sid}} need routing.known_agent_within, which is empty (off)",
+                        rule.name
+                    ),
+                );
+            }
+        }
         (p.count() == before).then(|| RoutingConfig {
             allow_body: self.allow_body,
+            known_agent_within,
             rules,
         })
     }

@@ -89,6 +89,25 @@ impl CustomerAddress {
         }
     }
 
+    /// What flexhook keeps in place of this customer where it remembers something about
+    /// them (the agent who knew them): the hex SHA-256 of their channel type and address
+    /// (an e-mail address in lower case), so that the same customer always has the same key
+    /// and the key shows nothing of the address.
+    pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let channel = self.channel_type();
+        let address = match channel {
+            ChannelType::Email => self.0.trim().to_lowercase(),
+            _ => self.0.trim().to_owned(),
+        };
+        let mut hash = Sha256::new();
+        hash.update(b"flexhook customer\n");
+        hash.update(channel.as_str().as_bytes());
+        hash.update(b"\n");
+        hash.update(address.as_bytes());
+        hex::encode(hash.finalize())
+    }
+
     /// `whatsapp:` → whatsapp, `messenger:` → messenger, `gbm:` → gbm,
     /// an e-mail address → email, an E.164 number → sms, anything else → web.
     pub fn channel_type(&self) -> ChannelType {
@@ -220,5 +239,25 @@ mod tests {
         assert_eq!(on.2, format!("CustomerAddress({masked})"), "so does Debug");
         assert_eq!(on.3, masked, "and masked(), for the CLI's output");
         assert_eq!(a.for_logs(), masked, "off again");
+    }
+    #[test]
+    fn a_customer_s_key_is_stable_per_channel_and_address_and_shows_none_of_it() {
+        let a = CustomerAddress::new("whatsapp:+34600111222");
+        assert_eq!(
+            a.key(),
+            CustomerAddress::new(" whatsapp:+34600111222 ").key()
+        );
+        assert_ne!(
+            a.key(),
+            CustomerAddress::new("+34600111222").key(),
+            "sms is another channel"
+        );
+        assert_ne!(a.key(), CustomerAddress::new("whatsapp:+34600111223").key());
+        assert_eq!(
+            CustomerAddress::new("Ana@Example.com").key(),
+            CustomerAddress::new("ana@example.com").key()
+        );
+        assert_eq!(a.key().len(), 64);
+        assert!(!a.key().contains("600111222"));
     }
 }

@@ -11,6 +11,6 @@ pub use database_url::{Backend, DatabaseUrl};
 pub use schedule::Schedule;
 pub use sid::{
     AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
-    ParticipantSid, SidError, TaskSid, WebhookSid, WorkflowSid, WorkspaceSid,
+    ParticipantSid, SidError, TaskSid, WebhookSid, WorkerSid, WorkflowSid, WorkspaceSid,
 };
 pub use webhook_route::{address_param, WebhookRoute};

@@ -112,6 +112,8 @@ sid!(/// A TaskRouter workflow (`WW…`).
     WorkflowSid, "WW");
 sid!(/// A TaskRouter task (`WT…`).
     TaskSid, "WT");
+sid!(/// A TaskRouter worker (`WK…`): an agent.
+    WorkerSid, "WK");
 sid!(/// A Flex interaction (`KD…`).
     InteractionSid, "KD");
 sid!(/// A Flex interaction channel (`UO…`).

@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use super::{EventError, Fields};
 use crate::domain::{
-    AccountSid, ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid,
+    AccountSid, ConversationSid, CustomerAddress, InteractionChannelSid, InteractionSid, TaskSid,
+    WorkerSid, WorkspaceSid,
 };
 use crate::signature::{Payload, Verified};
 
@@ -31,6 +32,20 @@ pub const LIFECYCLE_EVENTS: [&str; 5] = [
     TASK_COMPLETED,
 ];
 
+/// An agent accepted a task: known-agent routing learns who handled the customer.
+pub const RESERVATION_ACCEPTED: &str = "reservation.accepted";
+
+/// Every event flexhook acts on: the lifecycle's, and with known-agent routing on
+/// (`routing.known_agent_within`), [`RESERVATION_ACCEPTED`]. What `flexhook taskrouter
+/// connect` subscribes to and `flexhook check` looks for.
+pub fn wanted_events(known_agents: bool) -> Vec<&'static str> {
+    let mut events = LIFECYCLE_EVENTS.to_vec();
+    if known_agents {
+        events.push(RESERVATION_ACCEPTED);
+    }
+    events
+}
+
 /// A TaskRouter event callback.
 #[derive(Debug, Clone)]
 pub struct TaskEvent {
@@ -38,6 +53,8 @@ pub struct TaskEvent {
     pub account_sid: AccountSid,
     pub workspace_sid: WorkspaceSid,
     pub task_sid: Option<TaskSid>,
+    /// The agent of a reservation event.
+    pub worker_sid: Option<WorkerSid>,
     /// `TaskAttributes`, as sent (a JSON string).
     pub task_attributes: Option<String>,
     /// Why: `TaskCanceledReason`, else `EventDescription`.
@@ -56,14 +73,29 @@ impl TaskEvent {
         TASK_ENDED_EVENTS.contains(&self.event_type.as_str())
     }
 
-    /// The conversation and interaction Flex wrote into the task's attributes.
-    pub fn flex_attributes(&self) -> Result<FlexTaskAttributes, AttributesError> {
+    /// The customer a task is for: its attributes' `customerAddress` (which flexhook and
+    /// Flex both write), else `from`.
+    pub fn customer_address(&self) -> Result<Option<CustomerAddress>, AttributesError> {
+        let value = self.attributes()?;
+        Ok(["customerAddress", "from"]
+            .iter()
+            .find_map(|key| value.get(*key).and_then(Value::as_str))
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(CustomerAddress::new))
+    }
+
+    fn attributes(&self) -> Result<Value, AttributesError> {
         let raw = self
             .task_attributes
             .as_deref()
             .ok_or(AttributesError::Missing)?;
-        let value: Value =
-            serde_json::from_str(raw).map_err(|e| AttributesError::NotJson(e.to_string()))?;
+        serde_json::from_str(raw).map_err(|e| AttributesError::NotJson(e.to_string()))
+    }
+
+    /// The conversation and interaction Flex wrote into the task's attributes.
+    pub fn flex_attributes(&self) -> Result<FlexTaskAttributes, AttributesError> {
+        let value = self.attributes()?;
         let sid = |key: &str| value.get(key).and_then(Value::as_str).map(str::trim);
         Ok(FlexTaskAttributes {
             conversation_sid: sid("conversationSid").and_then(|s| ConversationSid::parse(s).ok()),
@@ -107,6 +139,7 @@ pub fn parse(payload: &Verified<Payload>) -> Result<TaskEvent, EventError> {
             .sid("WorkspaceSid", &["WorkspaceSid"], WorkspaceSid::parse)?
             .ok_or(EventError::Missing("WorkspaceSid"))?,
         task_sid: fields.sid("TaskSid", &["TaskSid"], TaskSid::parse)?,
+        worker_sid: fields.sid("WorkerSid", &["WorkerSid"], WorkerSid::parse)?,
         task_attributes: fields.text(&["TaskAttributes"]),
         reason: fields.text(&["TaskCanceledReason", "EventDescription"]),
     })
@@ -178,6 +211,44 @@ mod tests {
             e.flex_attributes(),
             Err(AttributesError::NotJson(_))
         ));
+    }
+
+    #[test]
+    fn an_accepted_reservation_names_its_agent_and_its_customer() {
+        let e = event(&[
+            ("EventType", RESERVATION_ACCEPTED),
+            ("AccountSid", AC),
+            ("WorkspaceSid", WS),
+            ("TaskSid", WT),
+            ("WorkerSid", "WK00000000000000000000000000000001"),
+            (
+                "TaskAttributes",
+                r#"{"customerAddress":" whatsapp:+34600111222 ","from":"Ana"}"#,
+            ),
+        ])
+        .unwrap();
+        assert!(!e.ends_task());
+        assert_eq!(
+            e.worker_sid.as_ref().unwrap().as_str(),
+            "WK00000000000000000000000000000001"
+        );
+        assert_eq!(
+            e.customer_address().unwrap().unwrap().expose(),
+            "whatsapp:+34600111222"
+        );
+        let from_only = TaskEvent {
+            task_attributes: Some(r#"{"from":"+14155550100"}"#.into()),
+            ..e.clone()
+        };
+        assert_eq!(
+            from_only.customer_address().unwrap().unwrap().expose(),
+            "+14155550100"
+        );
+        let nobody = TaskEvent {
+            task_attributes: Some(r#"{"customerAddress":""}"#.into()),
+            ..e
+        };
+        assert_eq!(nobody.customer_address().unwrap(), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `interaction` kind, the hand-off: complete the routing facts once (the address the
-//! customer wrote to, the conversation's attributes, when a rule needs them), decide the
+//! customer wrote to, the conversation's attributes, when a rule needs them; the agent who
+//! last handled the customer, with known-agent routing on), decide the
 //! route, then adopt a task an earlier attempt may have made, else create the conversation's
 //! interaction at the rate limit's pace ([`pace`]).
 //!
@@ -17,7 +18,7 @@ use std::time::Instant;
 use super::webhook::{self, RemovalError};
 use super::{reply, timers, Action, Claim, Context, Kind, Outcome};
 use crate::domain::ConversationSid;
-use crate::routing::{Decision, RoutingInput};
+use crate::routing::{Decision, LastWorker, RoutingInput};
 use crate::store::{Job, JobError, JobKind, JobState, NewJob, Transition};
 use crate::twilio::{CreatedInteraction, InteractionRequest, TwilioError};
 
@@ -149,6 +150,16 @@ async fn complete_facts(
                 tracing::warn!(error = %e, "could not read the conversation's attributes; routing without them");
                 completed.attributes = Some(serde_json::json!({}));
             }
+        }
+    }
+    if let (Some(within), None, Some(customer)) = (
+        cx.router.known_agent_within(),
+        &completed.last_worker,
+        &completed.customer_address,
+    ) {
+        match cx.store.known_agent(customer, within).await {
+            Ok(known) => completed.last_worker = Some(LastWorker::of(known)),
+            Err(e) => return Err(Some(cx.store_failed(job, &e.to_string(), gone_out))),
         }
     }
     if completed != routing {

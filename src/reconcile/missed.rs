@@ -133,6 +133,7 @@ impl Reconciler {
             attributes: None,
             at_ms: Some(at_ms.unwrap_or_else(|| self.store.now_ms())),
             body: None,
+            last_worker: None,
         };
         Ok(Some(NewJob {
             webhook_sid: Some(webhook.sid.clone()),

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use crate::domain::{AccountSid, WorkspaceSid};
 use crate::intake::Intake;
+use crate::known_agents::KnownAgents;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
@@ -30,6 +31,7 @@ pub(crate) struct AppState {
     pub webhook_auth: WebhookAuth,
     pub intake: Intake,
     pub lifecycle: Lifecycle,
+    pub known_agents: KnownAgents,
     /// `flex.workspace_sid`: TaskRouter events from any other workspace are refused.
     pub workspace_sid: WorkspaceSid,
     /// `server.ack_timeout_ms`: how long a webhook may wait for the store.

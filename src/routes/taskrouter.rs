@@ -1,6 +1,7 @@
 //! `POST /webhooks/taskrouter`: the workspace's event callbacks. An event that ended a
 //! task flexhook created (or, with adoption, any Flex interaction's task) queues the
-//! conversation's close job; every other event is acknowledged and ignored.
+//! conversation's close job; a `reservation.accepted` teaches known-agent routing who
+//! handled the task's customer; every other event is acknowledged and ignored.
 
 use actix_web::{web, HttpRequest};
 use tracing::Instrument;
@@ -10,8 +11,9 @@ use super::observed::{span, Answered};
 use super::state::AppState;
 use super::verified::VerifiedWebhook;
 use crate::event::task;
+use crate::known_agents::Learned;
 use crate::lifecycle::Outcome;
-use crate::metrics::{event_label, WebhookOutcome};
+use crate::metrics::{event_label, EventLabel, WebhookOutcome};
 
 pub async fn taskrouter_webhook(
     req: HttpRequest,
@@ -32,6 +34,9 @@ async fn handle(webhook: VerifiedWebhook, state: web::Data<AppState>) -> Result<
     if event.workspace_sid != state.workspace_sid {
         tracing::warn!(workspace = %event.workspace_sid, "TaskRouter event refused: WorkspaceSid is not flex.workspace_sid");
         return Err(Refused::new(label, WebhookError::WrongWorkspace));
+    }
+    if event.event_type == task::RESERVATION_ACCEPTED {
+        return learn(&state, &event, label).await;
     }
     if !event.ends_task() {
         tracing::debug!(event_type = %event.event_type, "TaskRouter event acknowledged, nothing to do");
@@ -70,6 +75,45 @@ async fn handle(webhook: VerifiedWebhook, state: web::Data<AppState>) -> Result<
         }
         Err(_) => {
             tracing::error!("TaskRouter event answered 503: the store is too slow");
+            return Err(Refused::new(label, WebhookError::Unavailable));
+        }
+    };
+    Ok(Answered {
+        event: label,
+        outcome,
+    })
+}
+
+/// An agent accepted a task: known-agent routing remembers them for the task's customer.
+async fn learn(
+    state: &AppState,
+    event: &task::TaskEvent,
+    label: EventLabel,
+) -> Result<Answered, Refused> {
+    let learned = tokio::time::timeout(state.ack_timeout, state.known_agents.accepted(event)).await;
+    let outcome = match learned {
+        Ok(Ok(Learned::Remembered(customer))) => {
+            tracing::info!(
+                customer = %customer.for_logs(),
+                worker = event.worker_sid.as_ref().map(|w| w.as_str()),
+                "agent remembered for the customer's next tasks (routing.known_agent_within)"
+            );
+            WebhookOutcome::Accepted
+        }
+        Ok(Ok(Learned::Off)) => {
+            tracing::debug!("reservation.accepted ignored: routing.known_agent_within is off");
+            WebhookOutcome::Ignored
+        }
+        Ok(Ok(Learned::Unusable(why))) => {
+            tracing::debug!(%why, "reservation.accepted acknowledged; no agent to remember");
+            WebhookOutcome::Ignored
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reservation.accepted answered 503: the agent could not be stored");
+            return Err(Refused::new(label, WebhookError::Unavailable));
+        }
+        Err(_) => {
+            tracing::error!("reservation.accepted answered 503: the store is too slow");
             return Err(Refused::new(label, WebhookError::Unavailable));
         }
     };

@@ -117,6 +117,18 @@ impl Router {
         ] {
             attributes.insert(k.to_owned(), v);
         }
+        // Known-agent routing: a workflow's filter matches `knownAgent == true` (a missing
+        // key is NULL to TaskRouter, and its expressions have no NULL test), and its target's
+        // `known_worker_sid` reads `task.lastWorkerSid`.
+        if let Some(last) = &input.last_worker {
+            if let Some(worker) = &last.worker_sid {
+                attributes.insert("knownAgent".into(), json!(true));
+                attributes.insert("lastWorkerSid".into(), json!(worker.as_str()));
+                if let Some(at) = last.at_ms.and_then(rfc3339) {
+                    attributes.insert("lastWorkerAt".into(), json!(at));
+                }
+            }
+        }
         route.task_channel = task_channel;
         route.attributes = attributes;
         route
@@ -178,6 +190,19 @@ fn mismatch(rule: &RuleConfig, input: &RoutingInput, at_ms: i64) -> Option<Strin
             ));
         }
     }
+    if let Some(wanted) = rule.known_agent {
+        let known = last_worker_sid(input).is_some();
+        if known != wanted {
+            return Some(
+                if wanted {
+                    "no agent is known for this customer"
+                } else {
+                    "an agent is known for this customer"
+                }
+                .into(),
+            );
+        }
+    }
     for (key, wanted) in &rule.attributes {
         let actual = input.attributes.as_ref().and_then(|a| a.get(key));
         if actual != Some(wanted) {
@@ -230,6 +255,7 @@ fn fill_text(s: &str, conversation: &ConversationSid, input: &RoutingInput, rule
             "conversation_sid" => Some(conversation.to_string()),
             "rule" => Some(rule.to_owned()),
             "body" => input.body.clone(),
+            "last_worker_sid" => last_worker_sid(input).map(str::to_owned),
             other => other.strip_prefix("attributes.").and_then(|field| {
                 input
                     .attributes
@@ -246,4 +272,20 @@ fn fill_text(s: &str, conversation: &ConversationSid, input: &RoutingInput, rule
     }
     out.push_str(rest);
     out
+}
+
+/// The agent known for this conversation's customer, if any.
+fn last_worker_sid(input: &RoutingInput) -> Option<&str> {
+    input
+        .last_worker
+        .as_ref()
+        .and_then(|l| l.worker_sid.as_ref())
+        .map(|w| w.as_str())
+}
+
+/// Unix ms as RFC 3339 in UTC, to the second (`2026-12-05T17:30:00Z`).
+fn rfc3339(ms: i64) -> Option<String> {
+    jiff::Timestamp::from_second(ms.div_euclid(1000))
+        .ok()
+        .map(|t| t.to_string())
 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{FlexConfig, RoutingConfig};
-use crate::domain::{ChannelType, ConversationSid, CustomerAddress, WorkflowSid, WorkspaceSid};
+use crate::domain::{
+    ChannelType, ConversationSid, CustomerAddress, WorkerSid, WorkflowSid, WorkspaceSid,
+};
 use crate::event::MessageAdded;
 
 mod decide;
@@ -41,6 +43,31 @@ pub struct RoutingInput {
     pub at_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Who last handled this customer, when known-agent routing is on: looked up once by
+    /// the worker (`None` until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_worker: Option<LastWorker>,
+}
+
+/// The agent who last accepted a task of the customer, within `routing.known_agent_within`
+/// of the lookup; both `None` when there was none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastWorker {
+    pub worker_sid: Option<WorkerSid>,
+    /// When they accepted it, Unix ms.
+    pub at_ms: Option<i64>,
+}
+
+impl LastWorker {
+    pub fn of(known: Option<crate::store::KnownAgent>) -> Self {
+        match known {
+            Some(k) => Self {
+                worker_sid: Some(k.worker_sid),
+                at_ms: Some(k.at_ms),
+            },
+            None => Self::default(),
+        }
+    }
 }
 
 impl RoutingInput {
@@ -74,6 +101,7 @@ impl RoutingInput {
             attributes: None,
             at_ms: Some(sent_at.unwrap_or(received_at_ms)),
             body: message.body.clone().filter(|_| allow_body),
+            last_worker: None,
         }
     }
 }
@@ -113,6 +141,12 @@ impl Router {
     /// Whether some rule needs the address the customer wrote to.
     pub fn needs_address(&self) -> bool {
         self.rules.rules.iter().any(|r| r.uses_address())
+    }
+
+    /// `routing.known_agent_within`: how far back the agent who last accepted a task of
+    /// the customer counts; `None` when known-agent routing is off.
+    pub fn known_agent_within(&self) -> Option<std::time::Duration> {
+        self.rules.known_agent_within
     }
 
     /// Whether some rule needs the conversation's attributes.
@@ -160,6 +194,7 @@ mod tests {
             attributes: None,
             at_ms: None,
             body: None,
+            last_worker: None,
         }
     }
 

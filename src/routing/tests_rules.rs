@@ -45,6 +45,7 @@ fn input(author: &str, address: Option<&str>) -> RoutingInput {
         attributes: None,
         at_ms: None,
         body: None,
+        last_worker: None,
     }
 }
 
@@ -324,4 +325,84 @@ fn each_configuration_error_names_its_rule() {
     );
     let channel = problems(&format!("{base}match = {{ channel_type = [\"fax\"] }}\n"));
     assert!(channel.contains("`fax`"), "{channel}");
+}
+
+const KNOWN_AGENT_RULES: &str = r#"
+[[routing.rules]]
+name = "back-to-their-agent"
+match = { known_agent = true }
+set = { priority = 20, attributes = { preferred = "{last_worker_sid}" } }
+
+[[routing.rules]]
+name = "new-customer"
+match = { known_agent = false }
+set = { attributes = { firstContact = true } }
+"#;
+
+fn known(worker: &str, at_ms: i64) -> Option<LastWorker> {
+    Some(LastWorker {
+        worker_sid: Some(crate::domain::WorkerSid::parse(worker).unwrap()),
+        at_ms: Some(at_ms),
+    })
+}
+
+#[test]
+fn a_known_agent_is_matched_filled_in_and_carried_as_last_worker_sid_and_at() {
+    let router = router(KNOWN_AGENT_RULES);
+    let ch = ConversationSid::parse(CH).unwrap();
+    let wk = "WK11111111111111111111111111111111";
+    let returning = RoutingInput {
+        last_worker: known(wk, at("2026-12-01T10:30:00.250Z")),
+        ..input("whatsapp:+34600111222", None)
+    };
+    let d = router.decide(&ch, &returning, 0);
+    assert_eq!(d.rule.as_deref(), Some("back-to-their-agent"));
+    let a = &d.route.attributes;
+    assert_eq!(a["lastWorkerSid"], wk);
+    assert_eq!(a["lastWorkerAt"], "2026-12-01T10:30:00Z");
+    assert_eq!(a["knownAgent"], true);
+    assert_eq!(a["preferred"], wk);
+    assert_eq!(d.route.priority, Some(20));
+
+    // Looked up, nobody within the window; or not looked up at all (feature off).
+    for nobody in [Some(LastWorker::default()), None] {
+        let first = RoutingInput {
+            last_worker: nobody,
+            ..input("whatsapp:+34600111222", None)
+        };
+        let d = router.decide(&ch, &first, 0);
+        assert_eq!(d.rule.as_deref(), Some("new-customer"));
+        assert_eq!(
+            d.skipped[0].why, "no agent is known for this customer",
+            "{d:?}"
+        );
+        assert!(!d.route.attributes.contains_key("lastWorkerSid"));
+        assert!(!d.route.attributes.contains_key("lastWorkerAt"));
+        assert!(!d.route.attributes.contains_key("knownAgent"));
+    }
+}
+
+#[test]
+fn known_agent_rules_need_known_agent_within() {
+    let off = format!("[routing]\nknown_agent_within = \"\"\n{KNOWN_AGENT_RULES}");
+    let text = problems(&off);
+    assert!(
+        text.contains("back-to-their-agent") && text.contains("routing.known_agent_within"),
+        "{text}"
+    );
+    assert!(text.contains("new-customer"), "{text}");
+    for bad in ["\"soon\"", "\"0s\""] {
+        let text = problems(&format!("[routing]\nknown_agent_within = {bad}\n"));
+        assert!(text.contains("routing.known_agent_within"), "{bad}: {text}");
+    }
+    let on = settings("[routing]\nknown_agent_within = \"12h\"\n").unwrap();
+    assert_eq!(
+        on.routing.known_agent_within,
+        Some(std::time::Duration::from_secs(12 * 3600))
+    );
+    let default = settings("").unwrap();
+    assert_eq!(
+        default.routing.known_agent_within,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
 }

@@ -30,6 +30,7 @@ mod contract;
 mod copy;
 mod decode;
 mod job;
+mod known_agents;
 mod postgres;
 mod sqlite;
 mod stats;
@@ -70,6 +71,7 @@ pub struct WorkspaceCallback {
     pub url: Option<String>,
     pub filter: Option<String>,
 }
+pub use known_agents::KnownAgent;
 pub use postgres::{PostgresStore, PostgresWriter};
 pub use sqlite::{SqliteStore, SqliteWriter};
 pub use stats::{Counts, StoreStats};

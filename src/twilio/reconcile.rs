@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::conversations::conversation_path;
 use super::{Api, TwilioClient, TwilioError};
 use crate::domain::{
-    AccountSid, ChatServiceSid, ConversationSid, MessageSid, TaskSid, WebhookSid, WorkspaceSid,
+    AccountSid, ChatServiceSid, ConversationSid, MessageSid, TaskSid, WebhookSid, WorkerSid,
+    WorkspaceSid,
 };
 use crate::event::task::TaskEvent;
 
@@ -294,6 +295,7 @@ fn task_event(e: RawEvent, workspace: &WorkspaceSid) -> Option<TaskEvent> {
             .and_then(|w| WorkspaceSid::parse(&w).ok())
             .unwrap_or_else(|| workspace.clone()),
         task_sid: Some(TaskSid::parse(&task).ok()?),
+        worker_sid: field("worker_sid", "WorkerSid").and_then(|w| WorkerSid::parse(&w).ok()),
         task_attributes: field("task_attributes", "TaskAttributes"),
         reason: field("task_canceled_reason", "TaskCanceledReason")
             .or_else(|| field("description", "EventDescription")),

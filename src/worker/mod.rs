@@ -232,5 +232,13 @@ impl Worker {
             Ok(n) => tracing::info!(jobs = n, "purged finished jobs past store.retention_days"),
             Err(e) => tracing::warn!(error = %e, "could not purge finished jobs"),
         }
+        match self.jobs.store.forget_agents(self.config.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                customers = n,
+                "forgot the agents of customers past store.retention_days"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not forget old known agents"),
+        }
     }
 }
