@@ -14,6 +14,7 @@ use crate::event::task;
 use crate::known_agents::Learned;
 use crate::lifecycle::Outcome;
 use crate::metrics::{event_label, EventLabel, WebhookOutcome};
+use crate::store::StoreError;
 
 pub async fn taskrouter_webhook(
     req: HttpRequest,
@@ -51,31 +52,29 @@ async fn handle(webhook: VerifiedWebhook, state: web::Data<AppState>) -> Result<
     if let Some(task) = &event.task_sid {
         span.record("task", task.as_str());
     }
-    let handled = tokio::time::timeout(state.ack_timeout, state.lifecycle.task_ended(&event)).await;
+    let handled = stored(
+        &state,
+        label,
+        "the close job",
+        state.lifecycle.task_ended(&event),
+    )
+    .await?;
     let outcome = match handled {
-        Ok(Ok(Outcome::Queued(conversation))) => {
+        Outcome::Queued(conversation) => {
             tracing::info!(%conversation, "task ended: the conversation's close job is queued to look at it");
             WebhookOutcome::Accepted
         }
-        Ok(Ok(Outcome::AlreadyQueued(conversation))) => {
+        Outcome::AlreadyQueued(conversation) => {
             tracing::debug!(%conversation, "the conversation's close job exists already");
             WebhookOutcome::Known
         }
-        Ok(Ok(Outcome::UnknownTask)) => {
+        Outcome::UnknownTask => {
             tracing::debug!("not a task of flexhook's: ignored");
             WebhookOutcome::Ignored
         }
-        Ok(Ok(Outcome::Unusable(why))) => {
+        Outcome::Unusable(why) => {
             tracing::warn!(%why, "TaskRouter event acknowledged, but nothing can be done with it");
             WebhookOutcome::Ignored
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "TaskRouter event answered 503: the close job could not be stored");
-            return Err(Refused::new(label, WebhookError::Unavailable));
-        }
-        Err(_) => {
-            tracing::error!("TaskRouter event answered 503: the store is too slow");
-            return Err(Refused::new(label, WebhookError::Unavailable));
         }
     };
     Ok(Answered {
@@ -84,15 +83,42 @@ async fn handle(webhook: VerifiedWebhook, state: web::Data<AppState>) -> Result<
     })
 }
 
+/// What the store made of `write`, within `server.ack_timeout_ms`; a 503 when it failed
+/// (`what` could not be stored) or took too long, so that TaskRouter tries again.
+async fn stored<T>(
+    state: &AppState,
+    label: EventLabel,
+    what: &str,
+    write: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, Refused> {
+    match tokio::time::timeout(state.ack_timeout, write).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "TaskRouter event answered 503: {what} could not be stored");
+            Err(Refused::new(label, WebhookError::Unavailable))
+        }
+        Err(_) => {
+            tracing::error!("TaskRouter event answered 503: the store is too slow");
+            Err(Refused::new(label, WebhookError::Unavailable))
+        }
+    }
+}
+
 /// An agent accepted a task: known-agent routing remembers them for the task's customer.
 async fn learn(
     state: &AppState,
     event: &task::TaskEvent,
     label: EventLabel,
 ) -> Result<Answered, Refused> {
-    let learned = tokio::time::timeout(state.ack_timeout, state.known_agents.accepted(event)).await;
+    let learned = stored(
+        state,
+        label,
+        "the agent",
+        state.known_agents.accepted(event),
+    )
+    .await?;
     let outcome = match learned {
-        Ok(Ok(Learned::Remembered(customer))) => {
+        Learned::Remembered(customer) => {
             tracing::info!(
                 customer = %customer.for_logs(),
                 worker = event.worker_sid.as_ref().map(|w| w.as_str()),
@@ -100,21 +126,13 @@ async fn learn(
             );
             WebhookOutcome::Accepted
         }
-        Ok(Ok(Learned::Off)) => {
+        Learned::Off => {
             tracing::debug!("reservation.accepted ignored: routing.known_agent_within is off");
             WebhookOutcome::Ignored
         }
-        Ok(Ok(Learned::Unusable(why))) => {
+        Learned::Unusable(why) => {
             tracing::debug!(%why, "reservation.accepted acknowledged; no agent to remember");
             WebhookOutcome::Ignored
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "reservation.accepted answered 503: the agent could not be stored");
-            return Err(Refused::new(label, WebhookError::Unavailable));
-        }
-        Err(_) => {
-            tracing::error!("reservation.accepted answered 503: the store is too slow");
-            return Err(Refused::new(label, WebhookError::Unavailable));
         }
     };
     Ok(Answered {
