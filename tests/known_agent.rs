@@ -214,25 +214,17 @@ async fn sqlx_dump(env: &Env, query: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_store_that_cannot_take_the_agent_answers_503_so_taskrouter_tries_again() {
-    use sqlx::Connection;
     let env = Env::new().await;
     flex_creates(&env).await;
     let app = TestApp::start(&env, &[("store.busy_timeout_ms", "200")]).await;
-    let mut other = sqlx::SqliteConnection::connect(&env.db_url())
-        .await
-        .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let lock = env.lock_database().await;
     let response = app
         .post_signed(accepted(CUSTOMER, AGENT))
         .to(TASKROUTER)
         .send()
         .await;
     assert_eq!(response.status(), 503);
-    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
-    other.close().await.unwrap();
+    lock.release().await;
 
     post_accepted(&app, CUSTOMER, AGENT).await;
     let attributes = new_conversation(&env, &app, CUSTOMER).await;

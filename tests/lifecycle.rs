@@ -538,23 +538,15 @@ async fn refused_events_do_nothing_and_other_events_are_acknowledged() {
 
 #[tokio::test]
 async fn a_store_that_cannot_take_the_close_job_answers_503() {
-    use sqlx::Connection;
     let env = Env::new().await;
     let h = Handoff::new();
     flex_and_conversations(&env, &h).await;
     let app = TestApp::start(&env, &[("store.busy_timeout_ms", "200")]).await;
     let store = hand_off(&env, &app, &h).await;
 
-    let mut other = sqlx::SqliteConnection::connect(&env.db_url())
-        .await
-        .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let lock = env.lock_database().await;
     assert_eq!(send_event(&app, "workflow.timeout", &h.wt, "{}").await, 503);
-    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
-    other.close().await.unwrap();
+    lock.release().await;
     // TaskRouter retries; now it is stored and done.
     assert_eq!(send_event(&app, "workflow.timeout", &h.wt, "{}").await, 200);
     let job = wait_until_finished(&store, JobKind::Close, &h.ch).await;

@@ -309,7 +309,6 @@ async fn a_job_failing_past_its_max_age_goes_dead_once_the_app_s_clock_passes_it
 
 #[tokio::test]
 async fn a_locked_database_answers_503_and_the_next_delivery_succeeds() {
-    use sqlx::Connection;
     let env = Env::new().await;
     let ch = random_sid("CH");
     create_interaction()
@@ -320,17 +319,10 @@ async fn a_locked_database_answers_503_and_the_next_delivery_succeeds() {
     let app = TestApp::start(&env, &[("store.busy_timeout_ms", "200")]).await;
 
     // Another process holds the write lock.
-    let mut other = sqlx::SqliteConnection::connect(&env.db_url())
-        .await
-        .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let lock = env.lock_database().await;
     let response = app.post_form(&message(&ch, "+14155550100")).await;
     assert_eq!(response.status(), 503);
-    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
-    other.close().await.unwrap();
+    lock.release().await;
 
     // Twilio retries; now it is stored and handed off.
     let response = app

@@ -94,6 +94,19 @@ impl Env {
             .unwrap()
     }
 
+    /// Another process's hold on the database's write lock, until [`WriteLock::release`].
+    pub async fn lock_database(&self) -> WriteLock {
+        use sqlx::Connection;
+        let mut held = sqlx::SqliteConnection::connect(&self.db_url())
+            .await
+            .unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut held)
+            .await
+            .unwrap();
+        WriteLock(held)
+    }
+
     pub async fn store(&self) -> Store {
         Store::open(
             &flexhook::domain::DatabaseUrl::new(self.db_url()),
@@ -104,6 +117,17 @@ impl Env {
         )
         .await
         .unwrap()
+    }
+}
+
+/// The database's write lock, held as another process would hold it.
+pub struct WriteLock(sqlx::SqliteConnection);
+
+impl WriteLock {
+    pub async fn release(mut self) {
+        use sqlx::Connection;
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+        self.0.close().await.unwrap();
     }
 }
 
