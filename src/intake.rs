@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use quick_cache::sync::Cache;
 
-use crate::domain::ConversationSid;
+use crate::domain::{ConversationSid, TaskSid};
 use crate::event::MessageAdded;
-use crate::jobs::Action;
+use crate::jobs::{Action, InviteInput};
 use crate::routing::RoutingInput;
 use crate::store::{Inserted, JobState, JobWriter, NewJob, Store, StoreError};
 
@@ -108,6 +108,36 @@ impl Intake {
         if self.remember(conversation, inserted).await {
             self.known.insert(conversation.clone(), ());
         }
+        Ok(match inserted {
+            Inserted::New => Decision::NewJob,
+            Inserted::Known => Decision::Known,
+        })
+    }
+
+    /// A reply that came through an episode's webhook (`?reengage=WT…`): the episode's one
+    /// invite job, inserted if absent, committed before the answer. Never remembered: the
+    /// episode's webhook goes once the invite is sent.
+    pub async fn reply(
+        &self,
+        message: &MessageAdded,
+        episode: &TaskSid,
+    ) -> Result<Decision, IntakeError> {
+        let action = Action::Invite(InviteInput {
+            task_sid: episode.clone(),
+        });
+        let job = NewJob {
+            webhook_sid: message.webhook_sid.clone(),
+            first_message_sid: message.message_sid.clone(),
+            ..action.job(
+                &message.conversation_sid,
+                &message.account_sid,
+                message.chat_service_sid.as_ref(),
+                self.writer.now_ms(),
+            )
+        };
+        let inserted = tokio::time::timeout(self.ack_timeout, self.writer.insert(job))
+            .await
+            .map_err(|_| IntakeError::Timeout(self.ack_timeout))??;
         Ok(match inserted {
             Inserted::New => Decision::NewJob,
             Inserted::Known => Decision::Known,

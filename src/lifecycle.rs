@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 
 use crate::domain::{ConversationSid, InteractionChannelSid, InteractionSid, TaskSid};
 use crate::event::task::TaskEvent;
-use crate::jobs::{Action, CloseInput};
-use crate::store::{Armed, JobKind, NewJob, Store, StoreError};
+use crate::jobs::{Action, CloseInput, WatchInput};
+use crate::store::{Armed, Inserted, JobKind, NewJob, Store, StoreError};
 
 /// What became of a task-ended event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub struct Lifecycle {
     store: Store,
     adopt_flex_tasks: bool,
     wake: Arc<Notify>,
+    /// `lifecycle.reengage = "flexhook"`: every task end also asks for the episode's watch
+    /// job, which listens for the customer's reply if an agent left or parked the channel.
+    reengage: bool,
 }
 
 impl Lifecycle {
@@ -51,7 +54,14 @@ impl Lifecycle {
             store,
             adopt_flex_tasks,
             wake,
+            reengage: false,
         }
+    }
+
+    /// With `lifecycle.reengage = "flexhook"`.
+    pub fn reengaging(mut self, on: bool) -> Self {
+        self.reengage = on;
+        self
     }
 
     /// Queues the conversation's close job for an event that ended its task: a task that
@@ -59,7 +69,12 @@ impl Lifecycle {
     /// another task) kept open, since an agent had the customer until then.
     pub async fn task_ended(&self, event: &TaskEvent) -> Result<Outcome, StoreError> {
         match self.resolve(event).await? {
-            Ok(target) => self.arm(&target, event.may_orphan()).await,
+            Ok(target) => {
+                if self.reengage {
+                    self.watch(&target, event).await?;
+                }
+                self.arm(&target, event.may_orphan()).await
+            }
             Err(outcome) => Ok(outcome),
         }
     }
@@ -144,6 +159,27 @@ impl Lifecycle {
             interaction: (interaction_sid, channel_sid),
             job,
         }))
+    }
+
+    /// The episode's watch job: the task ended, so the channel may be left or parked.
+    async fn watch(&self, target: &CloseTarget, event: &TaskEvent) -> Result<(), StoreError> {
+        let (interaction_sid, channel_sid) = target.interaction.clone();
+        let watch = Action::Watch(WatchInput {
+            workspace_sid: event.workspace_sid.clone(),
+            task_sid: target.task.clone(),
+            interaction_sid,
+            channel_sid,
+        })
+        .job(
+            &target.conversation,
+            &event.account_sid,
+            target.job.chat_service_sid.as_ref(),
+            self.store.now_ms(),
+        );
+        if self.store.insert_batch(&[watch]).await?.first() == Some(&Inserted::New) {
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Arms the target's close job (see [`Store::arm_close`]); `insert`: a missing one is

@@ -15,9 +15,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{ClientTimeouts, ValidSettings};
+use crate::config::{ClientTimeouts, Reengage, ValidSettings};
 use crate::domain::WebhookRoute;
 use crate::intake::Intake;
+use crate::jobs;
 use crate::known_agents::KnownAgents;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -106,7 +107,13 @@ impl Application {
             store.clone(),
             client,
             Router::new(&settings.flex, &settings.routing),
-            WorkerOptions::from_settings(&settings),
+            WorkerOptions {
+                jobs: jobs::Settings {
+                    public_base_url: public_base_url.clone(),
+                    ..WorkerOptions::from_settings(&settings).jobs
+                },
+                ..WorkerOptions::from_settings(&settings)
+            },
             wake.clone(),
             metrics.clone(),
         );
@@ -135,7 +142,8 @@ impl Application {
                 store.clone(),
                 settings.lifecycle.adopt_flex_tasks,
                 wake.clone(),
-            ),
+            )
+            .reengaging(settings.lifecycle.reengage == Reengage::Flexhook),
             known_agents: KnownAgents::new(store.clone(), settings.routing.known_agent_within),
             workspace_sid: settings.flex.workspace_sid.clone(),
             ack_timeout: server_settings.ack_timeout,
@@ -209,6 +217,14 @@ impl Application {
                     known_agent_within = %humantime::format_duration(within),
                     retention_days = settings.store.retention.as_secs() / 86_400,
                     "routing.known_agent_within is longer than store.retention_days, after which the store forgets who handled a customer: a customer's agent is known only that long"
+                );
+            }
+        }
+        if settings.lifecycle.reengage == Reengage::Flexhook {
+            if let Some(close_after) = settings.lifecycle.close_after {
+                tracing::warn!(
+                    close_after = %humantime::format_duration(close_after),
+                    "lifecycle.close_after is Twilio's own Timers.Closed: it also closes a conversation an agent left or parked once it has been quiet that long; set it longer than conversations stay parked"
                 );
             }
         }

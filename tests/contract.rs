@@ -1559,3 +1559,131 @@ async fn the_spec_example_lists_are_read_as_a_sweep_reads_them() {
         .unwrap();
     assert!(events.is_empty(), "{events:?}");
 }
+
+#[tokio::test]
+async fn a_reply_to_a_left_channel_is_watched_and_invited_with_requests_the_spec_declares() {
+    const BASE: &str = "https://flexhook.example.com";
+    const INVITE: &str = "CreateInteractionChannelInvite";
+    const ADD_SERVICE_WEBHOOK: &str = "CreateServiceConversationScopedWebhook";
+    const LIST_SERVICE_WEBHOOKS: &str = "ListServiceConversationScopedWebhook";
+    let spec = spec();
+    let env = Env::new().await;
+    let created = response_example(operation(&spec, CREATE_INTERACTION), None).clone();
+    let (kd, uo) = (
+        text(&created["sid"], "sid"),
+        text(&created["channel"]["sid"], "channel"),
+    );
+    let wt = text(&created["routing"]["properties"]["sid"], "task").to_owned();
+    create_interaction()
+        .respond_with(spec_created(&spec))
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable_as_specified(&env, &spec).await;
+    no_live_tasks_as_specified(&env, &spec).await;
+    let channel = format!("/v1/Interactions/{kd}/Channels/{uo}");
+    // The spec's fetch example, left by its agent.
+    let fetch = operation(&spec, FETCH_CHANNEL);
+    let mut left = response_example(fetch, Some("fetch")).clone();
+    left["status"] = json!("inactive");
+    Mock::given(method("GET"))
+        .and(path(&channel))
+        .respond_with(ResponseTemplate::new(success_status(fetch)).set_body_json(left))
+        .mount(&env.flex)
+        .await;
+    answer_with_example(
+        &env.flex,
+        &spec,
+        INVITE,
+        "create",
+        "POST",
+        &format!("{channel}/Invites"),
+    )
+    .await;
+    let ch = random_sid("CH");
+    let hooks = format!("/v1/Services/{SERVICE}/Conversations/{ch}/Webhooks");
+    answer_with_example(
+        &env.conversations,
+        &spec,
+        LIST_SERVICE_WEBHOOKS,
+        "readFull",
+        "GET",
+        &hooks,
+    )
+    .await;
+    answer_with_example(
+        &env.conversations,
+        &spec,
+        ADD_SERVICE_WEBHOOK,
+        "create",
+        "POST",
+        &hooks,
+    )
+    .await;
+
+    let app = TestApp::start(
+        &env,
+        &[
+            ("server.public_base_url", BASE),
+            ("lifecycle.reengage", "flexhook"),
+        ],
+    )
+    .await;
+    let store = env.store().await;
+    let first = app
+        .post_signed(message(&ch, "+14155550100"))
+        .called_at(BASE)
+        .send()
+        .await;
+    assert_eq!(first.status(), 200);
+    created_and_unhooked(&env, &ch).await;
+    let completed: Vec<(String, String)> = [
+        ("EventType", "task.completed"),
+        ("AccountSid", ACCOUNT),
+        ("WorkspaceSid", WORKSPACE),
+        ("TaskSid", wt.as_str()),
+        ("TaskAttributes", &json!({"conversationSid": ch, "flexInteractionSid": kd, "flexInteractionChannelSid": uo}).to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let response = app
+        .post_signed(completed)
+        .to("/webhooks/taskrouter")
+        .called_at(BASE)
+        .send()
+        .await;
+    assert_eq!(response.status(), 200);
+    let episode = format!("{ch}/{wt}");
+    wait_for_kind(&store, JobKind::Watch, &episode, |j| {
+        j.state == JobState::Watching
+    })
+    .await;
+    let reply = app
+        .post_signed(message(&ch, "+14155550100"))
+        .to(&format!("/webhooks/conversations?reengage={wt}"))
+        .called_at(BASE)
+        .send()
+        .await;
+    assert_eq!(reply.status(), 200);
+    wait_for_kind(&store, JobKind::Invite, &episode, |j| {
+        j.state == JobState::Invited
+    })
+    .await;
+    app.stop().await;
+
+    let mut seen = BTreeSet::new();
+    for server in [&env.flex, &env.conversations, &env.taskrouter] {
+        for request in server.received_requests().await.unwrap() {
+            seen.insert(assert_request_fits(&spec, &request));
+        }
+    }
+    for id in [
+        FETCH_CHANNEL,
+        LIST_TASKS,
+        LIST_SERVICE_WEBHOOKS,
+        ADD_SERVICE_WEBHOOK,
+        INVITE,
+    ] {
+        assert!(seen.contains(id), "{id} was never sent: {seen:?}");
+    }
+}

@@ -23,10 +23,10 @@ pub enum JobsCommand {
     /// List jobs, newest first.
     List {
         /// Only jobs in this state: pending, created, ignored, set, closed, kept_open, sent,
-        /// conversation_closed or dead.
+        /// watching, invited, conversation_closed or dead.
         #[arg(long, value_parser = parse_state)]
         state: Option<JobState>,
-        /// Only jobs of this kind: interaction, timers, close or reply.
+        /// Only jobs of this kind: interaction, timers, close, reply, watch or invite.
         #[arg(long, value_parser = parse_kind)]
         kind: Option<JobKind>,
         /// At most this many.
@@ -43,7 +43,7 @@ pub enum JobsCommand {
         /// As JSON: the conversation's job of --kind (default: its interaction job).
         #[arg(long)]
         json: bool,
-        /// Only the job of this kind: interaction, timers, close or reply.
+        /// Only the job of this kind: interaction, timers, close, reply, watch or invite.
         #[arg(long, value_parser = parse_kind)]
         kind: Option<JobKind>,
     },
@@ -233,6 +233,7 @@ fn print_job(job: &Job) {
     match job.kind {
         JobKind::Interaction => println!("create accepted  {}", job.create_accepted),
         JobKind::Reply | JobKind::Close => println!("message sent     {}", job.message_sent),
+        JobKind::Watch | JobKind::Invite => {}
         JobKind::Timers => {}
     }
     println!(

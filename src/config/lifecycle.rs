@@ -18,6 +18,24 @@ pub struct LifecycleSettings {
     pub close_after: Option<String>,
     #[serde(deserialize_with = "empty_as_none")]
     pub inactive_after: Option<String>,
+    /// `flex` or `flexhook`: who routes a customer's reply to a conversation an agent left
+    /// or parked.
+    #[serde(default = "flex")]
+    pub reengage: String,
+}
+
+fn flex() -> String {
+    "flex".into()
+}
+
+/// Who routes a customer's reply to a conversation whose interaction channel an agent left
+/// or parked (`inactive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reengage {
+    /// Flex, by itself; flexhook never interferes.
+    Flex,
+    /// flexhook: its rules, through an invite to the channel, once per episode.
+    Flexhook,
 }
 
 /// `[lifecycle]`, checked.
@@ -32,6 +50,7 @@ pub struct LifecycleConfig {
     pub close_after: Option<Duration>,
     /// The conversation's `Timers.Inactive`, set at the hand-off.
     pub inactive_after: Option<Duration>,
+    pub reengage: Reengage,
 }
 
 impl LifecycleConfig {
@@ -46,6 +65,17 @@ impl LifecycleSettings {
         // Twilio's minimums (Conversations API, UpdateConversation).
         let close_after = timer(p, "lifecycle.close_after", &self.close_after, 10 * 60);
         let inactive_after = timer(p, "lifecycle.inactive_after", &self.inactive_after, 60);
+        let reengage = match self.reengage.trim() {
+            "flex" => Some(Reengage::Flex),
+            "flexhook" => Some(Reengage::Flexhook),
+            other => {
+                p.add(
+                    "lifecycle.reengage",
+                    format!("is `{other}`, not `flex` (Flex routes replies to a left or parked conversation) or `flexhook` (flexhook's rules do)"),
+                );
+                None
+            }
+        };
         if self.message_author.trim().is_empty() {
             p.add(
                 "lifecycle.message_author",
@@ -58,6 +88,7 @@ impl LifecycleSettings {
             message_author: self.message_author.trim().to_owned(),
             close_after,
             inactive_after,
+            reengage: reengage.unwrap_or(Reengage::Flex),
         })
     }
 }
@@ -118,7 +149,27 @@ mod tests {
             message_author: "system".into(),
             close_after: Some(close.into()).filter(|s: &String| !s.is_empty()),
             inactive_after: Some(inactive.into()).filter(|s: &String| !s.is_empty()),
+            reengage: "flex".into(),
         }
+    }
+
+    #[test]
+    fn reengage_is_flex_or_flexhook_and_anything_else_is_refused_by_key() {
+        let mut p = Problems::default();
+        let default = settings("", "").validate(&mut p).unwrap();
+        assert_eq!(default.reengage, Reengage::Flex);
+        let on = LifecycleSettings {
+            reengage: " flexhook ".into(),
+            ..settings("", "")
+        };
+        assert_eq!(on.validate(&mut p).unwrap().reengage, Reengage::Flexhook);
+        let bad = LifecycleSettings {
+            reengage: "studio".into(),
+            ..settings("", "")
+        };
+        assert!(bad.validate(&mut p).is_none());
+        assert_eq!(p.0[0].key, "lifecycle.reengage");
+        assert!(p.0[0].message.contains("`studio`"), "{:?}", p.0);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use flex::{FlexConfig, FlexSettings};
-pub use lifecycle::{iso8601, LifecycleConfig, LifecycleSettings};
+pub use lifecycle::{iso8601, LifecycleConfig, LifecycleSettings, Reengage};
 pub use log::LogSettings;
 pub use problems::{env_vars_for, Problem};
 pub use reconcile::{ReconcileConfig, ReconcileSettings};
@@ -403,6 +403,12 @@ impl Settings {
 
     /// Rules that tie two sections together.
     fn check_across_sections(&self, p: &mut Problems) {
+        if self.lifecycle.reengage.trim() == "flexhook" && self.server.public_base_url.is_none() {
+            p.add(
+                "lifecycle.reengage",
+                "is \"flexhook\", which gives a left or parked conversation a webhook to server.public_base_url: set it (or \"ngrok\")",
+            );
+        }
         let w = &self.worker;
         if w.lease_secs * 1000 <= self.twilio.request_timeout_ms * 2 {
             p.add(

@@ -394,3 +394,25 @@ fn every_twilio_api_has_its_base_url_key_checked_and_handed_over() {
         }
     }
 }
+
+#[test]
+fn reengage_by_flexhook_needs_the_public_url_its_webhooks_point_at() {
+    let problems = live_problems("local", &[("lifecycle.reengage", "flexhook")]);
+    assert!(
+        problems
+            .iter()
+            .any(|(k, t)| k == "lifecycle.reengage" && t.contains("server.public_base_url")),
+        "{problems:?}"
+    );
+    let with_url = live_problems(
+        "local",
+        &[
+            ("lifecycle.reengage", "flexhook"),
+            ("server.public_base_url", "https://flexhook.example.com"),
+        ],
+    );
+    assert!(
+        with_url.iter().all(|(k, _)| k != "lifecycle.reengage"),
+        "{with_url:?}"
+    );
+}

@@ -13,4 +13,4 @@ pub use sid::{
     AccountSid, ChatServiceSid, ConversationSid, InteractionChannelSid, InteractionSid, MessageSid,
     ParticipantSid, SidError, TaskSid, WebhookSid, WorkerSid, WorkflowSid, WorkspaceSid,
 };
-pub use webhook_route::{address_param, WebhookRoute};
+pub use webhook_route::{address_param, episode_param, WebhookRoute};

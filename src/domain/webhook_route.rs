@@ -57,13 +57,27 @@ impl WebhookRoute {
 /// holds a space, and `?address=whatsapp:+1555…` (as the README writes it) must match the
 /// rule for `whatsapp:+1555…`. The signature is checked over the URL as written either way.
 pub fn address_param(query: &str) -> Option<String> {
+    query_param(query, "address")
+}
+
+/// `?reengage=WT…` of a webhook URL's query: the webhook flexhook re-attached to a
+/// conversation an agent left or parked, and the task whose end began that episode.
+pub fn episode_param(query: &str) -> Option<String> {
+    if !query.contains("reengage=") {
+        return None;
+    }
+    query_param(query, "reengage")
+}
+
+/// A query parameter's value, a raw `+` kept as `+`; `None` when absent or blank.
+fn query_param(query: &str, name: &str) -> Option<String> {
     let query = if query.contains('+') {
         Cow::Owned(query.replace('+', "%2B"))
     } else {
         Cow::Borrowed(query)
     };
     form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "address")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
         .filter(|v| !v.trim().is_empty())
 }

@@ -1,6 +1,6 @@
 //! The `close` kind: a task ended with nobody on it (`crate::lifecycle` arms the job); unless
-//! another task of the conversation is still live, tell the customer (at most once) and
-//! close the interaction channel.
+//! another task of the conversation is still live, or an agent left or parked the channel
+//! (`inactive`), tell the customer (at most once) and close the interaction channel.
 //!
 //! Already done: `message_sent`, set before the customer's message is posted
 //! ([`super::message`]); it stays across retries, `kept_open` and re-arms, so the message is
@@ -77,6 +77,27 @@ async fn close_orphan(
             }
         }
         Err(e) => return Some(cx.failed(job, &e, false)),
+    }
+
+    // Never close what an agent left or parked (`inactive`): the conversation waits for the
+    // customer's reply, which Flex (or, with lifecycle.reengage = "flexhook", flexhook)
+    // routes. A status that cannot be read for good does not stop an orphan's close.
+    match cx
+        .client
+        .interaction_channel_status(&close.interaction_sid, &close.channel_sid)
+        .await
+    {
+        Ok(Some(status)) if status == "inactive" => {
+            return Some(Transition::Finished {
+                state: JobState::KeptOpen,
+                outcome: format!(
+                    "kept open: channel {} is inactive (an agent left or parked it)",
+                    close.channel_sid
+                ),
+            })
+        }
+        Err(e) if e.is_retryable() => return Some(cx.failed(job, &e, false)),
+        _ => {}
     }
 
     let mut note = String::new();

@@ -60,7 +60,7 @@ impl Kind for Interaction {
 
     /// What this attempt did; `None` when the lease was lost before anything was sent.
     async fn run(cx: &Context, job: &Job, routing: RoutingInput, claim: &Claim) -> Option<Outcome> {
-        let routing = match complete_facts(cx, job, routing, &claim.lease).await {
+        let routing = match complete_facts(cx, job, routing, &claim.lease, true).await {
             Ok(r) => r,
             Err(stop) => return stop.map(Into::into),
         };
@@ -109,13 +109,15 @@ impl Kind for Interaction {
     }
 }
 
-/// The facts routing needs that the webhook did not carry, looked up once and kept with the
-/// job so that every retry decides alike. `Err(None)`: the lease was lost.
-async fn complete_facts(
+/// The facts routing needs that the webhook did not carry, looked up once and, with
+/// `keep`, kept with the job so that every retry decides alike. `Err(None)`: the lease was
+/// lost.
+pub(super) async fn complete_facts(
     cx: &Context,
     job: &Job,
     routing: RoutingInput,
     lease: &str,
+    keep: bool,
 ) -> Result<RoutingInput, Option<Transition>> {
     let mut completed = routing.clone();
     let gone_out = job.create_may_have_gone_out;
@@ -162,7 +164,7 @@ async fn complete_facts(
             Err(e) => return Err(Some(cx.store_failed(job, &e.to_string(), gone_out))),
         }
     }
-    if completed != routing {
+    if keep && completed != routing {
         let input = Action::CreateInteraction(completed.clone()).input();
         match cx.store.update_input(job.id, lease, &input).await {
             Ok(true) => {}

@@ -1,5 +1,6 @@
 //! The jobs flexhook owes Twilio, one module per kind: `interaction` (the hand-off),
-//! `timers`, `close` and `reply`. Each says, through [`Kind`], what its jobs carry, how they
+//! `timers`, `close`, `reply`, and for replies to a left or parked channel `watch` and
+//! `invite`. Each says, through [`Kind`], what its jobs carry, how they
 //! are keyed, how one attempt runs, which states they can end in and what follows once an
 //! outcome is recorded; its module doc says what an attempt may already have done.
 //!
@@ -11,10 +12,12 @@
 mod backoff;
 pub mod close;
 pub mod interaction;
+pub mod invite;
 mod message;
 pub mod reply;
 pub(crate) mod retry;
 pub mod timers;
+pub mod watch;
 pub mod webhook;
 
 use std::time::{Duration, Instant};
@@ -33,14 +36,18 @@ pub(crate) use backoff::Backoff;
 pub use close::CloseInput;
 pub(crate) use interaction::pace::CreateRateLimit;
 pub use interaction::routing;
+pub use invite::InviteInput;
 pub use reply::ReplyInput;
 pub(crate) use retry::RetryPolicy;
 pub use timers::TimersInput;
+pub use watch::WatchInput;
 
 use close::Close;
 use interaction::Interaction;
+use invite::Invite;
 use reply::Reply;
 use timers::Timers;
+use watch::Watch;
 
 /// What every kind says about itself.
 pub(crate) trait Kind {
@@ -65,6 +72,10 @@ pub enum Action {
     SetTimers(TimersInput),
     CloseOrphan(CloseInput),
     Reply(ReplyInput),
+    /// `lifecycle.reengage = "flexhook"`: listen for the reply to a left or parked channel.
+    Watch(WatchInput),
+    /// `lifecycle.reengage = "flexhook"`: invite a task for the reply.
+    Invite(InviteInput),
 }
 
 impl Action {
@@ -74,6 +85,8 @@ impl Action {
             Self::SetTimers(_) => Timers::KIND,
             Self::CloseOrphan(_) => Close::KIND,
             Self::Reply(_) => Reply::KIND,
+            Self::Watch(_) => Watch::KIND,
+            Self::Invite(_) => Invite::KIND,
         }
     }
 
@@ -84,6 +97,8 @@ impl Action {
             Self::SetTimers(timers) => Timers::key(conversation, timers),
             Self::CloseOrphan(close) => Close::key(conversation, close),
             Self::Reply(reply) => Reply::key(conversation, reply),
+            Self::Watch(watch) => Watch::key(conversation, watch),
+            Self::Invite(invite) => Invite::key(conversation, invite),
         }
     }
 
@@ -94,6 +109,8 @@ impl Action {
             Self::SetTimers(timers) => serde_json::to_string(timers),
             Self::CloseOrphan(close) => serde_json::to_string(close),
             Self::Reply(reply) => serde_json::to_string(reply),
+            Self::Watch(watch) => serde_json::to_string(watch),
+            Self::Invite(invite) => serde_json::to_string(invite),
         };
         json.unwrap_or_else(|_| "{}".into())
     }
@@ -144,6 +161,8 @@ impl Action {
             JobKind::Timers => read::<Timers>(input).map(Self::SetTimers),
             JobKind::Close => read::<Close>(input).map(Self::CloseOrphan),
             JobKind::Reply => read::<Reply>(input).map(Self::Reply),
+            JobKind::Watch => read::<Watch>(input).map(Self::Watch),
+            JobKind::Invite => read::<Invite>(input).map(Self::Invite),
         };
         read.map_err(|e| format!("input of a {kind} job: {e}"))
     }
@@ -155,6 +174,8 @@ impl Action {
             Self::SetTimers(timers) => Timers::run(cx, job, timers, claim).await,
             Self::CloseOrphan(close) => Close::run(cx, job, close, claim).await,
             Self::Reply(reply) => Reply::run(cx, job, reply, claim).await,
+            Self::Watch(watch) => Watch::run(cx, job, watch, claim).await,
+            Self::Invite(invite) => Invite::run(cx, job, invite, claim).await,
         }
     }
 }
@@ -166,6 +187,8 @@ pub fn ends(kind: JobKind) -> &'static [JobState] {
         JobKind::Timers => Timers::ENDS,
         JobKind::Close => Close::ENDS,
         JobKind::Reply => Reply::ENDS,
+        JobKind::Watch => Watch::ENDS,
+        JobKind::Invite => Invite::ENDS,
     }
 }
 
@@ -176,6 +199,8 @@ pub(crate) async fn after_record(cx: &Context, job: &Job, transition: &Transitio
         JobKind::Timers => Timers::after_record(cx, job, transition).await,
         JobKind::Close => Close::after_record(cx, job, transition).await,
         JobKind::Reply => Reply::after_record(cx, job, transition).await,
+        JobKind::Watch => Watch::after_record(cx, job, transition).await,
+        JobKind::Invite => Invite::after_record(cx, job, transition).await,
     }
 }
 
@@ -188,6 +213,8 @@ pub(crate) struct Settings {
     pub remove_webhook: bool,
     pub max_creates_per_second: u32,
     pub lifecycle: LifecycleConfig,
+    /// `server.public_base_url` (or the tunnel's): where a watch job's webhook points.
+    pub public_base_url: Option<String>,
 }
 
 /// What a kind's run may use.
@@ -312,6 +339,29 @@ mod tests {
                 (action.kind(), conversation.as_str())
             );
             assert_eq!(Action::read(new.kind, &new.input), Ok(action));
+        }
+    }
+
+    #[test]
+    fn watch_and_invite_jobs_key_on_the_episode_so_one_of_each_per_ended_task() {
+        use crate::domain::{InteractionChannelSid, InteractionSid, TaskSid, WorkspaceSid};
+        let conversation = ConversationSid::parse(&format!("CH{:032x}", 7)).unwrap();
+        let account = AccountSid::parse(&format!("AC{:032x}", 1)).unwrap();
+        let task = |n: u32| TaskSid::parse(&format!("WT{n:032x}")).unwrap();
+        let watch = |n| {
+            Action::Watch(WatchInput {
+                workspace_sid: WorkspaceSid::parse(&format!("WS{:032x}", 1)).unwrap(),
+                task_sid: task(n),
+                interaction_sid: InteractionSid::parse(&format!("KD{:032x}", 1)).unwrap(),
+                channel_sid: InteractionChannelSid::parse(&format!("UO{:032x}", 1)).unwrap(),
+            })
+        };
+        let invite = |n| Action::Invite(InviteInput { task_sid: task(n) });
+        for (first, second) in [(watch(1), watch(2)), (invite(1), invite(2))] {
+            let a = first.job(&conversation, &account, None, 1);
+            assert_eq!(a.key, format!("{conversation}/{}", task(1)));
+            assert_ne!(a.key, second.key(&conversation), "another episode");
+            assert_eq!(Action::read(a.kind, &a.input), Ok(first));
         }
     }
 }

@@ -97,6 +97,17 @@ impl Reconciler {
             if !live.is_empty() {
                 continue;
             }
+            // Left or parked by an agent: kept open on purpose, not for a task.
+            match self
+                .client
+                .interaction_channel_status(&close.interaction_sid, &close.channel_sid)
+                .await
+            {
+                Ok(Some(status)) if status == "inactive" => continue,
+                Ok(_) => {}
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
             let why = "kept open for a task that is no longer live".to_owned();
             let action = if dry_run {
                 "would look at it again".to_owned()

@@ -8,7 +8,7 @@ use super::error::{Refused, WebhookError};
 use super::observed::{span, Answered};
 use super::state::AppState;
 use super::verified::VerifiedWebhook;
-use crate::domain::CustomerAddress;
+use crate::domain::{CustomerAddress, TaskSid};
 use crate::event::{self, Event, MessageAdded};
 use crate::intake::{Decision, IntakeError};
 use crate::metrics::{event_label, EventLabel, WebhookOutcome};
@@ -31,6 +31,20 @@ pub async fn conversations_webhook(
     let Some(conversation) = &head.conversation_sid else {
         return ignored(&head.event_type);
     };
+    // A reply through a webhook flexhook re-attached to a left or parked conversation.
+    if let Some(episode) = &webhook.episode {
+        let episode = TaskSid::parse(episode.trim())
+            .map_err(|e| Refused::new(event, malformed_episode(&req, &e)))?;
+        let message = match read
+            .into_event()
+            .map_err(|e| Refused::new(event, malformed(&req, e)))?
+        {
+            Event::MessageAdded(message) => message,
+            Event::Other(head) => return ignored(&head.event_type),
+        };
+        let span = span(&req);
+        return Box::pin(reply(event, message, episode, state).instrument(span)).await;
+    }
     // A later message of a known conversation (the hot path) is answered from memory here,
     // from its head alone: it logs nothing, so it opens no span.
     if state.intake.is_known(conversation) {
@@ -50,6 +64,47 @@ pub async fn conversations_webhook(
     // the handler's future, allocated for every request, stays small.
     let span = span(&req);
     Box::pin(first_message(event, message, webhook, state).instrument(span)).await
+}
+
+fn malformed_episode(req: &HttpRequest, e: &crate::domain::SidError) -> WebhookError {
+    span(req)
+        .in_scope(|| tracing::warn!(error = %e, "webhook refused: ?reengage= is not a task SID"));
+    WebhookError::BadEpisode
+}
+
+/// A reply to a left or parked conversation: the episode's invite job, once. flexhook's
+/// own messages and the API's (`Source` API) are not the customer's reply.
+async fn reply(
+    event: EventLabel,
+    message: Box<MessageAdded>,
+    episode: TaskSid,
+    state: web::Data<AppState>,
+) -> Result<Answered, Refused> {
+    let span = tracing::Span::current();
+    span.record("conversation", message.conversation_sid.as_str());
+    if message
+        .source
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("api"))
+    {
+        tracing::debug!(%episode, "a message sent through the API is not the customer's reply");
+        return Ok(Answered {
+            event,
+            outcome: WebhookOutcome::Ignored,
+        });
+    }
+    let outcome = match state.intake.reply(&message, &episode).await {
+        Ok(Decision::NewJob) => {
+            tracing::info!(%episode, "reply to a left or parked conversation: invite job queued");
+            WebhookOutcome::Accepted
+        }
+        Ok(Decision::Known) => WebhookOutcome::Known,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook answered 503: the invite job could not be stored");
+            return Err(Refused::new(event, WebhookError::Unavailable));
+        }
+    };
+    Ok(Answered { event, outcome })
 }
 
 fn malformed(req: &HttpRequest, e: event::EventError) -> WebhookError {

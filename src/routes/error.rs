@@ -33,6 +33,8 @@ pub enum WebhookError {
     MalformedForm,
     #[error("malformed webhook: {0}")]
     Malformed(#[from] EventError),
+    #[error("?reengage= is not a task SID (WT…)")]
+    BadEpisode,
     #[error("temporarily unavailable, please retry")]
     Unavailable,
 }
@@ -46,7 +48,7 @@ impl ResponseError for WebhookError {
             }
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::UnreadableBody | Self::MalformedForm | Self::Malformed(_) => {
+            Self::UnreadableBody | Self::MalformedForm | Self::Malformed(_) | Self::BadEpisode => {
                 StatusCode::BAD_REQUEST
             }
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

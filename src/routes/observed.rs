@@ -178,7 +178,8 @@ fn refusal(error: &Error) -> Option<(EventLabel, WebhookOutcome)> {
         | WebhookError::BodyTimeout
         | WebhookError::UnreadableBody
         | WebhookError::MalformedForm
-        | WebhookError::Malformed(_) => WebhookOutcome::BadRequest,
+        | WebhookError::Malformed(_)
+        | WebhookError::BadEpisode => WebhookOutcome::BadRequest,
         WebhookError::Unavailable => WebhookOutcome::StoreUnavailable,
     };
     Some((refused.event, outcome))

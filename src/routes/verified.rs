@@ -25,6 +25,9 @@ pub struct VerifiedWebhook {
     /// `?address=` on the URL (`flexhook address connect` sets it; the signature covers
     /// it): the address the customer wrote to.
     pub address: Option<String>,
+    /// `?reengage=WT…` (a webhook flexhook re-attached after an agent left or parked the
+    /// conversation; the signature covers it): the task whose end began the episode.
+    pub episode: Option<String>,
 }
 
 /// Refuses an event from another account than `twilio.account_sid` (dry-run takes any),
@@ -220,6 +223,7 @@ pub(crate) fn verify(
     Ok(VerifiedWebhook {
         payload: verified,
         address: crate::domain::address_param(req.query_string()),
+        episode: crate::domain::episode_param(req.query_string()),
     })
 }
 

@@ -29,10 +29,23 @@ pub enum JobKind {
     Close,
     /// Post a routing rule's reply to the customer, at most once.
     Reply,
+    /// `lifecycle.reengage = "flexhook"`: a task of the conversation ended and an agent
+    /// left or parked its channel; give the conversation a webhook again, to hear the reply.
+    Watch,
+    /// `lifecycle.reengage = "flexhook"`: the customer replied to a left or parked channel;
+    /// invite a new task to it, once per episode.
+    Invite,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [Self::Interaction, Self::Timers, Self::Close, Self::Reply];
+    pub const ALL: [JobKind; 6] = [
+        Self::Interaction,
+        Self::Timers,
+        Self::Close,
+        Self::Reply,
+        Self::Watch,
+        Self::Invite,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +53,8 @@ impl JobKind {
             Self::Timers => "timers",
             Self::Close => "close",
             Self::Reply => "reply",
+            Self::Watch => "watch",
+            Self::Invite => "invite",
         }
     }
 }
@@ -51,7 +66,7 @@ impl FromStr for JobKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("`{s}` is not a job kind this flexhook knows (interaction, timers, close, reply)")
+                format!("`{s}` is not a job kind this flexhook knows (interaction, timers, close, reply, watch, invite)")
             })
     }
 }
@@ -78,8 +93,13 @@ pub enum JobState {
     KeptOpen,
     /// A reply job that posted its message.
     Sent,
+    /// A watch job that gave the conversation its webhook again.
+    Watching,
+    /// An invite job that invited a new task to the channel.
+    Invited,
     /// An interaction job whose rule said to create no task (yet: the conversation's next
-    /// message decides again, at its own time).
+    /// message decides again, at its own time); a watch or invite job with nothing to do
+    /// (the channel is not left or parked, or a task has the customer).
     Ignored,
     /// Twilio answered 45354: the conversation is closed, so there is nothing left to do
     /// for it. Final, and not a failure to alert on.
@@ -88,13 +108,15 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 9] = [
+    pub const ALL: [JobState; 11] = [
         Self::Pending,
         Self::Created,
         Self::Set,
         Self::Closed,
         Self::KeptOpen,
         Self::Sent,
+        Self::Watching,
+        Self::Invited,
         Self::Ignored,
         Self::ConversationClosed,
         Self::Dead,
@@ -108,6 +130,8 @@ impl JobState {
             Self::Closed => "closed",
             Self::KeptOpen => "kept_open",
             Self::Sent => "sent",
+            Self::Watching => "watching",
+            Self::Invited => "invited",
             Self::Ignored => "ignored",
             Self::ConversationClosed => "conversation_closed",
             Self::Dead => "dead",
@@ -123,7 +147,7 @@ impl FromStr for JobState {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "`{s}` is not pending, created, set, closed, kept_open, sent, ignored, conversation_closed or dead"
+                    "`{s}` is not pending, created, set, closed, kept_open, sent, watching, invited, ignored, conversation_closed or dead"
                 )
             })
     }

@@ -48,6 +48,31 @@ impl TwilioClient {
 }
 
 impl TwilioClient {
+    /// `POST …/Conversations/{CH}/Webhooks`: a conversation-scoped webhook that posts
+    /// `onMessageAdded` to `url`; its SID.
+    pub async fn add_conversation_webhook(
+        &self,
+        service: Option<&ChatServiceSid>,
+        conversation: &ConversationSid,
+        url: &str,
+    ) -> Result<Option<WebhookSid>, TwilioError> {
+        #[derive(serde::Deserialize)]
+        struct Created {
+            sid: Option<String>,
+        }
+        let form = [
+            ("Target", "webhook".to_owned()),
+            ("Configuration.Url", url.to_owned()),
+            ("Configuration.Method", "post".to_owned()),
+            ("Configuration.Filters", "onMessageAdded".to_owned()),
+        ];
+        let path = format!("{}/Webhooks", conversation_path(service, conversation));
+        let mut call = Request::new(Api::Conversations, Method::POST, path);
+        call.form = &form;
+        let created: Created = self.send(call).await?.json()?;
+        Ok(created.sid.and_then(|s| WebhookSid::parse(&s).ok()))
+    }
+
     /// `POST …/Conversations/{CH}` with `Timers.Closed` and/or `Timers.Inactive` (ISO 8601).
     pub async fn set_conversation_timers(
         &self,

@@ -156,6 +156,23 @@ impl TwilioClient {
         self.send(call).await.map(|_| ())
     }
 
+    /// `POST /v1/Interactions/{KD}/Channels/{UO}/Invites` with `Routing`: a new task for a
+    /// channel no agent is on (left or parked), routed as `request.routing` says.
+    pub async fn invite_to_channel(
+        &self,
+        interaction: &InteractionSid,
+        channel: &InteractionChannelSid,
+        request: &InteractionRequest,
+    ) -> Result<(), TwilioError> {
+        let form = [("Routing", request.routing.to_string())];
+        let (_, routing) = request.for_logs();
+        let path = format!("/v1/Interactions/{interaction}/Channels/{channel}/Invites");
+        let mut call = Request::new(Api::Flex, Method::POST, path);
+        call.form = &form;
+        call.dry_run_detail = Some(format!("Routing={routing}"));
+        self.send(call).await.map(|_| ())
+    }
+
     /// `GET /v1/Interactions/{KD}/Channels/{UO}`: the channel's `status` (`closed`, …).
     pub async fn interaction_channel_status(
         &self,

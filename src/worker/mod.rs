@@ -52,6 +52,7 @@ impl WorkerOptions {
                 remove_webhook: s.flex.remove_webhook_after_handoff,
                 max_creates_per_second: s.flex.max_creates_per_second,
                 lifecycle: s.lifecycle.clone(),
+                public_base_url: s.server.public_base_url.clone(),
             },
         }
     }

@@ -22,7 +22,7 @@ const MAX_LATE_SLOTS: usize = 5;
 
 /// Nothing was sent: a create started now could outlast the claim's lease, and once the
 /// lease ends another claim may look for the task, miss it and create a second one.
-pub(super) fn out_of_lease(job: &Job) -> Transition {
+pub(in crate::jobs) fn out_of_lease(job: &Job) -> Transition {
     nothing_sent(job, Duration::ZERO, JobError::flexhook(ErrorOrigin::Lease, "nothing sent: the turn to create came too late in the claim's lease (worker.lease_secs) for the request to end within it"))
 }
 
@@ -42,7 +42,11 @@ fn nothing_sent(job: &Job, retry_in: Duration, error: JobError) -> Transition {
 /// by every instance: a slot is reserved in the database and waited for; when the next free
 /// slot is further away than half the lease (or than `send_by`), none is taken and the job
 /// is tried again closer to it (nothing was sent).
-pub(super) async fn pace(cx: &Context, job: &Job, send_by: Instant) -> Result<(), Transition> {
+pub(in crate::jobs) async fn pace(
+    cx: &Context,
+    job: &Job,
+    send_by: Instant,
+) -> Result<(), Transition> {
     let interval = spacing(cx.settings.max_creates_per_second);
     let max_wait = cx.settings.lease / 2;
     // A slot woken up from late (a starved process) has passed: sending then would bunch

@@ -1,0 +1,382 @@
+//! Replies to conversations an agent left or parked (`lifecycle.reengage`), on the real app
+//! with wiremock standing in for Flex, Conversations and TaskRouter: with "flexhook", the
+//! task's end gives the conversation a webhook again, and the customer's reply becomes
+//! exactly one invite, across repeated deliveries and a restart; with "flex", flexhook does
+//! nothing. A left channel is never closed as an orphan.
+
+mod common;
+
+use common::*;
+use flexhook::store::{Job, JobKind, JobState, Store};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const BASE: &str = "https://flexhook.example.com";
+const TASKROUTER: &str = "/webhooks/taskrouter";
+const CUSTOMER: &str = "whatsapp:+34600111222";
+const AGENT: &str = "WK11111111111111111111111111111111";
+
+/// One conversation handed off, then left by its agent.
+struct Left {
+    ch: String,
+    kd: String,
+    uo: String,
+    wt: String,
+}
+
+impl Left {
+    fn new() -> Self {
+        Self {
+            ch: random_sid("CH"),
+            kd: random_sid("KD"),
+            uo: random_sid("UO"),
+            wt: random_sid("WT"),
+        }
+    }
+
+    fn channel(&self) -> String {
+        format!("/v1/Interactions/{}/Channels/{}", self.kd, self.uo)
+    }
+
+    fn webhooks(&self) -> String {
+        format!("/v1/Services/{SERVICE}/Conversations/{}/Webhooks", self.ch)
+    }
+
+    /// The episode's webhook URL, as the watch job must give it.
+    fn episode_path(&self) -> String {
+        format!("/webhooks/conversations?reengage={}", self.wt)
+    }
+
+    /// What TaskRouter posts when the agent's task ends.
+    fn completed(&self) -> Vec<(String, String)> {
+        let attributes = serde_json::json!({
+            "conversationSid": self.ch,
+            "flexInteractionSid": self.kd,
+            "flexInteractionChannelSid": self.uo,
+            "customerAddress": CUSTOMER,
+        })
+        .to_string();
+        [
+            ("EventType", "task.completed"),
+            ("AccountSid", ACCOUNT),
+            ("WorkspaceSid", WORKSPACE),
+            ("TaskSid", self.wt.as_str()),
+            ("TaskAttributes", attributes.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+/// Flex creates the interaction, its channel is `status`, and invites are accepted;
+/// webhooks can be listed (none), added and removed; no task is live.
+async fn twilio(env: &Env, left: &Left, status: &str) {
+    create_interaction()
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
+            "sid": left.kd,
+            "channel": {"type": "whatsapp", "sid": left.uo},
+            "routing": {"properties": {"sid": left.wt, "workspace_sid": WORKSPACE}},
+        })))
+        .mount(&env.flex)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(left.channel()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"sid": left.uo, "status": status})),
+        )
+        .mount(&env.flex)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{}/Invites", left.channel())))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": random_sid("KG")})),
+        )
+        .mount(&env.flex)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(left.channel()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"sid": left.uo, "status": "closed"})),
+        )
+        .mount(&env.flex)
+        .await;
+    webhooks_are_removable(env).await;
+    Mock::given(method("GET"))
+        .and(path(left.webhooks()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"webhooks": [], "meta": {"next_page_url": null}}),
+            ),
+        )
+        .mount(&env.conversations)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(left.webhooks()))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": random_sid("WH")})),
+        )
+        .mount(&env.conversations)
+        .await;
+    live_tasks(&env.taskrouter, serde_json::json!([])).await;
+}
+
+async fn live_tasks(taskrouter: &MockServer, tasks: serde_json::Value) {
+    taskrouter.reset().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/Workspaces/{WORKSPACE}/Tasks")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"tasks": tasks, "meta": {"next_page_url": null}}),
+            ),
+        )
+        .mount(taskrouter)
+        .await;
+}
+
+fn requests<'a>(all: &'a [Request], verb: &str, at: &str) -> Vec<&'a Request> {
+    all.iter()
+        .filter(|r| r.method.as_str() == verb && r.url.path() == at)
+        .collect()
+}
+
+async fn invites(env: &Env, left: &Left) -> Vec<Request> {
+    let all = env.flex.received_requests().await.unwrap();
+    requests(&all, "POST", &format!("{}/Invites", left.channel()))
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+async fn webhook_adds(env: &Env, left: &Left) -> Vec<Request> {
+    let all = env.conversations.received_requests().await.unwrap();
+    requests(&all, "POST", &left.webhooks())
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+fn reengaging() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("server.public_base_url", BASE),
+        ("lifecycle.reengage", "flexhook"),
+    ]
+}
+
+/// The customer's reply through the episode's webhook, delivery `retry` of it.
+async fn reply(app: &TestApp, left: &Left, message_sid: &str, retry: u32) -> u16 {
+    let body = with(
+        with(message(&left.ch, CUSTOMER), "MessageSid", message_sid),
+        "RetryCount",
+        &retry.to_string(),
+    );
+    app.post_signed(body)
+        .to(&left.episode_path())
+        .called_at(BASE)
+        .send()
+        .await
+        .status()
+        .as_u16()
+}
+
+async fn hand_off_and_leave(env: &Env, app: &TestApp, left: &Left) -> Store {
+    let first = app
+        .post_signed(message(&left.ch, CUSTOMER))
+        .called_at(BASE)
+        .send()
+        .await;
+    assert_eq!(first.status(), 200);
+    let store = env.store().await;
+    wait_for_state(&store, &left.ch, JobState::Created).await;
+    // The agent who had the customer accepted, then left: the task completes.
+    let accepted = [
+        ("EventType", "reservation.accepted"),
+        ("AccountSid", ACCOUNT),
+        ("WorkspaceSid", WORKSPACE),
+        ("TaskSid", left.wt.as_str()),
+        ("WorkerSid", AGENT),
+        (
+            "TaskAttributes",
+            &serde_json::json!({"customerAddress": CUSTOMER}).to_string(),
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect::<Vec<_>>();
+    for event in [accepted, left.completed()] {
+        let response = app
+            .post_signed(event)
+            .to(TASKROUTER)
+            .called_at(BASE)
+            .send()
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    store
+}
+
+async fn episode_job(store: &Store, kind: JobKind, left: &Left, state: JobState) -> Job {
+    let key = format!("{}/{}", left.ch, left.wt);
+    wait_for_kind(store, kind, &key, |j| j.state == state).await
+}
+
+#[tokio::test]
+async fn a_reply_to_a_left_channel_makes_one_invite_with_the_attributes_resent_across_deliveries_and_a_restart(
+) {
+    let env = Env::new().await;
+    let left = Left::new();
+    twilio(&env, &left, "inactive").await;
+    let app = TestApp::start(&env, &reengaging()).await;
+    let store = hand_off_and_leave(&env, &app, &left).await;
+
+    // The task's end gives the conversation a webhook for the episode.
+    let watch = episode_job(&store, JobKind::Watch, &left, JobState::Watching).await;
+    assert!(watch.outcome.unwrap().contains("listens for the reply"));
+    let adds = webhook_adds(&env, &left).await;
+    assert_eq!(adds.len(), 1);
+    assert_eq!(
+        form_value(&adds[0].body, "Configuration.Url"),
+        format!("{BASE}{}", left.episode_path())
+    );
+    assert_eq!(
+        form_value(&adds[0].body, "Configuration.Filters"),
+        "onMessageAdded"
+    );
+
+    // The reply, delivered three times.
+    let sid = random_sid("IM");
+    for retry in 0..3 {
+        assert_eq!(reply(&app, &left, &sid, retry).await, 200);
+    }
+    let invite = episode_job(&store, JobKind::Invite, &left, JobState::Invited).await;
+    assert!(
+        invite.webhook_removed,
+        "the episode's webhook goes: {invite:?}"
+    );
+    app.stop().await;
+
+    // A restart, and Twilio delivers it once more.
+    let app = TestApp::start(&env, &reengaging()).await;
+    assert_eq!(reply(&app, &left, &sid, 3).await, 200);
+    let sent = invites(&env, &left).await;
+    assert_eq!(sent.len(), 1, "exactly one invite");
+    let routing = form_json(&sent[0].body, "Routing");
+    let properties = &routing["properties"];
+    assert_eq!(properties["workspace_sid"], WORKSPACE);
+    assert_eq!(properties["workflow_sid"], WORKFLOW);
+    let attributes = &properties["attributes"];
+    assert_eq!(
+        attributes["conversationSid"],
+        left.ch.as_str(),
+        "{attributes}"
+    );
+    assert_eq!(
+        attributes["customerAddress"], CUSTOMER,
+        "resent: {attributes}"
+    );
+    assert_eq!(attributes["channelType"], "whatsapp");
+    assert_eq!(
+        attributes["lastWorkerSid"], AGENT,
+        "the agent who left: {attributes}"
+    );
+
+    // The invited task is live; another reply through the episode's webhook invites none.
+    live_tasks(
+        &env.taskrouter,
+        serde_json::json!([{"sid": random_sid("WT"), "assignment_status": "pending"}]),
+    )
+    .await;
+    assert_eq!(reply(&app, &left, &random_sid("IM"), 0).await, 200);
+    app.stop().await;
+    assert_eq!(invites(&env, &left).await.len(), 1, "still one invite");
+    let closes = requests(
+        &env.flex.received_requests().await.unwrap(),
+        "POST",
+        &left.channel(),
+    )
+    .len();
+    assert_eq!(closes, 0, "a left channel is not closed");
+}
+
+#[tokio::test]
+async fn with_reengage_flex_flexhook_neither_watches_nor_invites() {
+    let env = Env::new().await;
+    let left = Left::new();
+    twilio(&env, &left, "inactive").await;
+    let app = TestApp::start(
+        &env,
+        &[
+            ("server.public_base_url", BASE),
+            ("flex.remove_webhook_after_handoff", "false"),
+        ],
+    )
+    .await;
+    let store = hand_off_and_leave(&env, &app, &left).await;
+    // The conversation's own webhook still delivers the reply: a later message, known.
+    let later = app
+        .post_signed(message(&left.ch, CUSTOMER))
+        .called_at(BASE)
+        .send()
+        .await;
+    assert_eq!(later.status(), 200);
+    app.stop().await;
+    let key = format!("{}/{}", left.ch, left.wt);
+    assert!(store.find(JobKind::Watch, &key).await.unwrap().is_none());
+    assert!(store.find(JobKind::Invite, &key).await.unwrap().is_none());
+    assert!(webhook_adds(&env, &left).await.is_empty());
+    assert!(invites(&env, &left).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_channel_still_active_gets_no_webhook_and_an_orphaned_left_one_is_not_closed() {
+    let env = Env::new().await;
+    let left = Left::new();
+    twilio(&env, &left, "active").await;
+    let app = TestApp::start(&env, &reengaging()).await;
+    let store = hand_off_and_leave(&env, &app, &left).await;
+    let watch = episode_job(&store, JobKind::Watch, &left, JobState::Ignored).await;
+    assert!(watch.outcome.unwrap().contains("is active"));
+    assert!(webhook_adds(&env, &left).await.is_empty());
+    app.stop().await;
+
+    // Another conversation, left by its agent; then its task times out as if orphaned.
+    let env = Env::new().await;
+    let left = Left::new();
+    twilio(&env, &left, "inactive").await;
+    let app = TestApp::start(&env, &[]).await;
+    let first = app.post_signed(message(&left.ch, CUSTOMER)).send().await;
+    assert_eq!(first.status(), 200);
+    let store = env.store().await;
+    wait_for_state(&store, &left.ch, JobState::Created).await;
+    let timeout = with(
+        with(left.completed(), "EventType", "workflow.timeout"),
+        "TaskSid",
+        &left.wt,
+    );
+    let response = app.post_signed(timeout).to(TASKROUTER).send().await;
+    assert_eq!(response.status(), 200);
+    let close = wait_for_kind(&store, JobKind::Close, &left.ch, |j| {
+        j.state != JobState::Pending
+    })
+    .await;
+    assert_eq!(close.state, JobState::KeptOpen, "{close:?}");
+    assert!(close.outcome.unwrap().contains("inactive"));
+    app.stop().await;
+    let closes = requests(
+        &env.flex.received_requests().await.unwrap(),
+        "POST",
+        &left.channel(),
+    )
+    .len();
+    assert_eq!(closes, 0);
+}
+
+/// One form field of a request's body.
+fn form_value(body: &[u8], field: &str) -> String {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == field)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no {field} in {}", String::from_utf8_lossy(body)))
+}
