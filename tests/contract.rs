@@ -1566,6 +1566,8 @@ async fn a_reply_to_a_left_channel_is_watched_and_invited_with_requests_the_spec
     const INVITE: &str = "CreateInteractionChannelInvite";
     const ADD_SERVICE_WEBHOOK: &str = "CreateServiceConversationScopedWebhook";
     const LIST_SERVICE_WEBHOOKS: &str = "ListServiceConversationScopedWebhook";
+    const ADD_WEBHOOK: &str = "CreateConversationScopedWebhook";
+    const LIST_WEBHOOKS: &str = "ListConversationScopedWebhook";
     let spec = spec();
     let env = Env::new().await;
     let created = response_example(operation(&spec, CREATE_INTERACTION), None).clone();
@@ -1599,26 +1601,33 @@ async fn a_reply_to_a_left_channel_is_watched_and_invited_with_requests_the_spec
         &format!("{channel}/Invites"),
     )
     .await;
-    let ch = random_sid("CH");
-    let hooks = format!("/v1/Services/{SERVICE}/Conversations/{ch}/Webhooks");
-    answer_with_example(
-        &env.conversations,
-        &spec,
-        LIST_SERVICE_WEBHOOKS,
-        "readFull",
-        "GET",
-        &hooks,
-    )
-    .await;
-    answer_with_example(
-        &env.conversations,
-        &spec,
-        ADD_SERVICE_WEBHOOK,
-        "create",
-        "POST",
-        &hooks,
-    )
-    .await;
+    let (scoped, unscoped) = (random_sid("CH"), random_sid("CH"));
+    for (ch, list_op, add_op, hooks) in [
+        (
+            &scoped,
+            LIST_SERVICE_WEBHOOKS,
+            ADD_SERVICE_WEBHOOK,
+            format!("/v1/Services/{SERVICE}/Conversations/{scoped}/Webhooks"),
+        ),
+        (
+            &unscoped,
+            LIST_WEBHOOKS,
+            ADD_WEBHOOK,
+            format!("/v1/Conversations/{unscoped}/Webhooks"),
+        ),
+    ] {
+        let _ = ch;
+        answer_with_example(
+            &env.conversations,
+            &spec,
+            list_op,
+            "readFull",
+            "GET",
+            &hooks,
+        )
+        .await;
+        answer_with_example(&env.conversations, &spec, add_op, "create", "POST", &hooks).await;
+    }
 
     let app = TestApp::start(
         &env,
@@ -1629,46 +1638,54 @@ async fn a_reply_to_a_left_channel_is_watched_and_invited_with_requests_the_spec
     )
     .await;
     let store = env.store().await;
-    let first = app
-        .post_signed(message(&ch, "+14155550100"))
-        .called_at(BASE)
-        .send()
+    // The spec's example gives both hand-offs the same task: the second conversation's
+    // ending task is another of its own (a transfer's), found by its attributes.
+    let transfer = random_sid("WT");
+    for (ch, task, first) in [
+        (&scoped, wt.as_str(), message(&scoped, "+14155550100")),
+        (
+            &unscoped,
+            transfer.as_str(),
+            without(message(&unscoped, "+14155550101"), "ChatServiceSid"),
+        ),
+    ] {
+        let response = app.post_signed(first.clone()).called_at(BASE).send().await;
+        assert_eq!(response.status(), 200);
+        created_and_unhooked(&env, ch).await;
+        let completed: Vec<(String, String)> = [
+            ("EventType", "task.completed"),
+            ("AccountSid", ACCOUNT),
+            ("WorkspaceSid", WORKSPACE),
+            ("TaskSid", task),
+            ("TaskAttributes", &json!({"conversationSid": ch, "flexInteractionSid": kd, "flexInteractionChannelSid": uo}).to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let response = app
+            .post_signed(completed)
+            .to("/webhooks/taskrouter")
+            .called_at(BASE)
+            .send()
+            .await;
+        assert_eq!(response.status(), 200);
+        let episode = format!("{ch}/{task}");
+        wait_for_kind(&store, JobKind::Watch, &episode, |j| {
+            j.state == JobState::Watching
+        })
         .await;
-    assert_eq!(first.status(), 200);
-    created_and_unhooked(&env, &ch).await;
-    let completed: Vec<(String, String)> = [
-        ("EventType", "task.completed"),
-        ("AccountSid", ACCOUNT),
-        ("WorkspaceSid", WORKSPACE),
-        ("TaskSid", wt.as_str()),
-        ("TaskAttributes", &json!({"conversationSid": ch, "flexInteractionSid": kd, "flexInteractionChannelSid": uo}).to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let response = app
-        .post_signed(completed)
-        .to("/webhooks/taskrouter")
-        .called_at(BASE)
-        .send()
+        let reply = app
+            .post_signed(first)
+            .to(&format!("/webhooks/conversations?reengage={task}"))
+            .called_at(BASE)
+            .send()
+            .await;
+        assert_eq!(reply.status(), 200);
+        wait_for_kind(&store, JobKind::Invite, &episode, |j| {
+            j.state == JobState::Invited
+        })
         .await;
-    assert_eq!(response.status(), 200);
-    let episode = format!("{ch}/{wt}");
-    wait_for_kind(&store, JobKind::Watch, &episode, |j| {
-        j.state == JobState::Watching
-    })
-    .await;
-    let reply = app
-        .post_signed(message(&ch, "+14155550100"))
-        .to(&format!("/webhooks/conversations?reengage={wt}"))
-        .called_at(BASE)
-        .send()
-        .await;
-    assert_eq!(reply.status(), 200);
-    wait_for_kind(&store, JobKind::Invite, &episode, |j| {
-        j.state == JobState::Invited
-    })
-    .await;
+    }
     app.stop().await;
 
     let mut seen = BTreeSet::new();
