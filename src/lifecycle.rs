@@ -43,9 +43,10 @@ pub struct Lifecycle {
     store: Store,
     adopt_flex_tasks: bool,
     wake: Arc<Notify>,
-    /// `lifecycle.reengage = "flexhook"`: every task end also asks for the episode's watch
-    /// job, which listens for the customer's reply if an agent left or parked the channel.
-    reengage: bool,
+    /// `lifecycle.reengage = "flexhook"` or `lifecycle.close_after`: every task end also
+    /// asks for the episode's watch job, which looks after a channel an agent left or
+    /// parked (its timers; with "flexhook", its reply).
+    watch_ends: bool,
 }
 
 impl Lifecycle {
@@ -54,13 +55,13 @@ impl Lifecycle {
             store,
             adopt_flex_tasks,
             wake,
-            reengage: false,
+            watch_ends: false,
         }
     }
 
-    /// With `lifecycle.reengage = "flexhook"`.
-    pub fn reengaging(mut self, on: bool) -> Self {
-        self.reengage = on;
+    /// Whether every task end asks for the episode's watch job.
+    pub fn watching_ends(mut self, on: bool) -> Self {
+        self.watch_ends = on;
         self
     }
 
@@ -70,7 +71,7 @@ impl Lifecycle {
     pub async fn task_ended(&self, event: &TaskEvent) -> Result<Outcome, StoreError> {
         match self.resolve(event).await? {
             Ok(target) => {
-                if self.reengage {
+                if self.watch_ends {
                     self.watch(&target, event).await?;
                 }
                 self.arm(&target, event.may_orphan()).await

@@ -143,7 +143,10 @@ impl Application {
                 settings.lifecycle.adopt_flex_tasks,
                 wake.clone(),
             )
-            .reengaging(settings.lifecycle.reengage == Reengage::Flexhook),
+            .watching_ends(
+                settings.lifecycle.reengage == Reengage::Flexhook
+                    || settings.lifecycle.close_after.is_some(),
+            ),
             known_agents: KnownAgents::new(store.clone(), settings.routing.known_agent_within),
             workspace_sid: settings.flex.workspace_sid.clone(),
             ack_timeout: server_settings.ack_timeout,
@@ -217,14 +220,6 @@ impl Application {
                     known_agent_within = %humantime::format_duration(within),
                     retention_days = settings.store.retention.as_secs() / 86_400,
                     "routing.known_agent_within is longer than store.retention_days, after which the store forgets who handled a customer: a customer's agent is known only that long"
-                );
-            }
-        }
-        if settings.lifecycle.reengage == Reengage::Flexhook {
-            if let Some(close_after) = settings.lifecycle.close_after {
-                tracing::warn!(
-                    close_after = %humantime::format_duration(close_after),
-                    "lifecycle.close_after is Twilio's own Timers.Closed: it also closes a conversation an agent left or parked once it has been quiet that long; set it longer than conversations stay parked"
                 );
             }
         }

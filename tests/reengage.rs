@@ -190,6 +190,18 @@ async fn hand_off_and_leave(env: &Env, app: &TestApp, left: &Left) -> Store {
     assert_eq!(first.status(), 200);
     let store = env.store().await;
     wait_for_state(&store, &left.ch, JobState::Created).await;
+    // The hand-off's timers (when set) are set long before an agent leaves.
+    if store
+        .find(JobKind::Timers, &left.ch)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        wait_for_kind(&store, JobKind::Timers, &left.ch, |j| {
+            j.state == JobState::Set
+        })
+        .await;
+    }
     // The agent who had the customer accepted, then left: the task completes.
     let accepted = [
         ("EventType", "reservation.accepted"),
@@ -379,4 +391,85 @@ fn form_value(body: &[u8], field: &str) -> String {
         .find(|(k, _)| k == field)
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| panic!("no {field} in {}", String::from_utf8_lossy(body)))
+}
+
+/// The conversation's updates (its timers), as `Timers.Closed` values, in order.
+async fn closed_timers(env: &Env, left: &Left) -> Vec<String> {
+    let at = format!("/v1/Services/{SERVICE}/Conversations/{}", left.ch);
+    env.conversations
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == at)
+        .map(|r| form_value(&r.body, "Timers.Closed"))
+        .collect()
+}
+
+async fn timers_settable(env: &Env, left: &Left) {
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1/Services/{SERVICE}/Conversations/{}",
+            left.ch
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"sid": left.ch})))
+        .mount(&env.conversations)
+        .await;
+}
+
+#[tokio::test]
+async fn a_parked_conversation_s_close_timer_is_lifted_and_set_again_once_the_reply_is_invited() {
+    let env = Env::new().await;
+    let left = Left::new();
+    twilio(&env, &left, "inactive").await;
+    timers_settable(&env, &left).await;
+    let mut settings = reengaging();
+    settings.push(("lifecycle.close_after", "24h"));
+    let app = TestApp::start(&env, &settings).await;
+    let store = hand_off_and_leave(&env, &app, &left).await;
+    wait_for_kind(&store, JobKind::Timers, &left.ch, |j| {
+        j.state == JobState::Set
+    })
+    .await;
+    let watch = episode_job(&store, JobKind::Watch, &left, JobState::Watching).await;
+    assert!(watch.outcome.unwrap().contains("P90D"));
+    assert_eq!(
+        closed_timers(&env, &left).await,
+        ["PT24H", "P90D"],
+        "lifted while parked"
+    );
+
+    assert_eq!(reply(&app, &left, &random_sid("IM"), 0).await, 200);
+    episode_job(&store, JobKind::Invite, &left, JobState::Invited).await;
+    app.stop().await;
+    assert_eq!(
+        closed_timers(&env, &left).await,
+        ["PT24H", "P90D", "PT24H"],
+        "the hand-off's timer again once a task has the customer"
+    );
+}
+
+#[tokio::test]
+async fn with_reengage_flex_a_parked_conversation_s_close_timer_is_still_lifted() {
+    let env = Env::new().await;
+    let left = Left::new();
+    twilio(&env, &left, "inactive").await;
+    timers_settable(&env, &left).await;
+    let app = TestApp::start(
+        &env,
+        &[
+            ("server.public_base_url", BASE),
+            ("lifecycle.close_after", "24h"),
+        ],
+    )
+    .await;
+    let store = hand_off_and_leave(&env, &app, &left).await;
+    let watch = episode_job(&store, JobKind::Watch, &left, JobState::Watching).await;
+    app.stop().await;
+    assert!(watch.outcome.unwrap().contains("P90D"));
+    assert_eq!(closed_timers(&env, &left).await, ["PT24H", "P90D"]);
+    assert!(
+        webhook_adds(&env, &left).await.is_empty(),
+        "Flex routes the reply"
+    );
 }

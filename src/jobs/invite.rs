@@ -7,7 +7,7 @@
 //! Already done: `create_may_have_gone_out`, set write-ahead before the invite is sent; the
 //! next attempt finds the task it made among the live tasks and sends nothing. Ends
 //! `invited` or `ignored` (or `conversation_closed`, `dead`); once invited, the episode's
-//! webhook, which brought the reply, is removed.
+//! webhook, which brought the reply, is removed, and the hand-off's timers are set again.
 
 use std::time::Instant;
 
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::interaction::{complete_facts, pace, routing};
 use super::webhook::{self, RemovalError};
 use super::{Claim, Context, Kind, Outcome};
+use crate::config::iso8601;
 use crate::domain::{ConversationSid, TaskSid};
 use crate::store::{Job, JobKind, JobState, Transition};
 use crate::twilio::InteractionRequest;
@@ -59,6 +60,22 @@ impl Kind for Invite {
         );
         if !invited {
             return;
+        }
+        let lifecycle = &cx.settings.lifecycle;
+        if let Some(close_after) = lifecycle.close_after {
+            // The episode is over: the hand-off's timers again, instead of the parked ones.
+            if let Err(e) = cx
+                .client
+                .set_conversation_timers(
+                    job.chat_service_sid.as_ref(),
+                    &job.conversation_sid,
+                    Some(&iso8601(close_after)),
+                    lifecycle.inactive_after.map(iso8601).as_deref(),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "could not set the conversation's timers again after the invite");
+            }
         }
         match webhook::remove(&cx.client, &cx.store, job).await {
             Ok(_) => {}
