@@ -182,13 +182,17 @@ async fn reply(app: &TestApp, left: &Left, message_sid: &str, retry: u32) -> u16
 }
 
 async fn hand_off_and_leave(env: &Env, app: &TestApp, left: &Left) -> Store {
+    hand_off_and_leave_in(env.store().await, app, left).await
+}
+
+/// The same, with the job's store (SQLite's file, or a PostgreSQL database) given.
+async fn hand_off_and_leave_in(store: Store, app: &TestApp, left: &Left) -> Store {
     let first = app
         .post_signed(message(&left.ch, CUSTOMER))
         .called_at(BASE)
         .send()
         .await;
     assert_eq!(first.status(), 200);
-    let store = env.store().await;
     wait_for_state(&store, &left.ch, JobState::Created).await;
     // The hand-off's timers (when set) are set long before an agent leaves.
     if store
@@ -472,4 +476,59 @@ async fn with_reengage_flex_a_parked_conversation_s_close_timer_is_still_lifted(
         webhook_adds(&env, &left).await.is_empty(),
         "Flex routes the reply"
     );
+}
+
+#[cfg_attr(
+    not(flexhook_postgres),
+    ignore = "needs PostgreSQL: set FLEXHOOK_TEST_POSTGRES_URL (.ci/run starts one)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgresql_make_one_invite_of_a_reply_delivered_to_both() {
+    let Some(url) = fresh_postgres_database().await else {
+        return;
+    };
+    let env = Env::new().await;
+    let left = Left::new();
+    twilio(&env, &left, "inactive").await;
+    let mut settings = reengaging();
+    settings.push(("store.url", url.as_str()));
+    let (a, b) = tokio::join!(
+        TestApp::start(&env, &settings),
+        TestApp::start(&env, &settings)
+    );
+    let store = Store::open(
+        &flexhook::domain::DatabaseUrl::new(url.clone()),
+        &flexhook::store::StoreOptions {
+            busy_timeout: std::time::Duration::from_secs(5),
+            clock: env.clock.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let store = hand_off_and_leave_in(store, &a, &left).await;
+    episode_job(&store, JobKind::Watch, &left, JobState::Watching).await;
+
+    // Twilio delivers the reply to one instance, retries on the other, and so on.
+    let sid = random_sid("IM");
+    let answers = tokio::join!(
+        reply(&a, &left, &sid, 0),
+        reply(&b, &left, &sid, 1),
+        reply(&a, &left, &sid, 2),
+        reply(&b, &left, &sid, 3),
+    );
+    assert_eq!(answers, (200, 200, 200, 200));
+    episode_job(&store, JobKind::Invite, &left, JobState::Invited).await;
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(
+        invites(&env, &left).await.len(),
+        1,
+        "one invite for both instances"
+    );
+    assert_eq!(
+        webhook_adds(&env, &left).await.len(),
+        1,
+        "one watch for both"
+    );
+    store.close().await;
 }
