@@ -301,7 +301,8 @@ impl Metrics {
         registry.register(
             "jobs",
             "Job attempts recorded, by kind, outcome (created, adopted, closed, kept_open, \
-             sent, set, ignored, conversation_closed, retried, dead) and error code",
+             sent, set, watching, invited, ignored, conversation_closed, retried, dead) and \
+             error code",
             families.jobs.clone(),
         );
         registry.register(
