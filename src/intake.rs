@@ -19,6 +19,15 @@ pub enum Decision {
     NewJob,
 }
 
+impl From<Inserted> for Decision {
+    fn from(inserted: Inserted) -> Self {
+        match inserted {
+            Inserted::New => Decision::NewJob,
+            Inserted::Known => Decision::Known,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error(transparent)]
@@ -102,16 +111,11 @@ impl Intake {
                 self.writer.now_ms(),
             )
         };
-        let inserted = tokio::time::timeout(self.ack_timeout, self.writer.insert(job))
-            .await
-            .map_err(|_| IntakeError::Timeout(self.ack_timeout))??;
+        let inserted = self.commit(job).await?;
         if self.remember(conversation, inserted).await {
             self.known.insert(conversation.clone(), ());
         }
-        Ok(match inserted {
-            Inserted::New => Decision::NewJob,
-            Inserted::Known => Decision::Known,
-        })
+        Ok(inserted.into())
     }
 
     /// A reply that came through an episode's webhook (`?reengage=WT…`): the episode's one
@@ -135,13 +139,15 @@ impl Intake {
                 self.writer.now_ms(),
             )
         };
-        let inserted = tokio::time::timeout(self.ack_timeout, self.writer.insert(job))
+        Ok(self.commit(job).await?.into())
+    }
+
+    /// Inserts `job` if absent, committed within `server.ack_timeout_ms`.
+    async fn commit(&self, job: NewJob) -> Result<Inserted, IntakeError> {
+        tokio::time::timeout(self.ack_timeout, self.writer.insert(job))
             .await
-            .map_err(|_| IntakeError::Timeout(self.ack_timeout))??;
-        Ok(match inserted {
-            Inserted::New => Decision::NewJob,
-            Inserted::Known => Decision::Known,
-        })
+            .map_err(|_| IntakeError::Timeout(self.ack_timeout))?
+            .map_err(IntakeError::from)
     }
 
     /// Whether a later message of the conversation can be answered from memory from now on.

@@ -13,8 +13,6 @@
 
 pub(crate) mod pace;
 
-use std::time::Instant;
-
 use super::webhook::{self, RemovalError};
 use super::{reply, timers, Action, Claim, Context, Kind, Outcome};
 use crate::domain::ConversationSid;
@@ -213,39 +211,14 @@ async fn hand_off(
         }
     }
 
-    // Write-ahead, and a last check of the lease: from here on a crash leaves the job
-    // marked as possibly created, and a lost lease sends nothing.
-    let lookup_delay = cx.settings.retry.lookup_delay;
-    match cx
-        .store
-        .mark_attempt_started(job.id, &claim.lease, lookup_delay)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not mark the attempt; trying later");
-            let retry = cx.store_failed(job, &e.to_string(), job.create_may_have_gone_out);
-            return Some((retry, false));
-        }
-    }
     let request = InteractionRequest::new(
         &job.conversation_sid,
         routing.channel_type,
         routing.customer_address.as_ref(),
         &decision.route,
     );
-    // The permit comes last, right before the send, so that nothing slow between the two
-    // can bunch permitted requests together on the wire.
-    let waiting = cx.metrics.waiting_for_rate_limit();
-    let paced = pace::pace(cx, job, claim.send_by).await;
-    drop(waiting);
-    if let Err(wait) = paced {
-        return Some((wait, false));
-    }
-    // A starved process may wake up past its lease even so.
-    if Instant::now() > claim.send_by {
-        return Some((pace::out_of_lease(job), false));
+    if let Err(stop) = pace::clear_to_send(cx, job, claim).await {
+        return stop.map(|wait| (wait, false));
     }
     let created = match cx.client.create_interaction(&request).await {
         Ok(CreatedInteraction {

@@ -9,8 +9,6 @@
 //! `invited` or `ignored` (or `conversation_closed`, `dead`); once invited, the episode's
 //! webhook, which brought the reply, is removed, and the hand-off's timers are set again.
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
 
 use super::interaction::{complete_facts, pace, routing};
@@ -170,30 +168,14 @@ async fn invite_task(
             decision.rule.as_deref().unwrap_or_default()
         )));
     }
-    let lookup_delay = cx.settings.retry.lookup_delay;
-    match cx
-        .store
-        .mark_attempt_started(job.id, &claim.lease, lookup_delay)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(e) => return Some(cx.store_failed(job, &e.to_string(), gone_out)),
-    }
     let request = InteractionRequest::new(
         &job.conversation_sid,
         facts.channel_type,
         facts.customer_address.as_ref(),
         &decision.route,
     );
-    let waiting = cx.metrics.waiting_for_rate_limit();
-    let paced = pace::pace(cx, job, claim.send_by).await;
-    drop(waiting);
-    if let Err(wait) = paced {
-        return Some(wait);
-    }
-    if Instant::now() > claim.send_by {
-        return Some(pace::out_of_lease(job));
+    if let Err(stop) = pace::clear_to_send(cx, job, claim).await {
+        return stop;
     }
     Some(
         match cx

@@ -32,27 +32,21 @@ pub async fn conversations_webhook(
         return ignored(&head.event_type);
     };
     // A reply through a webhook flexhook re-attached to a left or parked conversation.
-    if let Some(episode) = &webhook.episode {
-        let episode = TaskSid::parse(episode.trim())
-            .map_err(|e| Refused::new(event, malformed_episode(&req, &e)))?;
-        let message = match read
-            .into_event()
-            .map_err(|e| Refused::new(event, malformed(&req, e)))?
-        {
-            Event::MessageAdded(message) => message,
-            Event::Other(head) => return ignored(&head.event_type),
-        };
-        let span = span(&req);
-        return Box::pin(reply(event, message, episode, state).instrument(span)).await;
-    }
-    // A later message of a known conversation (the hot path) is answered from memory here,
-    // from its head alone: it logs nothing, so it opens no span.
-    if state.intake.is_known(conversation) {
-        return Ok(Answered {
-            event,
-            outcome: WebhookOutcome::Known,
-        });
-    }
+    let episode = match &webhook.episode {
+        Some(episode) => Some(
+            TaskSid::parse(episode.trim())
+                .map_err(|e| Refused::new(event, malformed_episode(&req, &e)))?,
+        ),
+        // A later message of a known conversation (the hot path) is answered from memory
+        // here, from its head alone: it logs nothing, so it opens no span.
+        None if state.intake.is_known(conversation) => {
+            return Ok(Answered {
+                event,
+                outcome: WebhookOutcome::Known,
+            })
+        }
+        None => None,
+    };
     let message = match read
         .into_event()
         .map_err(|e| Refused::new(event, malformed(&req, e)))?
@@ -63,7 +57,10 @@ pub async fn conversations_webhook(
     // The span joins what it logs, and carries what it learns of the message. Boxed so that
     // the handler's future, allocated for every request, stays small.
     let span = span(&req);
-    Box::pin(first_message(event, message, webhook, state).instrument(span)).await
+    match episode {
+        Some(episode) => Box::pin(reply(event, message, episode, state).instrument(span)).await,
+        None => Box::pin(first_message(event, message, webhook, state).instrument(span)).await,
+    }
 }
 
 fn malformed_episode(req: &HttpRequest, e: &crate::domain::SidError) -> WebhookError {

@@ -1,4 +1,4 @@
-//! The outbound pace of `POST /v1/Interactions`: a token bucket per account
+//! The outbound pace of the Interactions API (creates and invites): a token bucket per account
 //! (`flex.max_creates_per_second`), with a burst of one, at [`spacing`] so that no
 //! one-second window ever holds more than the rate (Twilio allows 20). With PostgreSQL the
 //! budget is shared by every instance through slots reserved in the database.
@@ -14,15 +14,52 @@ use std::time::{Duration, Instant};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::domain::AccountSid;
-use crate::jobs::Context;
+use crate::jobs::{Claim, Context};
 use crate::store::{ms, ErrorOrigin, Job, JobError, Slot, Transition};
+
+/// Right before a request that may make a task (a create, an invite): marks the attempt
+/// write-ahead (from here on a crash leaves the job marked as possibly done, so the next
+/// attempt looks first), waits for the account's turn, and checks the lease one last time,
+/// so that a lost lease, or a turn that comes too late, sends nothing. `Err(None)`: the
+/// lease was lost; `Err(Some(retry))`: nothing was sent, try again then.
+pub(in crate::jobs) async fn clear_to_send(
+    cx: &Context,
+    job: &Job,
+    claim: &Claim,
+) -> Result<(), Option<Transition>> {
+    let lookup_delay = cx.settings.retry.lookup_delay;
+    match cx
+        .store
+        .mark_attempt_started(job.id, &claim.lease, lookup_delay)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Err(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not mark the attempt; trying later");
+            let gone_out = job.create_may_have_gone_out;
+            return Err(Some(cx.store_failed(job, &e.to_string(), gone_out)));
+        }
+    }
+    // The permit comes last, right before the send, so that nothing slow between the two
+    // can bunch permitted requests together on the wire.
+    let waiting = cx.metrics.waiting_for_rate_limit();
+    let paced = pace(cx, job, claim.send_by).await;
+    drop(waiting);
+    paced.map_err(Some)?;
+    // A starved process may wake up past its lease even so.
+    if Instant::now() > claim.send_by {
+        return Err(Some(out_of_lease(job)));
+    }
+    Ok(())
+}
 
 /// Missed rate-limit slots an attempt takes another for before it tries again later.
 const MAX_LATE_SLOTS: usize = 5;
 
 /// Nothing was sent: a create started now could outlast the claim's lease, and once the
 /// lease ends another claim may look for the task, miss it and create a second one.
-pub(in crate::jobs) fn out_of_lease(job: &Job) -> Transition {
+pub(super) fn out_of_lease(job: &Job) -> Transition {
     nothing_sent(job, Duration::ZERO, JobError::flexhook(ErrorOrigin::Lease, "nothing sent: the turn to create came too late in the claim's lease (worker.lease_secs) for the request to end within it"))
 }
 
