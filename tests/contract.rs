@@ -815,6 +815,17 @@ fn assert_request_fits(spec: &Value, request: &Request) -> String {
     id
 }
 
+/// Checks every request `servers` received against the spec; the operations they were.
+async fn operations_sent(spec: &Value, servers: &[&wiremock::MockServer]) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for server in servers {
+        for request in server.received_requests().await.unwrap() {
+            seen.insert(assert_request_fits(spec, &request));
+        }
+    }
+    seen
+}
+
 /// Answers `method` + `path` with the named example of the operation, at its status.
 async fn answer_with_example(
     server: &wiremock::MockServer,
@@ -960,12 +971,7 @@ async fn the_lifecycle_closes_tells_and_sets_timers_with_requests_the_spec_decla
     }
     app.stop().await;
 
-    let mut seen = BTreeSet::new();
-    for server in [&env.flex, &env.conversations, &env.taskrouter] {
-        for request in server.received_requests().await.unwrap() {
-            seen.insert(assert_request_fits(&spec, &request));
-        }
-    }
+    let seen = operations_sent(&spec, &[&env.flex, &env.conversations, &env.taskrouter]).await;
     for id in [
         CREATE_INTERACTION,
         CLOSE_CHANNEL,
@@ -1280,12 +1286,7 @@ async fn every_address_and_flex_flow_request_of_the_cli_is_an_operation_of_the_s
         let code = run(args).await.unwrap();
         assert_eq!(code, std::process::ExitCode::SUCCESS, "{args:?}");
     }
-    let mut seen = BTreeSet::new();
-    for server in [conversations, &env.flex] {
-        for request in server.received_requests().await.unwrap() {
-            seen.insert(assert_request_fits(&spec, &request));
-        }
-    }
+    let seen = operations_sent(&spec, &[conversations, &env.flex]).await;
     for id in [
         LIST_ADDRESSES,
         CREATE_ADDRESS,
@@ -1367,12 +1368,7 @@ async fn every_request_of_flexhook_check_is_an_operation_of_the_spec() {
         .await
         .unwrap();
 
-    let mut seen = BTreeSet::new();
-    for server in [&env.taskrouter, &env.conversations] {
-        for request in server.received_requests().await.unwrap() {
-            seen.insert(assert_request_fits(&spec, &request));
-        }
-    }
+    let seen = operations_sent(&spec, &[&env.taskrouter, &env.conversations]).await;
     for id in [
         FETCH_WORKSPACE,
         "FetchWorkflow",
@@ -1434,12 +1430,7 @@ async fn every_request_of_a_reconciliation_sweep_is_an_operation_of_the_spec() {
     let sweep = reconciler.sweep(None, true).await.unwrap();
     assert_eq!(sweep.findings.len(), 2, "{sweep:?}");
 
-    let mut seen = BTreeSet::new();
-    for server in [&env.taskrouter, &env.conversations] {
-        for request in server.received_requests().await.unwrap() {
-            seen.insert(assert_request_fits(&spec, &request));
-        }
-    }
+    let seen = operations_sent(&spec, &[&env.taskrouter, &env.conversations]).await;
     for id in [
         "ListConversation",
         "ListServiceConversationScopedWebhook",
@@ -1688,12 +1679,7 @@ async fn a_reply_to_a_left_channel_is_watched_and_invited_with_requests_the_spec
     }
     app.stop().await;
 
-    let mut seen = BTreeSet::new();
-    for server in [&env.flex, &env.conversations, &env.taskrouter] {
-        for request in server.received_requests().await.unwrap() {
-            seen.insert(assert_request_fits(&spec, &request));
-        }
-    }
+    let seen = operations_sent(&spec, &[&env.flex, &env.conversations, &env.taskrouter]).await;
     for id in [
         FETCH_CHANNEL,
         LIST_TASKS,

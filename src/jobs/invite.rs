@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::interaction::{complete_facts, pace, routing};
 use super::webhook::{self, RemovalError};
-use super::{Claim, Context, Kind, Outcome};
+use super::{ignored, Claim, Context, Kind, Outcome};
 use crate::config::iso8601;
 use crate::domain::{ConversationSid, TaskSid};
 use crate::store::{Job, JobKind, JobState, Transition};
@@ -84,13 +84,6 @@ impl Kind for Invite {
                 tracing::warn!(error = %e, "could not record the episode webhook's removal")
             }
         }
-    }
-}
-
-fn ignored(outcome: String) -> Transition {
-    Transition::Finished {
-        state: JobState::Ignored,
-        outcome,
     }
 }
 

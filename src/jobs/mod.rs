@@ -204,6 +204,14 @@ pub(crate) async fn after_record(cx: &Context, job: &Job, transition: &Transitio
     }
 }
 
+/// A job that finds nothing to do, and says why.
+fn ignored(outcome: String) -> Transition {
+    Transition::Finished {
+        state: JobState::Ignored,
+        outcome,
+    }
+}
+
 /// What the kinds need from `worker.*`, `flex.*` and `lifecycle.*`.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {

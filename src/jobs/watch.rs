@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Claim, Context, Kind, Outcome};
+use super::{ignored, Claim, Context, Kind, Outcome};
 use crate::config::Reengage;
 use crate::domain::{
     ConversationSid, InteractionChannelSid, InteractionSid, TaskSid, WebhookRoute, WorkspaceSid,
@@ -64,13 +64,6 @@ pub fn episode_url(base: &str, task: &TaskSid) -> String {
         "{}?{EPISODE_PARAM}={task}",
         WebhookRoute::Conversations.url(base)
     )
-}
-
-fn ignored(outcome: String) -> Transition {
-    Transition::Finished {
-        state: JobState::Ignored,
-        outcome,
-    }
 }
 
 async fn watch_channel(cx: &Context, job: &Job, watch: &WatchInput) -> Transition {
