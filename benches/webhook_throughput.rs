@@ -990,7 +990,7 @@ async fn stored_conversations(url: &str, state: Option<JobState>) -> Result<Hash
         },
     )
     .await?;
-    let jobs = store.list(state, None, usize::MAX).await;
+    let jobs = store.list(state, None, None, usize::MAX).await;
     store.close().await;
     Ok(jobs?
         .into_iter()

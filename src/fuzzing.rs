@@ -173,7 +173,7 @@ pub fn settings(data: &[u8]) {
             for when in routing.rules.iter().filter_map(|r| r.when.as_ref()) {
                 black_box(when.schedule.to_string());
             }
-            let router = Router::new(&flex, &routing);
+            let router = Router::new(&flex, &routing, crate::config::DEFAULT_ACCOUNT);
             black_box((router.needs_address(), router.needs_attributes()));
             let conversation = ConversationSid::parse("CH00000000000000000000000000000001")
                 .expect("a well-formed ConversationSid");
@@ -244,10 +244,17 @@ fn webhook_auths() -> &'static [WebhookAuth; 3] {
     static AUTHS: OnceLock<[WebhookAuth; 3]> = OnceLock::new();
     AUTHS.get_or_init(|| {
         let auth = |public_base_url: Option<&str>, trust_forwarded_headers| WebhookAuth {
-            verifier: verifier(),
+            accounts: vec![crate::routes::AccountAuth {
+                name: crate::config::DEFAULT_ACCOUNT.to_owned(),
+                account_sid: None,
+                verifier: verifier(),
+                workspace_sid: crate::domain::WorkspaceSid::parse(
+                    "WS00000000000000000000000000000000",
+                )
+                .expect("a well-formed WorkspaceSid"),
+            }],
             public_base_url: public_base_url.map(str::to_owned),
             trust_forwarded_headers,
-            account_sid: None,
         };
         [
             auth(None, false),
@@ -288,7 +295,7 @@ fn signed(payload: Payload) -> Verified<Payload> {
         signature: Some(&signature),
         settings: None,
     };
-    webhook_auths()[0]
+    webhook_auths()[0].accounts[0]
         .verifier
         .verify(&request, payload)
         .expect("a payload signed with the auth token verifies")

@@ -48,7 +48,9 @@ impl KnownAgents {
             }
             Err(e) => return Ok(Learned::Unusable(e.to_string())),
         };
-        self.store.remember_agent(&customer, worker).await?;
+        self.store
+            .remember_agent(&event.account_sid, &customer, worker)
+            .await?;
         Ok(Learned::Remembered(customer))
     }
 }

@@ -3,8 +3,9 @@
 //! and the Twilio client; a CLI command gets one nobody reads.
 //!
 //! Label values are bounded by construction: every label is a `&'static str` chosen from a
-//! fixed list (routes, event types, outcomes, job kinds, APIs), an HTTP status, or a
-//! Twilio error code. No SID, address or body ever becomes a label.
+//! fixed list (routes, event types, outcomes, job kinds, APIs), an HTTP status, a Twilio
+//! error code, or an `account`: a configured account's name, or [`NO_ACCOUNT`]. No SID,
+//! address or body ever becomes a label.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
@@ -25,9 +26,14 @@ use crate::store::{ErrorOrigin, JobError, JobKind, StoreStats};
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// `route`, `event`, `outcome` of one webhook answer.
+/// The `account` label of a webhook refused before its account was known: its
+/// `AccountSid` names no configured account, or it could not be read.
+pub const NO_ACCOUNT: &str = "unknown";
+
+/// `account`, `route`, `event`, `outcome` of one webhook answer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
+    account: String,
     route: &'static str,
     event: &'static str,
     outcome: &'static str,
@@ -35,11 +41,13 @@ struct WebhookLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
+    account: String,
     route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
+    account: String,
     kind: &'static str,
     outcome: &'static str,
     code: String,
@@ -52,6 +60,7 @@ struct KindLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiCallLabels {
+    account: String,
     api: &'static str,
     status: String,
     code: String,
@@ -59,6 +68,7 @@ struct ApiCallLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabel {
+    account: String,
     api: &'static str,
 }
 
@@ -233,6 +243,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     families: Arc<Families>,
     hot: Arc<Handles>,
+    /// The `account` label's values: each configured account's name, then [`NO_ACCOUNT`].
+    accounts: Arc<[String]>,
 }
 
 /// Series the webhook path counts into, kept as handles: a series is looked up in its
@@ -240,13 +252,14 @@ pub struct Metrics {
 struct Handles {
     /// Indexed by [`webhook_slot`]; each filled on its first webhook.
     webhooks: Box<[OnceLock<Counter>]>,
-    /// `webhook_duration` of each of [`ROUTES`].
-    durations: [Histogram; ROUTES.len()],
+    /// `webhook_duration` of each account (and [`NO_ACCOUNT`]) and each of [`ROUTES`].
+    durations: Box<[Histogram]>,
 }
 
 /// Where a webhook's counter sits in [`Handles::webhooks`].
-fn webhook_slot(route: usize, event: EventLabel, outcome: WebhookOutcome) -> usize {
-    (route * EventLabel::COUNT + usize::from(event.0)) * WebhookOutcome::ALL.len()
+fn webhook_slot(account: usize, route: usize, event: EventLabel, outcome: WebhookOutcome) -> usize {
+    ((account * ROUTES.len() + route) * EventLabel::COUNT + usize::from(event.0))
+        * WebhookOutcome::ALL.len()
         + outcome as usize
 }
 
@@ -258,7 +271,7 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new("none")
+        Self::new("none", &[crate::config::DEFAULT_ACCOUNT])
     }
 }
 
@@ -268,8 +281,14 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 }
 
 impl Metrics {
-    /// A fresh registry; `store` (`sqlite` or `postgres`) goes into `flexhook_build_info`.
-    pub fn new(store: &'static str) -> Self {
+    /// A fresh registry; `store` (`sqlite` or `postgres`) goes into `flexhook_build_info`;
+    /// `accounts`: the configured accounts' names, the `account` label's values.
+    pub fn new(store: &'static str, accounts: &[&str]) -> Self {
+        let accounts: Arc<[String]> = accounts
+            .iter()
+            .map(|a| (*a).to_owned())
+            .chain(std::iter::once(NO_ACCOUNT.to_owned()))
+            .collect();
         let mut registry = Registry::with_prefix("flexhook");
         let families = Families {
             webhooks: Family::default(),
@@ -289,7 +308,7 @@ impl Metrics {
         };
         registry.register(
             "webhooks",
-            "Webhooks answered, by route, event type and outcome",
+            "Webhooks answered, by account, route, event type and outcome",
             families.webhooks.clone(),
         );
         registry.register_with_unit(
@@ -300,19 +319,19 @@ impl Metrics {
         );
         registry.register(
             "jobs",
-            "Job attempts recorded, by kind, outcome (created, adopted, closed, kept_open, \
-             sent, set, watching, invited, ignored, conversation_closed, retried, dead) and \
-             error code",
+            "Job attempts recorded, by account, kind, outcome (created, adopted, closed, \
+             kept_open, sent, set, watching, invited, ignored, conversation_closed, retried, \
+             dead) and error code",
             families.jobs.clone(),
         );
         registry.register(
             "twilio_requests",
-            "Requests sent to Twilio, by API, HTTP status and Twilio error code",
+            "Requests sent to Twilio, by account, API, HTTP status and Twilio error code",
             families.twilio_requests.clone(),
         );
         registry.register_with_unit(
             "twilio_request_duration",
-            "Time from sending a request to Twilio to its whole answer, by API",
+            "Time from sending a request to Twilio to its whole answer, by account and API",
             Unit::Seconds,
             families.twilio_duration.clone(),
         );
@@ -375,19 +394,29 @@ impl Metrics {
             }),
         );
         let hot = Handles {
-            webhooks: (0..ROUTES.len() * EventLabel::COUNT * WebhookOutcome::ALL.len())
+            webhooks: (0..accounts.len()
+                * ROUTES.len()
+                * EventLabel::COUNT
+                * WebhookOutcome::ALL.len())
                 .map(|_| OnceLock::new())
                 .collect(),
-            durations: ROUTES.map(|route| {
-                families
-                    .webhook_duration
-                    .get_or_create_owned(&RouteLabel { route })
-            }),
+            durations: accounts
+                .iter()
+                .flat_map(|account| {
+                    ROUTES.map(|route| {
+                        families.webhook_duration.get_or_create_owned(&RouteLabel {
+                            account: account.clone(),
+                            route,
+                        })
+                    })
+                })
+                .collect(),
         };
         let metrics = Self {
             registry: Arc::new(registry),
             families: Arc::new(families),
             hot: Arc::new(hot),
+            accounts,
         };
         metrics.zero_alerting_series();
         metrics
@@ -397,17 +426,17 @@ impl Metrics {
     /// and `increase()` see their first increment.
     fn zero_alerting_series(&self) {
         let f = &self.families;
-        for route in ROUTES {
-            f.webhooks
-                .get_or_create(&WebhookLabels {
-                    route,
-                    event: UNKNOWN_EVENT,
-                    outcome: WebhookOutcome::BadSignature.as_str(),
-                })
-                .inc_by(0);
-            let _ = f
-                .webhook_duration
-                .get_or_create_owned(&RouteLabel { route });
+        for account in self.accounts.iter() {
+            for route in ROUTES {
+                f.webhooks
+                    .get_or_create(&WebhookLabels {
+                        account: account.clone(),
+                        route,
+                        event: UNKNOWN_EVENT,
+                        outcome: WebhookOutcome::BadSignature.as_str(),
+                    })
+                    .inc_by(0);
+            }
         }
         for kind in RECONCILE_FINDINGS {
             f.reconcile_findings
@@ -424,15 +453,26 @@ impl Metrics {
         }
     }
 
-    /// One webhook answered after `elapsed`.
+    /// The `account` label of the account at `index` of the configured ones (`None`, or
+    /// past them: [`NO_ACCOUNT`]), and its index among the label's values.
+    fn account(&self, index: Option<usize>) -> usize {
+        let unknown = self.accounts.len() - 1;
+        index.filter(|i| *i < unknown).unwrap_or(unknown)
+    }
+
+    /// One webhook answered after `elapsed`; `account`: the index of the configured
+    /// account it was checked as (`None`: refused before its account was known).
     pub fn webhook(
         &self,
+        account: Option<usize>,
         route: &'static str,
         event: EventLabel,
         outcome: WebhookOutcome,
         elapsed: Duration,
     ) {
+        let a = self.account(account);
         let labels = || WebhookLabels {
+            account: self.accounts[a].clone(),
             route,
             event: event.as_str(),
             outcome: outcome.as_str(),
@@ -442,21 +482,32 @@ impl Metrics {
             let f = &self.families;
             f.webhooks.get_or_create(&labels()).inc();
             f.webhook_duration
-                .get_or_create(&RouteLabel { route })
+                .get_or_create(&RouteLabel {
+                    account: self.accounts[a].clone(),
+                    route,
+                })
                 .observe(elapsed.as_secs_f64());
             return;
         };
-        self.hot.webhooks[webhook_slot(r, event, outcome)]
+        self.hot.webhooks[webhook_slot(a, r, event, outcome)]
             .get_or_init(|| self.families.webhooks.get_or_create_owned(&labels()))
             .inc();
-        self.hot.durations[r].observe(elapsed.as_secs_f64());
+        self.hot.durations[a * ROUTES.len() + r].observe(elapsed.as_secs_f64());
     }
 
-    /// One job attempt's outcome, once recorded. `error` for `retried` and `dead`.
-    pub fn job(&self, kind: JobKind, outcome: &'static str, error: Option<&JobError>) {
+    /// One job attempt's outcome of `account` (its name), once recorded. `error` for
+    /// `retried` and `dead`.
+    pub fn job(
+        &self,
+        account: &str,
+        kind: JobKind,
+        outcome: &'static str,
+        error: Option<&JobError>,
+    ) {
         self.families
             .jobs
             .get_or_create(&JobLabels {
+                account: account.to_owned(),
                 kind: kind.as_str(),
                 outcome,
                 code: error.map_or_else(String::new, error_code_label),
@@ -464,9 +515,11 @@ impl Metrics {
             .inc();
     }
 
-    /// One request to Twilio: its HTTP status (`None`: no answer) and Twilio's error code.
+    /// One request of `account` (its name) to Twilio: its HTTP status (`None`: no answer)
+    /// and Twilio's error code.
     pub fn twilio_request(
         &self,
+        account: &str,
         api: &'static str,
         status: Option<u16>,
         code: Option<i64>,
@@ -475,14 +528,26 @@ impl Metrics {
         let f = &self.families;
         f.twilio_requests
             .get_or_create(&ApiCallLabels {
+                account: account.to_owned(),
                 api,
                 status: status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
                 code: code.map(|c| c.to_string()).unwrap_or_default(),
             })
             .inc();
         f.twilio_duration
-            .get_or_create(&ApiLabel { api })
+            .get_or_create(&ApiLabel {
+                account: account.to_owned(),
+                api,
+            })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// What `account`'s Twilio client reports its requests to.
+    pub fn for_account(&self, account: &str) -> AccountRequests {
+        AccountRequests {
+            metrics: self.clone(),
+            account: account.to_owned(),
+        }
     }
 
     /// Counts one create waiting for the rate limit until the guard is dropped.
@@ -554,22 +619,27 @@ impl Drop for RateLimitWait {
 }
 
 /// A failure's `code` label: `store` for the store's, else Twilio's error code, else
-/// `http_<status>`, else `network`. flexhook's own pacing and lease retries have neither
-/// code nor status and have always been counted as `network`: the labels are what alerts
-/// are written against, so they stay.
+/// `http_<status>`, else `pacing` or `lease` for flexhook's own holding back (nothing was
+/// sent), else `network`.
 fn error_code_label(error: &JobError) -> String {
     match (error.origin, error.code, error.status) {
         (ErrorOrigin::Store, ..) => "store".to_owned(),
         (_, Some(code), _) => code.to_string(),
         (_, None, Some(status)) => format!("http_{status}"),
-        (ErrorOrigin::Twilio | ErrorOrigin::Pacing | ErrorOrigin::Lease, None, None) => {
-            "network".to_owned()
-        }
+        (ErrorOrigin::Pacing, None, None) => "pacing".to_owned(),
+        (ErrorOrigin::Lease, None, None) => "lease".to_owned(),
+        (ErrorOrigin::Twilio, None, None) => "network".to_owned(),
     }
 }
 
+/// One account's Twilio requests, counted with its `account` label.
+pub struct AccountRequests {
+    metrics: Metrics,
+    account: String,
+}
+
 /// The Twilio client reports each request here (it knows nothing of the metrics).
-impl crate::twilio::RequestObserver for Metrics {
+impl crate::twilio::RequestObserver for AccountRequests {
     fn request(
         &self,
         api: crate::twilio::Api,
@@ -577,7 +647,8 @@ impl crate::twilio::RequestObserver for Metrics {
         code: Option<i64>,
         elapsed: Duration,
     ) {
-        self.twilio_request(api.label(), status, code, elapsed);
+        self.metrics
+            .twilio_request(&self.account, api.label(), status, code, elapsed);
     }
 }
 

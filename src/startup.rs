@@ -23,12 +23,12 @@ use crate::known_agents::KnownAgents;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, ReconcileHandle, Reconciler, Target};
-use crate::routes::{track_answers, watch_connections, AppState, WebhookAuth};
+use crate::routes::{track_answers, watch_connections, AccountAuth, AppState, WebhookAuth};
 use crate::routing::Router;
 use crate::signature::Verifier;
 use crate::store::{JobWriter, Store, StoreOptions};
 use crate::twilio::TwilioClient;
-use crate::worker::{self, WorkerHandle, WorkerOptions};
+use crate::worker::{self, AccountWorker, WorkerHandle, WorkerOptions};
 
 pub struct Application {
     port: u16,
@@ -36,8 +36,8 @@ pub struct Application {
     /// `server.metrics_port`'s server and its port, when set.
     metrics_server: Option<(u16, Server)>,
     worker: WorkerHandle,
-    /// The periodic reconciliation sweep, when `reconcile.interval` is set.
-    reconcile: Option<ReconcileHandle>,
+    /// Each account's periodic reconciliation sweep, when `reconcile.interval` is set.
+    reconcile: Vec<ReconcileHandle>,
     writer: JoinHandle<()>,
     store: Store,
     /// `server.shutdown_timeout_secs`: in-flight webhooks and jobs share it.
@@ -80,16 +80,22 @@ impl Application {
         )
         .await?;
 
-        let metrics = Metrics::new(store.backend().as_str());
-        let client = TwilioClient::new(&settings.twilio)?.observed_by(Arc::new(metrics.clone()));
+        let metrics = Metrics::new(store.backend().as_str(), &settings.accounts.names());
+        adopt_known_agents(&store, &settings).await;
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) =
             JobWriter::spawn(store.clone(), settings.store.batch_max, wake.clone());
-        let reconcile = match (
-            settings.reconcile.interval,
-            Target::of(&settings, public_base_url.as_deref()),
-        ) {
-            (Some(interval), Some(target)) => {
+        // Each account: its client, its worker, its reconciler and its webhook keys.
+        let mut workers = Vec::new();
+        let mut reconcilers = Vec::new();
+        let mut webhook_accounts = Vec::new();
+        for account in &settings.accounts {
+            let client = TwilioClient::new(&account.twilio)?
+                .observed_by(Arc::new(metrics.for_account(&account.name)));
+            if let (Some(interval), Some(target)) = (
+                settings.reconcile.interval,
+                Target::of(account, public_base_url.as_deref()),
+            ) {
                 let reconciler = Reconciler::new(
                     store.clone(),
                     client.clone(),
@@ -99,37 +105,42 @@ impl Application {
                     settings.reconcile.clone(),
                 )
                 .with_metrics(metrics.clone());
-                Some(reconcile::spawn(reconciler, interval))
+                reconcilers.push(reconcile::spawn(reconciler, interval));
             }
-            _ => None,
-        };
-        let worker = worker::spawn(
-            store.clone(),
-            client,
-            Router::new(&settings.flex, &settings.routing),
-            WorkerOptions {
-                jobs: jobs::Settings {
-                    public_base_url: public_base_url.clone(),
-                    ..WorkerOptions::from_settings(&settings).jobs
+            let options = WorkerOptions::from_settings(&settings, account);
+            workers.push(AccountWorker {
+                name: account.name.clone(),
+                claims_for: account.twilio.account_sid.as_ref().map(|s| s.to_string()),
+                client,
+                router: Router::new(&account.flex, &settings.routing, &account.name),
+                options: WorkerOptions {
+                    jobs: jobs::Settings {
+                        public_base_url: public_base_url.clone(),
+                        ..options.jobs
+                    },
+                    ..options
                 },
-                ..WorkerOptions::from_settings(&settings)
-            },
-            wake.clone(),
-            metrics.clone(),
-        );
-
-        let twilio = &settings.twilio;
-        let server_settings = &settings.server;
-        let state = web::Data::new(AppState {
-            webhook_auth: WebhookAuth {
+            });
+            let twilio = &account.twilio;
+            webhook_accounts.push(AccountAuth {
+                name: account.name.clone(),
+                account_sid: twilio.account_sid.clone(),
                 verifier: Verifier::new(
                     twilio.auth_token.clone(),
                     twilio.secondary_auth_token.clone(),
                     twilio.webhook_shared_keys.clone(),
                 ),
+                workspace_sid: account.flex.workspace_sid.clone(),
+            });
+        }
+        let worker = worker::spawn(store.clone(), workers, wake.clone(), metrics.clone());
+
+        let server_settings = &settings.server;
+        let state = web::Data::new(AppState {
+            webhook_auth: WebhookAuth {
+                accounts: webhook_accounts,
                 public_base_url: public_base_url.clone(),
                 trust_forwarded_headers: server_settings.trust_forwarded_headers,
-                account_sid: twilio.account_sid.clone(),
             },
             intake: Intake::new(
                 writer,
@@ -148,7 +159,6 @@ impl Application {
                     || settings.lifecycle.close_after.is_some(),
             ),
             known_agents: KnownAgents::new(store.clone(), settings.routing.known_agent_within),
-            workspace_sid: settings.flex.workspace_sid.clone(),
             ack_timeout: server_settings.ack_timeout,
             body_timeout: server_settings.client_timeouts.body,
             store: store.clone(),
@@ -231,6 +241,7 @@ impl Application {
         let paths: Vec<&str> = WebhookRoute::ALL.iter().map(|r| r.path()).collect();
         tracing::info!(
             port,
+            accounts = %settings.accounts.names().join(" "),
             store = %settings.store.url,
             public_base_url = public_base_url.as_deref().unwrap_or("(rebuilt from each request)"),
             webhooks = %paths.join(" "),
@@ -241,7 +252,7 @@ impl Application {
             server,
             metrics_server,
             worker,
-            reconcile,
+            reconcile: reconcilers,
             writer: writer_task,
             store,
             shutdown_budget,
@@ -292,7 +303,7 @@ impl Application {
             handle.stop(true).await;
             let _ = served.await;
         }
-        if let Some(reconcile) = self.reconcile {
+        for reconcile in self.reconcile {
             reconcile.stop().await;
         }
         self.worker
@@ -302,6 +313,22 @@ impl Application {
         self.writer.abort();
         self.store.close().await;
         served.context("HTTP server failed")
+    }
+}
+
+/// Known agents remembered before accounts were kept belong to the deployment's one
+/// account; with several, which one is unknown, and they are left to expire.
+async fn adopt_known_agents(store: &Store, settings: &ValidSettings) {
+    let [account] = settings.accounts.iter().collect::<Vec<_>>()[..] else {
+        return;
+    };
+    let Some(sid) = &account.twilio.account_sid else {
+        return;
+    };
+    match store.adopt_agents(sid).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(customers = n, "known agents of earlier versions kept for the account"),
+        Err(e) => tracing::warn!(error = %e, "could not keep the known agents of earlier versions"),
     }
 }
 

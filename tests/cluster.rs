@@ -90,7 +90,7 @@ async fn two_instances_share_one_database_and_one_budget_and_survive_a_sigkill()
     }
     first.sigkill();
     let orphaned: Vec<String> = store
-        .list(Some(JobState::Pending), None, usize::MAX)
+        .list(Some(JobState::Pending), None, None, usize::MAX)
         .await
         .unwrap()
         .into_iter()
@@ -107,7 +107,7 @@ async fn two_instances_share_one_database_and_one_budget_and_survive_a_sigkill()
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let done = store
-            .list(Some(JobState::Created), None, usize::MAX)
+            .list(Some(JobState::Created), None, None, usize::MAX)
             .await
             .unwrap()
             .len();

@@ -1421,10 +1421,10 @@ async fn every_request_of_a_reconciliation_sweep_is_an_operation_of_the_spec() {
     let store = env.store().await;
     let reconciler = flexhook::reconcile::Reconciler::new(
         store.clone(),
-        flexhook::twilio::TwilioClient::new(&settings.twilio).unwrap(),
+        flexhook::twilio::TwilioClient::new(&settings.accounts.first().twilio).unwrap(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
         false,
-        flexhook::reconcile::Target::of(&settings, Some(base)).unwrap(),
+        flexhook::reconcile::Target::of(settings.accounts.first(), Some(base)).unwrap(),
         settings.reconcile.clone(),
     );
     let sweep = reconciler.sweep(None, true).await.unwrap();
@@ -1494,7 +1494,7 @@ async fn the_spec_example_lists_are_read_as_a_sweep_reads_them() {
     )
     .await;
     let settings = env.settings(&[]);
-    let client = flexhook::twilio::TwilioClient::new(&settings.twilio).unwrap();
+    let client = flexhook::twilio::TwilioClient::new(&settings.accounts.first().twilio).unwrap();
 
     let mut pages = client.active_conversations_since("2015-12-16T00:00:00Z");
     let listed = pages.next_page().await.unwrap().unwrap();

@@ -191,7 +191,7 @@ async fn sigkilled_at_random_moments_every_answered_conversation_gets_exactly_on
         + knobs.conversations as u32 * Duration::from_millis(200);
     loop {
         let pending = store
-            .list(Some(JobState::Pending), None, usize::MAX)
+            .list(Some(JobState::Pending), None, None, usize::MAX)
             .await
             .unwrap();
         if pending.is_empty() {

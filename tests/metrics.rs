@@ -227,14 +227,14 @@ async fn webhooks_are_counted_by_route_event_and_outcome_with_a_request_id_each(
         ("taskrouter", "unknown", "bad_signature", 0.0),
     ] {
         let name = format!(
-            r#"flexhook_webhooks_total{{route="{route}",event="{event}",outcome="{outcome}"}}"#
+            r#"flexhook_webhooks_total{{account="default",route="{route}",event="{event}",outcome="{outcome}"}}"#
         );
         assert_eq!(sample(&text, &name), Some(count), "{name} in\n{text}");
     }
     assert_eq!(
         sample(
             &text,
-            r#"flexhook_webhook_duration_seconds_count{route="conversations"}"#
+            r#"flexhook_webhook_duration_seconds_count{account="default",route="conversations"}"#
         ),
         Some(6.0),
         "{text}"
@@ -242,7 +242,7 @@ async fn webhooks_are_counted_by_route_event_and_outcome_with_a_request_id_each(
     assert_eq!(
         sample(
             &text,
-            r#"flexhook_jobs_total{kind="interaction",outcome="created",code=""}"#
+            r#"flexhook_jobs_total{account="default",kind="interaction",outcome="created",code=""}"#
         ),
         Some(1.0),
         "{text}"
@@ -250,7 +250,7 @@ async fn webhooks_are_counted_by_route_event_and_outcome_with_a_request_id_each(
     assert_eq!(
         sample(
             &text,
-            r#"flexhook_twilio_requests_total{api="flex",status="200",code=""}"#
+            r#"flexhook_twilio_requests_total{account="default",api="flex",status="200",code=""}"#
         ),
         Some(1.0),
         "{text}"
@@ -258,7 +258,7 @@ async fn webhooks_are_counted_by_route_event_and_outcome_with_a_request_id_each(
     assert_eq!(
         sample(
             &text,
-            r#"flexhook_twilio_request_duration_seconds_count{api="flex"}"#
+            r#"flexhook_twilio_request_duration_seconds_count{account="default",api="flex"}"#
         ),
         Some(1.0),
         "{text}"
@@ -301,7 +301,7 @@ async fn failures_count_by_twilio_code_and_the_store_gauges_show_the_backlog() {
     let text = scrape_until(&app, |text| {
         let retried = sample(
             text,
-            r#"flexhook_jobs_total{kind="interaction",outcome="retried",code="20003"}"#,
+            r#"flexhook_jobs_total{account="default",kind="interaction",outcome="retried",code="20003"}"#,
         );
         let age = sample(text, "flexhook_oldest_pending_job_age_seconds");
         retried.is_some_and(|n| n >= 3.0) && age.is_some_and(|a| a >= 1.0)
@@ -323,13 +323,13 @@ async fn failures_count_by_twilio_code_and_the_store_gauges_show_the_backlog() {
     );
     let retried = sample(
         &text,
-        r#"flexhook_jobs_total{kind="interaction",outcome="retried",code="20003"}"#,
+        r#"flexhook_jobs_total{account="default",kind="interaction",outcome="retried",code="20003"}"#,
     )
     .unwrap_or_default();
     assert!(retried >= 3.0, "{text}");
     let calls = sample(
         &text,
-        r#"flexhook_twilio_requests_total{api="flex",status="503",code="20003"}"#,
+        r#"flexhook_twilio_requests_total{account="default",api="flex",status="503",code="20003"}"#,
     )
     .unwrap_or_default();
     assert!(calls >= retried, "every retry was a call: {text}");
@@ -350,7 +350,7 @@ async fn failures_count_by_twilio_code_and_the_store_gauges_show_the_backlog() {
     assert_eq!(
         sample(
             &text,
-            r#"flexhook_jobs_total{kind="interaction",outcome="dead",code="20001"}"#
+            r#"flexhook_jobs_total{account="default",kind="interaction",outcome="dead",code="20001"}"#
         ),
         Some(3.0),
         "{text}"
@@ -396,7 +396,7 @@ async fn taskrouter_events_are_counted_on_their_own_route() {
     assert_eq!(
         sample(
             &text,
-            r#"flexhook_webhooks_total{route="taskrouter",event="reservation.created",outcome="ignored"}"#
+            r#"flexhook_webhooks_total{account="default",route="taskrouter",event="reservation.created",outcome="ignored"}"#
         ),
         Some(1.0),
         "{text}"
@@ -547,7 +547,7 @@ async fn a_task_found_after_an_ambiguous_failure_counts_as_adopted_not_created()
     let text = scrape(&app).await;
     let jobs = |outcome: &str, code: &str| {
         let series = format!(
-            r#"flexhook_jobs_total{{kind="interaction",outcome="{outcome}",code="{code}"}}"#
+            r#"flexhook_jobs_total{{account="default",kind="interaction",outcome="{outcome}",code="{code}"}}"#
         );
         sample(&text, &series)
     };
@@ -561,7 +561,7 @@ async fn a_task_found_after_an_ambiguous_failure_counts_as_adopted_not_created()
     assert_eq!(
         sample(
             &text,
-            r#"flexhook_twilio_requests_total{api="taskrouter",status="200",code=""}"#
+            r#"flexhook_twilio_requests_total{account="default",api="taskrouter",status="200",code=""}"#
         ),
         Some(1.0),
         "{text}"

@@ -285,7 +285,7 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
         .await
         .unwrap();
     source
-        .claim_due("w", Duration::from_secs(60), 2)
+        .claim_due("w", Duration::from_secs(60), 2, None)
         .await
         .unwrap();
     let id = |ch: &str| {
@@ -370,7 +370,7 @@ async fn store_copy_moves_every_job_from_sqlite_to_postgres_and_is_safe_to_rerun
     );
     // The copy takes part in the service like any job: the pending one is claimable.
     let claimed = copied
-        .claim_due("w2", Duration::from_secs(1), 10)
+        .claim_due("w2", Duration::from_secs(1), 10, None)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -49,10 +49,10 @@ async fn sweep(env: &Env, store: &Store) -> Sweep {
     let settings = env.settings_with_file(&sweeping(), Some(RULES));
     let reconciler = Reconciler::new(
         store.clone(),
-        TwilioClient::new(&settings.twilio).unwrap(),
+        TwilioClient::new(&settings.accounts.first().twilio).unwrap(),
         Arc::new(Notify::new()),
         false,
-        Target::of(&settings, Some(BASE)).unwrap(),
+        Target::of(settings.accounts.first(), Some(BASE)).unwrap(),
         settings.reconcile.clone(),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -628,7 +628,7 @@ async fn the_conversation_list_is_read_a_page_at_a_time_and_only_on_twilio_s_own
         .mount(&env.conversations)
         .await;
     let settings = env.settings(&[]);
-    let client = TwilioClient::new(&settings.twilio).unwrap();
+    let client = TwilioClient::new(&settings.accounts.first().twilio).unwrap();
     let mut pages = client.active_conversations_since("2026-12-05T00:00:00Z");
     let first = pages.next_page().await.unwrap().unwrap();
     assert_eq!(first.len(), 1);

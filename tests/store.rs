@@ -100,7 +100,7 @@ async fn the_first_insert_of_a_conversation_wins_within_and_across_batches(store
             .expose(),
         "+14155550100"
     );
-    assert_eq!(store.list(None, None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.list(None, None, None, 10).await.unwrap().len(), 2);
 }
 
 async fn a_batch_larger_than_one_statement_is_inserted_whole(store: Store) {
@@ -110,7 +110,7 @@ async fn a_batch_larger_than_one_statement_is_inserted_whole(store: Store) {
     assert!(outcomes.iter().all(|o| *o == Inserted::New));
     assert_eq!(
         store
-            .list(Some(JobState::Pending), None, 1000)
+            .list(Some(JobState::Pending), None, None, 1000)
             .await
             .unwrap()
             .len(),
@@ -125,19 +125,19 @@ async fn a_claimed_job_is_not_claimed_again_until_its_lease_expires(store: Store
     // A short lease, run out by moving the store's clock: PostgreSQL times leases by its
     // own clock, which the store's offset moves as much.
     let first = store
-        .claim_due("worker-a", Duration::from_millis(300), 10)
+        .claim_due("worker-a", Duration::from_millis(300), 10, None)
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
     assert!(store
-        .claim_due("worker-b", Duration::from_secs(60), 10)
+        .claim_due("worker-b", Duration::from_secs(60), 10, None)
         .await
         .unwrap()
         .is_empty());
     // The lease ran out: another worker may take it, and the first can no longer record.
     store.clock().advance(Duration::from_millis(400));
     let second = store
-        .claim_due("worker-b", Duration::from_secs(60), 10)
+        .claim_due("worker-b", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     assert_eq!(second.len(), 1);
@@ -184,7 +184,7 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
     store.insert_batch(&[new_job(&ch, now)]).await.unwrap();
     let conversation = ConversationSid::parse(&ch).unwrap();
     store
-        .claim_due("w", Duration::from_secs(60), 1)
+        .claim_due("w", Duration::from_secs(60), 1, None)
         .await
         .unwrap();
     let retry = Transition::Retry {
@@ -198,18 +198,18 @@ async fn a_retry_is_not_due_before_its_time_and_keeps_the_error(store: Store) {
         .await
         .unwrap());
     assert!(store
-        .claim_due("w", Duration::from_secs(60), 1)
+        .claim_due("w", Duration::from_secs(60), 1, None)
         .await
         .unwrap()
         .is_empty());
-    let due_in = store.next_due_in().await.unwrap().unwrap();
+    let due_in = store.next_due_in(None).await.unwrap().unwrap();
     assert!(
         (Duration::from_millis(100)..=Duration::from_millis(600)).contains(&due_in),
         "due in {due_in:?}"
     );
     store.clock().advance(Duration::from_millis(600));
     let job = store
-        .claim_due("w", Duration::from_secs(60), 1)
+        .claim_due("w", Duration::from_secs(60), 1, None)
         .await
         .unwrap()
         .remove(0);
@@ -227,7 +227,7 @@ async fn two_claimed_jobs(store: &Store) -> (String, String) {
         .await
         .unwrap();
     store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     (a, b)
@@ -288,7 +288,7 @@ async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first(store: Store) {
     assert!(job.create_may_have_gone_out);
     assert_eq!(
         store
-            .list(Some(JobState::Dead), None, 10)
+            .list(Some(JobState::Dead), None, None, 10)
             .await
             .unwrap()
             .len(),
@@ -296,7 +296,7 @@ async fn retrying_dead_jobs_makes_them_due_with_a_lookup_first(store: Store) {
     );
     assert_eq!(store.retry_dead(None).await.unwrap(), 1);
     assert!(store
-        .list(Some(JobState::Dead), None, 10)
+        .list(Some(JobState::Dead), None, None, 10)
         .await
         .unwrap()
         .is_empty());
@@ -319,7 +319,7 @@ async fn stats_count_pending_and_dead_jobs_by_kind_and_age_the_oldest_pending(st
         .unwrap();
     // One of the older two dies.
     let claimed = store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     let a_job = claimed
@@ -353,11 +353,11 @@ async fn purging_removes_only_finished_jobs_older_than_the_cutoff(store: Store) 
         .unwrap();
     let done_sid = ConversationSid::parse(&done).unwrap();
     store
-        .claim_due("w", Duration::from_secs(60), 1)
+        .claim_due("w", Duration::from_secs(60), 1, None)
         .await
         .unwrap();
     store
-        .claim_due("w", Duration::from_secs(60), 1)
+        .claim_due("w", Duration::from_secs(60), 1, None)
         .await
         .unwrap();
     let created = Transition::Created {
@@ -536,7 +536,7 @@ async fn rows_written_before_job_kinds_load_as_interaction_jobs_after_the_migrat
     assert_eq!(again, [Inserted::Known, Inserted::Known]);
     assert_eq!(
         store
-            .list(None, Some(JobKind::Interaction), 10)
+            .list(None, Some(JobKind::Interaction), None, 10)
             .await
             .unwrap()
             .len(),
@@ -557,7 +557,7 @@ async fn jobs_are_found_by_task_sid(store: Store) {
         .await
         .unwrap();
     store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     let task = flexhook::domain::TaskSid::parse(&sid("WT")).unwrap();
@@ -701,7 +701,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
         "a repeated event, while pending"
     );
     let claimed = store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -720,7 +720,7 @@ async fn lifecycle_jobs_rearm_only_when_kept_open_and_follow_ups_commit_with_out
     );
     assert_eq!(job.task_sid.as_ref(), Some(&second));
     let claimed = store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     let closed = Transition::Finished {
@@ -792,7 +792,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         .await
         .unwrap();
     store
-        .claim_due("a", Duration::from_millis(300), 1)
+        .claim_due("a", Duration::from_millis(300), 1, None)
         .await
         .unwrap();
     let id = id_of(&store, &conversation).await;
@@ -803,7 +803,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     store.clock().advance(Duration::from_millis(400));
     assert!(
         store
-            .claim_due("b", Duration::from_secs(60), 1)
+            .claim_due("b", Duration::from_secs(60), 1, None)
             .await
             .unwrap()
             .is_empty(),
@@ -811,7 +811,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     );
     store.clock().advance(Duration::from_millis(800));
     let taken = store
-        .claim_due("b", Duration::from_secs(60), 1)
+        .claim_due("b", Duration::from_secs(60), 1, None)
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
@@ -825,7 +825,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     };
     assert!(store.record(id, "b", &retry(true)).await.unwrap());
     store
-        .claim_due("c", Duration::from_secs(60), 1)
+        .claim_due("c", Duration::from_secs(60), 1, None)
         .await
         .unwrap();
     assert!(store.record(id, "c", &retry(false)).await.unwrap());
@@ -876,7 +876,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
         .is_none());
     assert_eq!(arm(&t1, true).await, Armed::Queued);
     let claimed = store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     let close_id = claimed
@@ -902,7 +902,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     assert!(job.message_sent);
     // This time it stays kept open; a completion re-arms it, and the message stays sent.
     let claimed = store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     assert!(!claimed.is_empty());
@@ -923,7 +923,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     assert!(job.message_sent, "never told twice");
     // Dead, then retried: no lookup, and the message as it was.
     store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     assert!(store.mark_message(close_id, "w", false).await.unwrap());
@@ -962,7 +962,7 @@ async fn never_twice_flags_hold_across_retries_re_arms_and_takeovers(store: Stor
     );
     store.insert_batch(&[first]).await.unwrap();
     let claimed = store
-        .claim_due("w", Duration::from_secs(60), 10)
+        .claim_due("w", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     let ignored_id = claimed.iter().find(|j| j.key == ignored_ch).unwrap().id;
@@ -1022,40 +1022,59 @@ impl Backend {
 }
 
 async fn known_agents_are_kept_by_key_replaced_by_a_later_one_and_forgotten_with_age(store: Store) {
-    use flexhook::domain::{CustomerAddress, WorkerSid};
+    use flexhook::domain::{AccountSid, CustomerAddress, WorkerSid};
+    let acme = AccountSid::parse("AC11111111111111111111111111111111").unwrap();
+    let globex = AccountSid::parse("AC22222222222222222222222222222222").unwrap();
     let ana = CustomerAddress::new("whatsapp:+34600111222");
     let bob = CustomerAddress::new("+14155550100");
     let first = WorkerSid::parse("WK11111111111111111111111111111111").unwrap();
     let second = WorkerSid::parse("WK22222222222222222222222222222222").unwrap();
     let day = Duration::from_secs(86_400);
 
-    assert_eq!(store.known_agent(&ana, day).await.unwrap(), None);
-    store.remember_agent(&ana, &first).await.unwrap();
-    let known = store.known_agent(&ana, day).await.unwrap().unwrap();
+    assert_eq!(store.known_agent(&acme, &ana, day).await.unwrap(), None);
+    store.remember_agent(&acme, &ana, &first).await.unwrap();
+    let known = store.known_agent(&acme, &ana, day).await.unwrap().unwrap();
     assert_eq!(known.worker_sid, first);
     assert!((known.at_ms - store.now_ms()).abs() < 5_000, "{known:?}");
     assert_eq!(
-        store.known_agent(&bob, day).await.unwrap(),
+        store.known_agent(&acme, &bob, day).await.unwrap(),
         None,
         "per customer"
     );
+    assert_eq!(
+        store.known_agent(&globex, &ana, day).await.unwrap(),
+        None,
+        "per account: another account's agent never takes this account's tasks"
+    );
 
     store.clock().advance(Duration::from_secs(3600));
-    store.remember_agent(&ana, &second).await.unwrap();
-    let known = store.known_agent(&ana, day).await.unwrap().unwrap();
+    store.remember_agent(&acme, &ana, &second).await.unwrap();
+    let known = store.known_agent(&acme, &ana, day).await.unwrap().unwrap();
     assert_eq!(
         known.worker_sid, second,
         "the later acceptance replaces the earlier"
     );
-    store.remember_agent(&bob, &first).await.unwrap();
+    store.remember_agent(&acme, &bob, &first).await.unwrap();
+    // The same customer, known to another account: a row of its own.
+    store.remember_agent(&globex, &ana, &first).await.unwrap();
+    assert_eq!(
+        store.known_agent(&acme, &ana, day).await.unwrap().unwrap().worker_sid,
+        second
+    );
+    assert_eq!(
+        store.known_agent(&globex, &ana, day).await.unwrap().unwrap().worker_sid,
+        first
+    );
+    // Nothing was written before accounts were kept here: nothing to adopt.
+    assert_eq!(store.adopt_agents(&acme).await.unwrap(), 0);
 
     // Two days on: outside a day's window, still stored until the purge's age.
     store.clock().advance(2 * day);
-    assert_eq!(store.known_agent(&ana, day).await.unwrap(), None);
-    assert!(store.known_agent(&ana, 3 * day).await.unwrap().is_some());
+    assert_eq!(store.known_agent(&acme, &ana, day).await.unwrap(), None);
+    assert!(store.known_agent(&acme, &ana, 3 * day).await.unwrap().is_some());
     assert_eq!(store.forget_agents(3 * day).await.unwrap(), 0);
-    assert_eq!(store.forget_agents(day).await.unwrap(), 2);
-    assert_eq!(store.known_agent(&ana, 30 * day).await.unwrap(), None);
+    assert_eq!(store.forget_agents(day).await.unwrap(), 3);
+    assert_eq!(store.known_agent(&acme, &ana, 30 * day).await.unwrap(), None);
 }
 
 /// Each store test, once per backend.

@@ -27,6 +27,8 @@ pub struct CheckArgs {
 /// One line of the checklist.
 #[derive(Debug, Serialize)]
 struct Line {
+    /// The account it checks (filled in once its block is done).
+    account: String,
     check: &'static str,
     ok: bool,
     detail: String,
@@ -38,6 +40,7 @@ struct Line {
 impl Line {
     fn ok(check: &'static str, detail: impl Into<String>) -> Self {
         Self {
+            account: String::new(),
             check,
             ok: true,
             detail: detail.into(),
@@ -82,19 +85,43 @@ fn failure(e: &TwilioError, not_found: &str, key: &str) -> String {
     }
 }
 
+/// Checks every account (or only `--account NAME`'s), one block each.
 pub async fn run(settings: &Settings, args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut lines = checklist(settings).await;
-    lines.push(last_sweep(settings).await);
+    let names: Vec<String> = match &settings.account {
+        // An unknown name is refused, with the names there are.
+        Some(_) => vec![settings.account_name()?],
+        None => settings
+            .account_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    };
+    let several = names.len() > 1;
+    let mut lines = Vec::new();
+    for name in names {
+        let one = Settings {
+            account: Some(name.clone()),
+            ..settings.clone()
+        };
+        let mut block = checklist(&one).await;
+        block.push(last_sweep(&one).await);
+        if several && !args.json {
+            println!("account {name}:");
+        }
+        for mut line in block {
+            line.account = name.clone();
+            if !args.json {
+                let mark = if line.ok { "ok  " } else { "FAIL" };
+                println!("{mark} {}: {}", line.check, line.detail);
+                for note in &line.notes {
+                    println!("     note: {note}");
+                }
+            }
+            lines.push(line);
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&lines)?);
-    } else {
-        for line in &lines {
-            let mark = if line.ok { "ok  " } else { "FAIL" };
-            println!("{mark} {}: {}", line.check, line.detail);
-            for note in &line.notes {
-                println!("     note: {note}");
-            }
-        }
     }
     Ok(if lines.iter().all(|l| l.ok) {
         ExitCode::SUCCESS
@@ -134,17 +161,23 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
         Ok(_) => return not_checked(format!("no Twilio account: {CREDENTIALS_HINT}"), healthz),
         Err(e) => return not_checked(e, healthz),
     };
-    let workspace = settings
+    let account = match settings.raw_account() {
+        Ok(account) => account,
+        Err(e) => return not_checked(e.to_string(), healthz),
+    };
+    let workspace_key = account.keys.flex("workspace_sid");
+    let workflow_key = account.keys.flex("workflow_sid");
+    let workspace = account
         .flex
         .workspace_sid
         .as_deref()
-        .ok_or_else(|| "flex.workspace_sid is not set".to_owned())
+        .ok_or_else(|| format!("{workspace_key} is not set"))
         .and_then(|s| WorkspaceSid::parse(s.trim()).map_err(|e| e.to_string()));
-    let workflow = settings
+    let workflow = account
         .flex
         .workflow_sid
         .as_deref()
-        .ok_or_else(|| "flex.workflow_sid is not set".to_owned())
+        .ok_or_else(|| format!("{workflow_key} is not set"))
         .and_then(|s| WorkflowSid::parse(s.trim()).map_err(|e| e.to_string()));
 
     // The first call answers whether the credentials work.
@@ -173,16 +206,13 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
     let mut lines = vec![Line::ok(CREDENTIALS, "Twilio accepted them")];
     let callback = match (&workspace, fetched) {
         (Err(e), _) => {
-            lines.push(Line::fail(
-                WORKSPACE,
-                format!("{e}: {}", fix("flex.workspace_sid")),
-            ));
+            lines.push(Line::fail(WORKSPACE, format!("{e}: {}", fix(&workspace_key))));
             None
         }
         (Ok(ws), Some(Err(e))) => {
             lines.push(Line::fail(
                 WORKSPACE,
-                failure(&e, &format!("no workspace {ws}"), "flex.workspace_sid"),
+                failure(&e, &format!("no workspace {ws}"), &workspace_key),
             ));
             None
         }
@@ -194,7 +224,7 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
     };
     let found = callback.is_some();
     lines.push(match (&workspace, &workflow) {
-        (_, Err(e)) => Line::fail(WORKFLOW, format!("{e}: {}", fix("flex.workflow_sid"))),
+        (_, Err(e)) => Line::fail(WORKFLOW, format!("{e}: {}", fix(&workflow_key))),
         (Err(_), Ok(_)) => Line::fail(WORKFLOW, "not checked: no workspace"),
         (Ok(ws), Ok(ww)) => match client.workflow_name(ws, ww).await {
             Ok(name) if name.is_empty() => Line::ok(WORKFLOW, ww.to_string()),
@@ -204,13 +234,16 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
                 failure(
                     &e,
                     &format!("no workflow {ww} in workspace {ws}"),
-                    "flex.workflow_sid",
+                    &workflow_key,
                 ),
             ),
         },
     });
     lines.push(match &workspace {
-        Ok(ws) if found => task_channel(&client, ws, &settings.flex.task_channel).await,
+        Ok(ws) if found => {
+            let key = account.keys.flex("task_channel");
+            task_channel(&client, ws, &account.flex.task_channel, &key, &workspace_key).await
+        }
         _ => Line::fail(TASK_CHANNEL, "not checked: no workspace"),
     });
     lines.push(healthz);
@@ -236,10 +269,15 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
 
 /// What the account's last reconciliation sweep found, from the store.
 async fn last_sweep(settings: &Settings) -> Line {
-    let Some(account) = settings.twilio.account_sid.as_deref().map(str::trim) else {
+    let account = settings
+        .raw_account()
+        .ok()
+        .and_then(|a| a.twilio.account_sid)
+        .map(|sid| sid.trim().to_owned());
+    let Some(account) = account else {
         return Line::ok(SWEEP, "not checked: no Twilio account");
     };
-    let status = match read_sweep(settings, account).await {
+    let status = match read_sweep(settings, &account).await {
         Ok(status) => status.unwrap_or_default(),
         Err(e) => return Line::fail(SWEEP, format!("could not read the store: {e:#}")),
     };
@@ -336,7 +374,13 @@ fn not_checked(why: impl Into<String>, healthz: Line) -> Vec<Line> {
     lines
 }
 
-async fn task_channel(client: &TwilioClient, workspace: &WorkspaceSid, wanted: &str) -> Line {
+async fn task_channel(
+    client: &TwilioClient,
+    workspace: &WorkspaceSid,
+    wanted: &str,
+    key: &str,
+    workspace_key: &str,
+) -> Line {
     match client.task_channel_names(workspace).await {
         Ok(names) => {
             let mut line = if names.iter().any(|n| n == wanted) {
@@ -347,7 +391,7 @@ async fn task_channel(client: &TwilioClient, workspace: &WorkspaceSid, wanted: &
                     format!(
                         "no task channel `{wanted}` in workspace {workspace} (it has {}): {}",
                         names.join(", "),
-                        fix("flex.task_channel")
+                        fix(key)
                     ),
                 )
             };
@@ -359,11 +403,7 @@ async fn task_channel(client: &TwilioClient, workspace: &WorkspaceSid, wanted: &
         }
         Err(e) => Line::fail(
             TASK_CHANNEL,
-            failure(
-                &e,
-                &format!("no workspace {workspace}"),
-                "flex.workspace_sid",
-            ),
+            failure(&e, &format!("no workspace {workspace}"), workspace_key),
         ),
     }
 }

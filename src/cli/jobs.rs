@@ -70,7 +70,39 @@ fn conversation(raw: &str) -> anyhow::Result<ConversationSid> {
     ConversationSid::parse(raw.trim()).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// A job's account by its configured name; its SID when no configured account has it.
+struct AccountNames(Vec<(String, Option<String>)>);
+
+impl AccountNames {
+    fn of(&self, job: &Job) -> String {
+        let sid = job.account_sid.as_str();
+        self.0
+            .iter()
+            .find(|(_, s)| s.as_deref() == Some(sid))
+            .map_or_else(|| sid.to_owned(), |(name, _)| name.clone())
+    }
+
+    /// The SID of `--account NAME`, which `jobs list` keeps to.
+    fn sid(&self, name: &str) -> anyhow::Result<Option<String>> {
+        match self.0.iter().find(|(n, _)| n == name) {
+            Some((_, sid)) => Ok(sid.clone()),
+            None => {
+                let names: Vec<&str> = self.0.iter().map(|(n, _)| n.as_str()).collect();
+                anyhow::bail!(
+                    "--account {name}: no such account; this deployment has {}",
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
 pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCode> {
+    let names = AccountNames(settings.account_sids());
+    let only = match &settings.account {
+        Some(name) => names.sid(name)?,
+        None => None,
+    };
     let config = settings.store()?;
     let store = Store::open(
         &config.url,
@@ -87,17 +119,22 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
             limit,
             json,
         } => {
-            let jobs = store.list(*state, *kind, *limit).await?;
+            let jobs = store.list(*state, *kind, only.as_deref(), *limit).await?;
             if *json {
                 for job in &jobs {
-                    println!("{}", to_json(job));
+                    println!("{}", to_json(job, &names));
                 }
             } else if jobs.is_empty() {
                 println!("no jobs");
             } else {
                 println!(
-                    "{:<34}  {:<11}  {:<7}  {:>8}  {:<24}  LAST ERROR",
-                    "CONVERSATION", "KIND", "STATE", "ATTEMPTS", "NEXT ATTEMPT / UPDATED"
+                    "{:<34}  {:<10}  {:<11}  {:<7}  {:>8}  {:<24}  LAST ERROR",
+                    "CONVERSATION",
+                    "ACCOUNT",
+                    "KIND",
+                    "STATE",
+                    "ATTEMPTS",
+                    "NEXT ATTEMPT / UPDATED"
                 );
                 for job in &jobs {
                     let when = if job.state == JobState::Pending {
@@ -106,8 +143,9 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
                         time(job.updated_at)
                     };
                     println!(
-                        "{:<34}  {:<11}  {:<7}  {:>8}  {:<24}  {}",
+                        "{:<34}  {:<10}  {:<11}  {:<7}  {:>8}  {:<24}  {}",
                         job.conversation_sid,
+                        names.of(job),
                         job.kind,
                         job.state,
                         job.attempts,
@@ -135,7 +173,7 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
                     ExitCode::from(1)
                 }
                 [job, ..] if *json => {
-                    println!("{}", serde_json::to_string_pretty(&to_json(job))?);
+                    println!("{}", serde_json::to_string_pretty(&to_json(job, &names))?);
                     ExitCode::SUCCESS
                 }
                 jobs => {
@@ -143,7 +181,7 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
                         if i > 0 {
                             println!();
                         }
-                        print_job(job);
+                        print_job(job, &names);
                     }
                     ExitCode::SUCCESS
                 }
@@ -193,8 +231,11 @@ fn error_summary(job: &Job) -> String {
     }
 }
 
-fn to_json(job: &Job) -> serde_json::Value {
+fn to_json(job: &Job, names: &AccountNames) -> serde_json::Value {
     let mut v = serde_json::to_value(job).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("account".into(), json!(names.of(job)));
+    }
     if let (Some(obj), Some(routing)) = (v.as_object_mut(), routing(job)) {
         obj.insert(
             "customer".into(),
@@ -205,12 +246,12 @@ fn to_json(job: &Job) -> serde_json::Value {
     v
 }
 
-fn print_job(job: &Job) {
+fn print_job(job: &Job, names: &AccountNames) {
     let opt = |s: Option<&str>| s.unwrap_or("-").to_owned();
     println!("conversation     {}", job.conversation_sid);
     println!("kind             {}", job.kind);
     println!("state            {}", job.state);
-    println!("account          {}", job.account_sid);
+    println!("account          {} ({})", names.of(job), job.account_sid);
     println!(
         "chat service     {}",
         opt(job.chat_service_sid.as_ref().map(|s| s.as_str()))

@@ -32,6 +32,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "FLEXHOOK_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// The account a command works on, by its [accounts.NAME]; required when several are
+    /// configured (`check` then checks each, `jobs` lists every account's).
+    #[arg(long, global = true, value_name = "NAME", env = "FLEXHOOK_ACCOUNT")]
+    pub account: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -76,7 +81,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         file: cli.config.clone(),
         ..LoadOptions::default()
     };
+    let account = cli.account.clone();
+    let load_settings = |load: &LoadOptions| -> anyhow::Result<Settings> {
+        let mut settings = Settings::load(load)?;
+        settings.account = account.clone();
+        Ok(settings)
+    };
     match cli.command {
+        Command::Serve | Command::Store(_) if cli.account.is_some() => {
+            eprintln!(
+                "--account is for the commands that work on one account: `serve` runs every account, and `store` copies them all"
+            );
+            Ok(ExitCode::from(2))
+        }
         Command::Serve => serve(&load).await,
         Command::Sign(args) => sign::run(&load_settings(&load)?, &args),
         Command::Simulate(args) => {
@@ -116,10 +133,6 @@ pub fn describe(e: &anyhow::Error) -> String {
     }
 }
 
-fn load_settings(load: &LoadOptions) -> anyhow::Result<Settings> {
-    Ok(Settings::load(load)?)
-}
-
 /// `server.public_base_url = "ngrok"` replaced by the tunnel the local agent has to
 /// `server.port`, as `serve` finds it.
 async fn with_ngrok_url(mut settings: Settings) -> anyhow::Result<Settings> {
@@ -134,7 +147,7 @@ async fn with_ngrok_url(mut settings: Settings) -> anyhow::Result<Settings> {
 async fn serve(load: &LoadOptions) -> anyhow::Result<ExitCode> {
     let settings = match Settings::load(load).and_then(Settings::validate) {
         Ok(s) => s,
-        Err(e @ (ConfigError::Invalid(_) | ConfigError::Load(_))) => {
+        Err(e @ (ConfigError::Invalid(_) | ConfigError::Load(_) | ConfigError::Account(_))) => {
             eprintln!("flexhook cannot start: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -150,37 +163,36 @@ async fn serve(load: &LoadOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The auth token, or a clear error naming where to set it.
-fn auth_token(settings: &Settings) -> anyhow::Result<&str> {
-    settings
+/// The chosen account's auth token, or a clear error naming where to set it.
+fn auth_token(settings: &Settings) -> anyhow::Result<String> {
+    let account = settings.raw_account()?;
+    let key = account.keys.twilio("auth_token");
+    account
         .twilio
         .auth_token
         .as_ref()
-        .map(|s| s.expose_secret())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "twilio.auth_token is not set ({})",
-                config::env_vars_for("twilio.auth_token")
-            )
-        })
+        .map(|s| s.expose_secret().to_owned())
+        .ok_or_else(|| anyhow::anyhow!("{key} is not set ({})", config::env_vars_for(&key)))
 }
 
-/// The secret of a SharedKey named on the command line.
-fn shared_key<'a>(settings: &'a Settings, id: &str) -> anyhow::Result<&'a str> {
-    settings
+/// The secret of a SharedKey of the chosen account named on the command line.
+fn shared_key(settings: &Settings, id: &str) -> anyhow::Result<String> {
+    let account = settings.raw_account()?;
+    let key = account.keys.twilio("webhook_shared_keys");
+    account
         .twilio
         .webhook_shared_keys
         .get(id)
-        .map(|s| s.expose_secret())
+        .map(|s| s.expose_secret().to_owned())
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "SharedKey `{id}` is not in twilio.webhook_shared_keys ({})",
-                config::env_vars_for("twilio.webhook_shared_keys")
+                "SharedKey `{id}` is not in {key} ({})",
+                config::env_vars_for(&key)
             )
         })
 }
 
-/// Credentials from `[twilio]`, or exit code 2 with the problems.
+/// The chosen account's credentials, or exit code 2 with the problems.
 pub(crate) fn client(settings: &Settings) -> Result<TwilioClient, ExitCode> {
     match settings.twilio() {
         // A CLI call waits out a 429 rather than failing the operator's command.

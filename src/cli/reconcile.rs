@@ -34,6 +34,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Exit 0: nothing was wrong; 1: something was found (and, unless a dry run, fixed);
 /// 2: the sweep failed.
 pub async fn run(settings: &Settings, args: &ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let raw = settings;
     let settings = match settings.clone().validate() {
         Ok(s) => s,
         Err(e) => {
@@ -41,7 +42,17 @@ pub async fn run(settings: &Settings, args: &ReconcileArgs) -> anyhow::Result<Ex
             return Ok(ExitCode::from(2));
         }
     };
-    let Some(target) = Target::of(&settings, settings.server.public_base_url.as_deref()) else {
+    let account = match crate::config::Settings::account_name(raw)
+        .map(|name| settings.accounts.by_name(&name).cloned())
+    {
+        Ok(Some(account)) => account,
+        Ok(None) => unreachable!("a chosen account is a configured one"),
+        Err(e) => {
+            eprintln!("flexhook reconcile: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let Some(target) = Target::of(&account, settings.server.public_base_url.as_deref()) else {
         eprintln!(
             "flexhook reconcile: twilio.account_sid is not set ({}): there is no account to compare",
             crate::config::env_vars_for("twilio.account_sid")
@@ -61,7 +72,7 @@ pub async fn run(settings: &Settings, args: &ReconcileArgs) -> anyhow::Result<Ex
         },
     )
     .await?;
-    let client = TwilioClient::new(&settings.twilio)?.with_cli_retries();
+    let client = TwilioClient::new(&account.twilio)?.with_cli_retries();
     // The running service's worker picks the queued jobs up (worker.poll_interval_ms).
     let reconciler = Reconciler::new(
         store.clone(),

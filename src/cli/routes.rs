@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::config::{ConfigError, FlexConfig, RoutingConfig, RuleConfig, Settings};
+use crate::config::{FlexConfig, RoutingConfig, RuleConfig, Settings};
 use crate::domain::{ConversationSid, CustomerAddress, WorkerSid};
 use crate::routing::{LastWorker, Router, RoutingInput};
 use crate::twilio::InteractionRequest;
@@ -50,9 +50,15 @@ pub struct ExplainArgs {
 }
 
 pub fn run(settings: &Settings, args: &RoutesArgs) -> anyhow::Result<ExitCode> {
-    let (flex, routing) = match settings.routes() {
+    // The rules are the same for every account: `check` lists them all, each with its
+    // `account=` condition; `explain` decides as one account's worker would.
+    let wanted = settings.account.clone().or_else(|| {
+        matches!(args.command, RoutesCommand::Check)
+            .then(|| settings.account_names()[0].to_owned())
+    });
+    let (account, flex, routing) = match settings.routes_of(wanted.as_deref()) {
         Ok(v) => v,
-        Err(e @ ConfigError::Invalid(_)) | Err(e @ ConfigError::Load(_)) => {
+        Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::from(2));
         }
@@ -62,7 +68,7 @@ pub fn run(settings: &Settings, args: &RoutesArgs) -> anyhow::Result<ExitCode> {
             check(&flex, &routing);
             Ok(ExitCode::SUCCESS)
         }
-        RoutesCommand::Explain(args) => explain(&flex, &routing, args),
+        RoutesCommand::Explain(args) => explain(&flex, &routing, &account, args),
     }
 }
 
@@ -74,6 +80,9 @@ fn conditions(rule: &RuleConfig) -> String {
             if w.open { "open" } else { "closed" },
             w.schedule.name()
         ));
+    }
+    if !rule.accounts.is_empty() {
+        parts.push(format!("account={}", rule.accounts.join("|")));
     }
     if !rule.channel_types.is_empty() {
         let types: Vec<&str> = rule.channel_types.iter().map(|c| c.as_str()).collect();
@@ -167,6 +176,7 @@ fn check(flex: &FlexConfig, routing: &RoutingConfig) {
 fn explain(
     flex: &FlexConfig,
     routing: &RoutingConfig,
+    account: &str,
     args: &ExplainArgs,
 ) -> anyhow::Result<ExitCode> {
     let (at, attributes, conversation) = (
@@ -224,7 +234,7 @@ fn explain(
         body: None,
         last_worker,
     };
-    let router = Router::new(flex, routing);
+    let router = Router::new(flex, routing, account);
     let decision = router.decide(&conversation, &input, at_ms);
     for skipped in &decision.skipped {
         println!("skipped  {}: {}", skipped.rule, skipped.why);

@@ -66,9 +66,9 @@ pub async fn run(settings: &Settings, args: &SimulateArgs) -> anyhow::Result<Exi
         None => random_sid("CH"),
     };
     let account = settings
+        .raw_account()?
         .twilio
         .account_sid
-        .clone()
         .unwrap_or_else(|| format!("AC{}", "0".repeat(32)));
     let source = match crate::domain::CustomerAddress::new(&args.author).channel_type() {
         crate::domain::ChannelType::Web => "SDK",

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::accounts::Keys;
 use super::de::{empty_as_none, json_object};
 use super::problems::Problems;
 use crate::domain::{WorkflowSid, WorkspaceSid};
@@ -50,23 +51,30 @@ impl FlexConfig {
 }
 
 impl FlexSettings {
-    pub(super) fn validate(&self, p: &mut Problems) -> Option<FlexConfig> {
+    /// Checked, each problem named by `keys` (`flex.*`, or an `[accounts.NAME]` table's).
+    pub(super) fn validate_at(&self, keys: &Keys, p: &mut Problems) -> Option<FlexConfig> {
         let before = p.count();
-        let workspace_sid = required(p, "flex.workspace_sid", &self.workspace_sid)
-            .and_then(|s| p.check("flex.workspace_sid", WorkspaceSid::parse(s.trim())));
-        let workflow_sid = required(p, "flex.workflow_sid", &self.workflow_sid)
-            .and_then(|s| p.check("flex.workflow_sid", WorkflowSid::parse(s.trim())));
+        let key = keys.flex("workspace_sid");
+        let workspace_sid = required(p, &key, &self.workspace_sid)
+            .and_then(|s| p.check(&key, WorkspaceSid::parse(s.trim())));
+        let key = keys.flex("workflow_sid");
+        let workflow_sid = required(p, &key, &self.workflow_sid)
+            .and_then(|s| p.check(&key, WorkflowSid::parse(s.trim())));
         if self.task_channel.trim().is_empty() {
             p.add(
-                "flex.task_channel",
+                &keys.flex("task_channel"),
                 "must not be empty (Flex's default is `chat`)",
             );
         }
-        let priority = whole_number(p, "flex.priority", &self.priority);
-        let task_timeout_secs = whole_number(p, "flex.task_timeout_secs", &self.task_timeout_secs);
+        let priority = whole_number(p, &keys.flex("priority"), &self.priority);
+        let task_timeout_secs = whole_number(
+            p,
+            &keys.flex("task_timeout_secs"),
+            &self.task_timeout_secs,
+        );
         if self.max_creates_per_second == 0 || self.max_creates_per_second > 20 {
             p.add(
-                "flex.max_creates_per_second",
+                &keys.flex("max_creates_per_second"),
                 format!(
                     "is {}; it must be between 1 and 20 (Twilio's limit for the Interactions API)",
                     self.max_creates_per_second

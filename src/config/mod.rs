@@ -7,6 +7,7 @@
 //! ([`Settings::validate`]), a command that only talks to Twilio just `[twilio]`
 //! ([`Settings::twilio`]). Every problem names its key and the variable that sets it.
 
+mod accounts;
 mod de;
 mod flex;
 mod lifecycle;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use accounts::{AccountConfig, AccountSettings, Accounts, Keys, RawAccount, DEFAULT_ACCOUNT};
 pub use flex::{FlexConfig, FlexSettings};
 pub use lifecycle::{iso8601, LifecycleConfig, LifecycleSettings, Reengage};
 pub use log::LogSettings;
@@ -100,6 +102,9 @@ impl Default for LoadOptions {
 pub struct Settings {
     #[serde(skip, default = "local")]
     pub environment: Environment,
+    /// The account a command works on (the CLI's `--account NAME`); `None`: the only one.
+    #[serde(skip)]
+    pub account: Option<String>,
     pub server: ServerSettings,
     pub twilio: TwilioSettings,
     pub flex: FlexSettings,
@@ -110,6 +115,9 @@ pub struct Settings {
     pub reconcile: ReconcileSettings,
     #[serde(default)]
     pub routing: RoutingSettings,
+    /// `[accounts.NAME]`: several Twilio accounts; empty: `[twilio]` + `[flex]` are the one.
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, AccountSettings>,
 }
 
 fn local() -> Environment {
@@ -137,6 +145,9 @@ pub enum ConfigError {
     Load(String),
     #[error("invalid settings:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
+    /// `--account` names no account, or is missing while there are several.
+    #[error("{0}")]
+    Account(String),
 }
 
 /// A `[section]` as read, and what it checks into: the typed form its consumers get. Each
@@ -159,7 +170,6 @@ macro_rules! section {
 }
 
 section!(
-    FlexSettings => FlexConfig,
     StoreSettings => StoreConfig,
     WorkerSettings => WorkerConfig,
     LogSettings => LogSettings,
@@ -187,8 +197,8 @@ impl Section for TwilioSettings {
 pub struct ValidSettings {
     pub environment: Environment,
     pub server: ServerConfig,
-    pub twilio: TwilioConfig,
-    pub flex: FlexConfig,
+    /// Every Twilio account, each with its credentials and its `[flex]` settings.
+    pub accounts: Accounts,
     pub store: StoreConfig,
     pub worker: WorkerConfig,
     pub log: LogSettings,
@@ -199,7 +209,12 @@ pub struct ValidSettings {
 
 impl ValidSettings {
     pub fn is_dry_run(&self) -> bool {
-        self.twilio.is_dry_run()
+        self.accounts.is_dry_run()
+    }
+
+    /// `twilio.request_timeout_ms`, shared by every account.
+    pub fn request_timeout(&self) -> Duration {
+        self.accounts.first().twilio.request_timeout
     }
 }
 
@@ -306,8 +321,8 @@ impl Settings {
         let mut p = Problems::default();
         let env = &self.environment;
         let server = self.server.check(env, &mut p);
-        let twilio = self.twilio.check(env, &mut p);
-        let flex = self.flex.check(env, &mut p);
+        let accounts = accounts::validate(&self.accounts, &self.twilio, &self.flex, env, &mut p);
+        p.dedup();
         let store = self.store.check(env, &mut p);
         let worker = self.worker.check(env, &mut p);
         let log = self.log.check(env, &mut p);
@@ -315,15 +330,20 @@ impl Settings {
         let reconcile = self.reconcile.check(env, &mut p);
         let routing = self.routing.check(env, &mut p);
         self.check_across_sections(&mut p);
-        if let (Some(store), Some(flex), Some(worker), Some(lifecycle), Some(routing)) =
-            (&store, &flex, &worker, &lifecycle, &routing)
+        if let (Some(store), Some(accounts), Some(worker), Some(lifecycle), Some(routing)) =
+            (&store, &accounts, &worker, &lifecycle, &routing)
         {
-            store.check_retention(&retention_needs(flex, worker, lifecycle, routing), &mut p);
+            store.check_retention(
+                &retention_needs(accounts, worker, lifecycle, routing),
+                &mut p,
+            );
+        }
+        if let (Some(accounts), Some(routing)) = (&accounts, &routing) {
+            routing.check_accounts(&accounts.names(), &mut p);
         }
         let (
             Some(server),
-            Some(twilio),
-            Some(flex),
+            Some(accounts),
             Some(store),
             Some(worker),
             Some(log),
@@ -331,7 +351,7 @@ impl Settings {
             Some(reconcile),
             Some(routing),
         ) = (
-            server, twilio, flex, store, worker, log, lifecycle, reconcile, routing,
+            server, accounts, store, worker, log, lifecycle, reconcile, routing,
         )
         else {
             return Err(ConfigError::Invalid(p.0));
@@ -342,8 +362,7 @@ impl Settings {
         Ok(ValidSettings {
             environment: self.environment,
             server,
-            twilio,
-            flex,
+            accounts,
             store,
             worker,
             log,
@@ -361,21 +380,77 @@ impl Settings {
             .ok_or(ConfigError::Invalid(p.0))
     }
 
-    /// `[twilio]` alone, for commands that only talk to Twilio (no workflow needed).
-    pub fn twilio(&self) -> Result<TwilioConfig, ConfigError> {
-        self.alone(&self.twilio)
+    /// The accounts' names: `default` for the flat `[twilio]` + `[flex]`, else each
+    /// `[accounts.NAME]`'s.
+    pub fn account_names(&self) -> Vec<&str> {
+        if self.accounts.is_empty() {
+            vec![DEFAULT_ACCOUNT]
+        } else {
+            self.accounts.keys().map(String::as_str).collect()
+        }
     }
 
-    /// `flex.workspace_sid` alone, for commands that manage the workspace.
-    pub fn workspace_sid(&self) -> Result<crate::domain::WorkspaceSid, ConfigError> {
+    /// The account a command works on (`wanted`, or the only one), as set.
+    fn account(&self, wanted: Option<&str>, p: &mut Problems) -> Result<RawAccount, ConfigError> {
+        let name = accounts::select(self.account_names(), wanted, str::to_owned)
+            .map_err(ConfigError::Account)?;
+        let mut resolved = accounts::resolve(&self.accounts, &self.twilio, &self.flex, p);
+        match resolved.iter().position(|a| a.name == name) {
+            Some(i) => Ok(resolved.swap_remove(i)),
+            // Its name is not one: the problem is recorded.
+            None => Err(ConfigError::Invalid(std::mem::take(&mut p.0))),
+        }
+    }
+
+    /// The chosen account ([`Settings::account`], else the only one) as set, unchecked:
+    /// for `check`, which reports each key, and `sign`, which needs only a token.
+    pub fn raw_account(&self) -> Result<RawAccount, ConfigError> {
+        self.account(self.account.as_deref(), &mut Problems::default())
+    }
+
+    /// One account's `[twilio]` alone (`--account NAME`, or the only one), for commands that
+    /// only talk to Twilio (no workflow needed).
+    pub fn twilio_of(&self, account: Option<&str>) -> Result<(String, TwilioConfig), ConfigError> {
         let mut p = Problems::default();
-        match &self.flex.workspace_sid {
-            None => p.add("flex.workspace_sid", "is required"),
+        let raw = self.account(account, &mut p)?;
+        match raw.twilio.validate_at(&self.environment, &raw.keys, &mut p) {
+            Some(valid) if p.count() == 0 => Ok((raw.name, valid)),
+            _ => Err(ConfigError::Invalid(p.0)),
+        }
+    }
+
+    /// The chosen account's `[twilio]` ([`Settings::account`], else the only one).
+    pub fn twilio(&self) -> Result<TwilioConfig, ConfigError> {
+        self.twilio_of(self.account.as_deref())
+            .map(|(_, twilio)| twilio)
+    }
+
+    /// Each account's name and SID as set (for showing a job's account by name).
+    pub fn account_sids(&self) -> Vec<(String, Option<String>)> {
+        accounts::resolve(&self.accounts, &self.twilio, &self.flex, &mut Problems::default())
+            .into_iter()
+            .map(|a| (a.name, a.twilio.account_sid.map(|s| s.trim().to_owned())))
+            .collect()
+    }
+
+    /// The chosen account's name ([`Settings::account`], else the only one).
+    pub fn account_name(&self) -> Result<String, ConfigError> {
+        accounts::select(self.account_names(), self.account.as_deref(), str::to_owned)
+            .map_err(ConfigError::Account)
+    }
+
+    /// One account's workspace SID alone, for commands that manage the workspace.
+    pub fn workspace_sid_of(
+        &self,
+        account: Option<&str>,
+    ) -> Result<crate::domain::WorkspaceSid, ConfigError> {
+        let mut p = Problems::default();
+        let raw = self.account(account, &mut p)?;
+        let key = raw.keys.flex("workspace_sid");
+        match &raw.flex.workspace_sid {
+            None => p.add(&key, "is required"),
             Some(s) => {
-                if let Some(sid) = p.check(
-                    "flex.workspace_sid",
-                    crate::domain::WorkspaceSid::parse(s.trim()),
-                ) {
+                if let Some(sid) = p.check(&key, crate::domain::WorkspaceSid::parse(s.trim())) {
                     return Ok(sid);
                 }
             }
@@ -383,12 +458,31 @@ impl Settings {
         Err(ConfigError::Invalid(p.0))
     }
 
-    /// `[flex]` and `[routing]`, for commands that only decide routes (no credentials).
-    pub fn routes(&self) -> Result<(FlexConfig, RoutingConfig), ConfigError> {
+    /// The chosen account's workspace SID (see [`Settings::workspace_sid_of`]).
+    pub fn workspace_sid(&self) -> Result<crate::domain::WorkspaceSid, ConfigError> {
+        self.workspace_sid_of(self.account.as_deref())
+    }
+
+    /// One account's `[flex]`, and `[routing]`, for commands that only decide routes (no
+    /// credentials): its name, its settings, and the rules.
+    pub fn routes_of(
+        &self,
+        account: Option<&str>,
+    ) -> Result<(String, FlexConfig, RoutingConfig), ConfigError> {
         let mut p = Problems::default();
-        let flex = self.flex.check(&self.environment, &mut p);
+        let raw = self.account(account, &mut p)?;
+        let flex = raw.flex.validate_at(&raw.keys, &mut p);
         let routing = self.routing.check(&self.environment, &mut p);
-        flex.zip(routing).ok_or(ConfigError::Invalid(p.0))
+        match (flex, routing) {
+            (Some(flex), Some(routing)) if p.count() == 0 => Ok((raw.name, flex, routing)),
+            _ => Err(ConfigError::Invalid(p.0)),
+        }
+    }
+
+    /// The chosen account's `[flex]`, and `[routing]` (see [`Settings::routes_of`]).
+    pub fn routes(&self) -> Result<(FlexConfig, RoutingConfig), ConfigError> {
+        self.routes_of(self.account.as_deref())
+            .map(|(_, flex, routing)| (flex, routing))
     }
 
     /// `[reconcile]` alone.
@@ -416,8 +510,16 @@ impl Settings {
                 "must be longer than two Twilio requests (2 × twilio.request_timeout_ms), or a slow job could be claimed twice",
             );
         }
-        // Claimed jobs queue for the rate limit while holding their lease.
-        let rate = self.flex.max_creates_per_second.max(1);
+        // Claimed jobs queue for the rate limit while holding their lease: each account's
+        // worker claims up to worker.concurrency, at its own pace.
+        let rate = self
+            .accounts
+            .values()
+            .filter_map(|a| a.max_creates_per_second)
+            .chain(std::iter::once(self.flex.max_creates_per_second))
+            .min()
+            .unwrap_or(1)
+            .max(1);
         let queue_secs = w.concurrency as u64 / u64::from(rate);
         if queue_secs * 2 >= w.lease_secs {
             p.add(
@@ -433,7 +535,7 @@ impl Settings {
 
 /// What may still need a finished job, and for how long after its last change.
 fn retention_needs(
-    flex: &FlexConfig,
+    accounts: &Accounts,
     worker: &WorkerConfig,
     lifecycle: &LifecycleConfig,
     routing: &RoutingConfig,
@@ -455,15 +557,23 @@ fn retention_needs(
                   its later messages from creating a second interaction",
         });
     }
-    let flex_timeout = match flex.task_timeout_secs {
-        Some(_) => "flex.task_timeout_secs".to_owned(),
-        None => "flex.task_timeout_secs (unset: TaskRouter's default)".to_owned(),
-    };
-    needs.push(RetentionNeed {
-        key: flex_timeout,
-        lasts: Duration::from_secs(flex.task_timeout_secs_or_default().into()),
-        why: TASK_WAITS,
-    });
+    for account in accounts {
+        let flex = &account.flex;
+        let key = if accounts.len() == 1 {
+            "flex.task_timeout_secs".to_owned()
+        } else {
+            format!("the task_timeout_secs of account `{}`", account.name)
+        };
+        let flex_timeout = match flex.task_timeout_secs {
+            Some(_) => key,
+            None => format!("{key} (unset: TaskRouter's default)"),
+        };
+        needs.push(RetentionNeed {
+            key: flex_timeout,
+            lasts: Duration::from_secs(flex.task_timeout_secs_or_default().into()),
+            why: TASK_WAITS,
+        });
+    }
     for rule in &routing.rules {
         if let Some(secs) = rule.set.timeout_secs {
             needs.push(RetentionNeed {

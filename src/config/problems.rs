@@ -44,13 +44,21 @@ impl Problems {
     pub(super) fn count(&self) -> usize {
         self.0.len()
     }
+
+    /// Each problem once: the keys every account shares (`twilio.request_timeout_ms`, …) are
+    /// checked with each account.
+    pub(super) fn dedup(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        self.0.retain(|p| seen.insert((p.key.clone(), p.message.clone())));
+    }
 }
 
-/// `flex.workflow_sid` → `FLEXHOOK_FLEX__WORKFLOW_SID`.
+/// `flex.workflow_sid` → `FLEXHOOK_FLEX__WORKFLOW_SID`, `accounts.acme.auth_token` →
+/// `FLEXHOOK_ACCOUNTS__ACME__AUTH_TOKEN`.
 pub(super) fn own_env_var(key: &str) -> String {
     format!(
         "{ENV_PREFIX}_{}",
-        key.to_ascii_uppercase().replacen('.', "__", 1)
+        key.to_ascii_uppercase().replace('.', "__")
     )
 }
 

@@ -28,6 +28,9 @@ pub struct ScheduleSettings {
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSettings {
+    /// The accounts (`[accounts.NAME]`'s names) whose conversations the rule is for.
+    #[serde(default)]
+    pub account: Vec<String>,
     #[serde(default)]
     pub channel_type: Vec<String>,
     #[serde(default)]
@@ -117,6 +120,8 @@ pub struct SetConfig {
 pub struct RuleConfig {
     pub name: String,
     pub when: Option<When>,
+    /// `match.account`: empty for every account.
+    pub accounts: Vec<String>,
     pub channel_types: Vec<ChannelType>,
     pub addresses: Vec<String>,
     /// Exact, or `*` globs.
@@ -133,6 +138,7 @@ impl RuleConfig {
     /// A rule without conditions matches everything: nothing after it can.
     pub fn is_catch_all(&self) -> bool {
         self.when.is_none()
+            && self.accounts.is_empty()
             && self.channel_types.is_empty()
             && self.addresses.is_empty()
             && self.authors.is_empty()
@@ -141,6 +147,11 @@ impl RuleConfig {
     }
 
     /// Whether the rule asks who last handled the customer.
+    /// Whether the rule is for `account`'s conversations.
+    pub fn applies_to(&self, account: &str) -> bool {
+        self.accounts.is_empty() || self.accounts.iter().any(|a| a == account)
+    }
+
     pub fn uses_known_agent(&self) -> bool {
         self.known_agent.is_some() || mentions(&self.set.attributes, "{last_worker_sid}")
     }
@@ -174,6 +185,37 @@ impl RoutingConfig {
     /// messages are then decided again.
     pub fn may_ignore(&self) -> bool {
         self.rules.iter().any(|r| r.ignore)
+    }
+
+    /// The rules `account` goes by: those whose `match.account` is empty or names it.
+    pub fn for_account(&self, account: &str) -> Self {
+        Self {
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| r.applies_to(account))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Refuses a rule whose `match.account` names an account that is not configured.
+    pub(super) fn check_accounts(&self, names: &[&str], p: &mut Problems) {
+        for (i, rule) in self.rules.iter().enumerate() {
+            for account in &rule.accounts {
+                if !names.contains(&account.as_str()) {
+                    p.add(
+                        "routing.rules",
+                        format!(
+                            "rule `{}` (routing.rules[{i}]): match.account `{account}` is not an account; this deployment has {}",
+                            rule.name,
+                            names.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -316,6 +358,12 @@ impl RoutingSettings {
             rules.push(RuleConfig {
                 name: r.name.clone(),
                 when,
+                accounts: r
+                    .matches
+                    .account
+                    .iter()
+                    .map(|a| a.trim().to_owned())
+                    .collect(),
                 channel_types,
                 addresses: r.matches.address.clone(),
                 authors: r.matches.author.clone(),

@@ -32,9 +32,9 @@ fn local_without_an_account_is_a_dry_run_with_the_development_token() {
     let valid = load("local", &[]).unwrap().validate().unwrap();
     assert!(valid.is_dry_run());
     assert_eq!(valid.server.port, 8080);
-    assert_eq!(valid.flex.task_channel, "chat");
-    assert!(valid.flex.remove_webhook_after_handoff);
-    assert_eq!(valid.flex.max_creates_per_second, 15);
+    assert_eq!(valid.accounts.first().flex.task_channel, "chat");
+    assert!(valid.accounts.first().flex.remove_webhook_after_handoff);
+    assert_eq!(valid.accounts.first().flex.max_creates_per_second, 15);
     assert_eq!(valid.store.retention, Duration::from_secs(30 * 86_400));
 }
 
@@ -83,7 +83,7 @@ fn live_mode_uses_the_api_key_when_set_and_never_prints_secrets() {
     .validate()
     .unwrap();
     assert!(!valid.is_dry_run());
-    let key = valid.twilio.api_key.as_ref().expect("the API key");
+    let key = valid.accounts.first().twilio.api_key.as_ref().expect("the API key");
     assert_eq!(key.sid, "SK00000000000000000000000000000001");
     let debug = format!("{valid:?}");
     assert!(!debug.contains("tok-secret-1"), "{debug}");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::accounts::Keys;
 use super::de::{empty_as_none, empty_secret_as_none, shared_keys};
 use super::problems::Problems;
 use super::server::check_base_url;
@@ -123,11 +124,26 @@ impl TwilioSettings {
         environment: &Environment,
         p: &mut Problems,
     ) -> Option<TwilioConfig> {
+        self.validate_at(environment, &Keys::FLAT, p)
+    }
+
+    /// Checked, each problem named by `keys` (`twilio.*`, or an `[accounts.NAME]` table's).
+    pub(super) fn validate_at(
+        &self,
+        environment: &Environment,
+        keys: &Keys,
+        p: &mut Problems,
+    ) -> Option<TwilioConfig> {
         let before = p.count();
         let account_sid = match &self.account_sid {
-            Some(s) => p.check("twilio.account_sid", AccountSid::parse(s)),
+            Some(s) => p.check(&keys.twilio("account_sid"), AccountSid::parse(s)),
             None => {
-                if *environment != Environment::Local {
+                if keys.is_named() {
+                    p.add(
+                        &keys.twilio("account_sid"),
+                        "is required: it is how a webhook finds its account",
+                    );
+                } else if *environment != Environment::Local {
                     p.add(
                         "twilio.account_sid",
                         format!(
@@ -141,17 +157,17 @@ impl TwilioSettings {
         };
         if self.auth_token.is_none() {
             p.add(
-                "twilio.auth_token",
+                &keys.twilio("auth_token"),
                 "is required: it checks the signature of every webhook, and flexhook never runs unprotected",
             );
         }
         if self.account_sid.is_some() {
-            self.refuse_development_token(p);
+            self.refuse_development_token(keys, p);
         }
         let api_key = match (&self.api_key, &self.api_secret) {
             (Some(k), Some(_)) if !k.starts_with("SK") => {
                 p.add(
-                    "twilio.api_key",
+                    &keys.twilio("api_key"),
                     format!("`{k}` is not an API key SID (SK…)"),
                 );
                 None
@@ -162,15 +178,15 @@ impl TwilioSettings {
             }),
             (Some(_), None) => {
                 p.add(
-                    "twilio.api_secret",
-                    "is required when twilio.api_key is set",
+                    &keys.twilio("api_secret"),
+                    format!("is required when {} is set", keys.twilio("api_key")),
                 );
                 None
             }
             (None, Some(_)) => {
                 p.add(
-                    "twilio.api_key",
-                    "is required when twilio.api_secret is set",
+                    &keys.twilio("api_key"),
+                    format!("is required when {} is set", keys.twilio("api_secret")),
                 );
                 None
             }
@@ -183,7 +199,7 @@ impl TwilioSettings {
         for id in self.webhook_shared_keys.keys() {
             if id.trim().is_empty() || id.contains(',') || id.contains('=') {
                 p.add(
-                    "twilio.webhook_shared_keys",
+                    &keys.twilio("webhook_shared_keys"),
                     format!("`{id}` is not a usable key id"),
                 );
             }
@@ -203,14 +219,14 @@ impl TwilioSettings {
     }
 
     /// With an account, webhooks are real: a token anyone can read would let anyone sign one.
-    fn refuse_development_token(&self, p: &mut Problems) {
+    fn refuse_development_token(&self, keys: &Keys, p: &mut Problems) {
         let is_development = |t: &Option<SecretString>| {
             t.as_ref()
                 .is_some_and(|t| t.expose_secret() == DEVELOPMENT_TOKEN)
         };
         if is_development(&self.auth_token) {
             p.add(
-                "twilio.auth_token",
+                &keys.twilio("auth_token"),
                 "is config/local.toml's development token, which is public and only for dry-run; \
                  with twilio.account_sid set, set TWILIO_AUTH_TOKEN to the account's auth token \
                  (Twilio Console, Account info)",
@@ -218,7 +234,7 @@ impl TwilioSettings {
         }
         if is_development(&self.secondary_auth_token) {
             p.add(
-                "twilio.secondary_auth_token",
+                &keys.twilio("secondary_auth_token"),
                 "is config/local.toml's development token, which is public and only for dry-run; \
                  set it to the account's other auth token during a rotation, or leave it empty",
             );

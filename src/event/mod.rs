@@ -205,6 +205,21 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The account a payload says it comes from, read as every event's reader reads it
+/// (Conversations' and TaskRouter's alike), before its signature is checked: only to pick
+/// whose credentials check it. Whatever it says, the verified event's own account must then
+/// be the one picked.
+pub fn claimed_account(payload: &Payload) -> Option<AccountSid> {
+    let fields = match payload {
+        Payload::Form(form) => Fields::from_form(form),
+        Payload::Json(raw) => Fields::from_json(raw).ok()?,
+    };
+    fields
+        .sid("AccountSid", &["AccountSid"], AccountSid::parse)
+        .ok()
+        .flatten()
+}
+
 /// Parses a verified payload. Unknown fields are ignored (they only mattered to the signature).
 pub fn parse(payload: &Verified<Payload>) -> Result<Event, EventError> {
     read(payload)?.into_event()

@@ -227,6 +227,8 @@ pub(crate) struct Settings {
 
 /// What a kind's run may use.
 pub(crate) struct Context {
+    /// The account's configured name: its jobs' logs and metrics carry it.
+    pub account: String,
     pub store: Store,
     pub client: TwilioClient,
     pub router: Router,

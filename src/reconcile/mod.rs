@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 pub use finding::{summarize, Finding, FindingKind, Sweep};
 pub use periodic::{spawn, ReconcileHandle};
 
-use crate::config::{ReconcileConfig, ValidSettings};
+use crate::config::{AccountConfig, ReconcileConfig};
 use crate::domain::{AccountSid, WebhookRoute, WorkspaceSid};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -72,14 +72,14 @@ pub struct Target {
 }
 
 impl Target {
-    /// The live account's target (`None` in dry-run: there is no account to compare).
+    /// A live account's target (`None` in dry-run: there is no account to compare).
     /// `public_base_url`: as resolved at start-up (an ngrok tunnel's, say).
-    pub fn of(settings: &ValidSettings, public_base_url: Option<&str>) -> Option<Self> {
+    pub fn of(account: &AccountConfig, public_base_url: Option<&str>) -> Option<Self> {
         Some(Self {
-            account: settings.twilio.account_sid.clone()?,
-            workspace: settings.flex.workspace_sid.clone(),
+            account: account.twilio.account_sid.clone()?,
+            workspace: account.flex.workspace_sid.clone(),
             webhook_url: public_base_url.map(|base| WebhookRoute::Conversations.url(base)),
-            remove_webhook: settings.flex.remove_webhook_after_handoff,
+            remove_webhook: account.flex.remove_webhook_after_handoff,
         })
     }
 }

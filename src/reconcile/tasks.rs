@@ -84,7 +84,12 @@ impl Reconciler {
     ) -> Result<(), ReconcileError> {
         let kept = self
             .store
-            .list(Some(JobState::KeptOpen), Some(JobKind::Close), BATCH)
+            .list(
+                Some(JobState::KeptOpen),
+                Some(JobKind::Close),
+                Some(self.target.account.as_str()),
+                BATCH,
+            )
             .await?;
         for job in kept {
             let Ok(Action::CloseOrphan(close)) = Action::of(&job) else {
@@ -143,7 +148,11 @@ impl Reconciler {
     ) -> Result<(), ReconcileError> {
         let stale = self
             .store
-            .stale_webhooks(self.store.now_ms() - ms(REMOVAL_GRACE), BATCH)
+            .stale_webhooks(
+                self.target.account.as_str(),
+                self.store.now_ms() - ms(REMOVAL_GRACE),
+                BATCH,
+            )
             .await?;
         for job in stale {
             let Some(sid) = &job.webhook_sid else {
@@ -171,7 +180,8 @@ impl Reconciler {
 
     /// Dead jobs, with Twilio's error and the command that retries them.
     pub(super) async fn dead(&self, findings: &mut Vec<Finding>) -> Result<(), ReconcileError> {
-        for job in self.store.list(Some(JobState::Dead), None, BATCH).await? {
+        let account = Some(self.target.account.as_str());
+        for job in self.store.list(Some(JobState::Dead), None, account, BATCH).await? {
             findings.push(dead_finding(job));
         }
         Ok(())

@@ -17,7 +17,7 @@ use actix_web::web;
 
 pub(crate) use crate::domain::WebhookRoute;
 pub(crate) use connection::{track_answers, watch_connections};
-pub(crate) use state::{AppState, WebhookAuth};
+pub(crate) use state::{AccountAuth, AppState, WebhookAuth};
 pub(crate) use verified::{body_kind, verify};
 
 /// The webhook port's routes: every [`WebhookRoute`] (each behind [`observed::observe`]),

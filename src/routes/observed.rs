@@ -55,6 +55,8 @@ impl Responder for Answered {
 /// is opened with, and what the handler answered.
 struct Observed {
     route: WebhookRoute,
+    /// The configured account (its index) whose keys check the webhook, once picked.
+    account: Option<usize>,
     id: HeaderValue,
     span: Option<Span>,
     answered: Option<Answered>,
@@ -71,12 +73,18 @@ pub fn span(req: &HttpRequest) -> Span {
         return Span::none();
     };
     let (route, id) = (observed.route.label(), &observed.id);
+    let account = observed.account;
+    let state = req.app_data::<web::Data<AppState>>();
+    let name = account
+        .and_then(|a| state.and_then(|s| s.webhook_auth.accounts.get(a)))
+        .map(|a| a.name.as_str());
     observed
         .span
         .get_or_insert_with(|| {
             tracing::info_span!(
                 "webhook",
                 route,
+                account = name,
                 request_id = %id.to_str().unwrap_or_default(),
                 event_type = Empty,
                 conversation = Empty,
@@ -86,6 +94,17 @@ pub fn span(req: &HttpRequest) -> Span {
             )
         })
         .clone()
+}
+
+/// Notes the account (its index among the configured ones) whose keys check the request:
+/// its metrics are counted under that account's name, and its span carries the name.
+pub fn picked_account(req: &HttpRequest, account: usize, name: &str) {
+    if let Some(observed) = req.extensions_mut().get_mut::<Observed>() {
+        observed.account = Some(account);
+        if let Some(span) = &observed.span {
+            span.record("account", name);
+        }
+    }
 }
 
 /// The webhook middleware of `route` (`actix_web::middleware::from_fn`).
@@ -98,6 +117,7 @@ pub async fn observe(
     let id = request_id(req.headers());
     req.extensions_mut().insert(Observed {
         route,
+        account: None,
         id,
         span: None,
         answered: None,
@@ -114,7 +134,7 @@ pub async fn observe(
                     refusal(&e).unwrap_or((EventLabel::UNKNOWN, WebhookOutcome::BadRequest));
                 state
                     .metrics
-                    .webhook(label, event, outcome, started.elapsed());
+                    .webhook(None, label, event, outcome, started.elapsed());
             }
             return Err(e);
         }
@@ -129,13 +149,14 @@ pub async fn observe(
             .and_then(|o| o.answered)
             .map(|a| (a.event, a.outcome)))
         .unwrap_or_else(|| (EventLabel::UNKNOWN, by_status(res.status().as_u16())));
+    let account = observed.as_ref().and_then(|o| o.account);
     if let Some(observed) = observed {
         res.headers_mut().insert(REQUEST_ID, observed.id);
     }
     if let Some(state) = state {
         state
             .metrics
-            .webhook(label, event, outcome, started.elapsed());
+            .webhook(account, label, event, outcome, started.elapsed());
     }
     Ok(res)
 }
@@ -236,6 +257,7 @@ mod tests {
             let req = actix_web::test::TestRequest::default().to_http_request();
             req.extensions_mut().insert(Observed {
                 route: WebhookRoute::Conversations,
+                account: None,
                 id: HeaderValue::from_static("id-1"),
                 span: None,
                 answered: None,

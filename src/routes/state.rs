@@ -15,15 +15,55 @@ use crate::metrics::Metrics;
 use crate::signature::Verifier;
 use crate::store::Store;
 
-/// How a webhook's signature is checked: the keys, and the URL Twilio signed.
+/// One account's webhook keys and workspace.
+#[derive(Debug)]
+pub(crate) struct AccountAuth {
+    /// Its configured name: the `account` label, and what logs show (never the SID).
+    pub name: String,
+    /// `None` in dry-run: any account's webhook is accepted.
+    pub account_sid: Option<AccountSid>,
+    pub verifier: Verifier,
+    /// Its workspace: TaskRouter events from any other are refused.
+    pub workspace_sid: WorkspaceSid,
+}
+
+/// How a webhook's signature is checked: each account's keys, and the URL Twilio signed.
 #[derive(Debug)]
 pub(crate) struct WebhookAuth {
-    pub verifier: Verifier,
+    /// Every account, at least one.
+    pub accounts: Vec<AccountAuth>,
     /// `server.public_base_url`: when set, the only origin Twilio signs.
     pub public_base_url: Option<String>,
     pub trust_forwarded_headers: bool,
-    /// `None` in dry-run: any account's webhook is accepted.
-    pub account_sid: Option<AccountSid>,
+}
+
+impl WebhookAuth {
+    /// The account whose keys check `payload`: the one its `AccountSid` names (read as the
+    /// event's reader reads it), or with a single account, that one (its check then refuses
+    /// another account's event, as before). `Err`: several accounts, none of them named.
+    pub fn pick(&self, payload: &crate::signature::Payload) -> Result<usize, ()> {
+        if let [_] = self.accounts.as_slice() {
+            return Ok(0);
+        }
+        // The hot path: a form's first AccountSid, trimmed, as its reader finds it.
+        let claimed = match payload {
+            crate::signature::Payload::Form(form) => form.get("AccountSid").map(str::trim),
+            crate::signature::Payload::Json(_) => None,
+        };
+        if let Some(claimed) = claimed {
+            if let Some(i) = self.position(claimed) {
+                return Ok(i);
+            }
+        }
+        let claimed = crate::event::claimed_account(payload).ok_or(())?;
+        self.position(claimed.as_str()).ok_or(())
+    }
+
+    fn position(&self, sid: &str) -> Option<usize> {
+        self.accounts
+            .iter()
+            .position(|a| a.account_sid.as_ref().is_some_and(|ours| ours.as_str() == sid))
+    }
 }
 
 #[derive(Debug)]
@@ -32,8 +72,6 @@ pub(crate) struct AppState {
     pub intake: Intake,
     pub lifecycle: Lifecycle,
     pub known_agents: KnownAgents,
-    /// `flex.workspace_sid`: TaskRouter events from any other workspace are refused.
-    pub workspace_sid: WorkspaceSid,
     /// `server.ack_timeout_ms`: how long a webhook may wait for the store.
     pub ack_timeout: Duration,
     /// `server.client_body_timeout_ms`: a webhook's whole body must arrive within it.

@@ -32,8 +32,9 @@ async fn handle(webhook: VerifiedWebhook, state: web::Data<AppState>) -> Result<
         WebhookError::from(e)
     })?;
     let label = event_label(&event.event_type);
-    if event.workspace_sid != state.workspace_sid {
-        tracing::warn!(workspace = %event.workspace_sid, "TaskRouter event refused: WorkspaceSid is not flex.workspace_sid");
+    let account = &state.webhook_auth.accounts[webhook.account];
+    if event.workspace_sid != account.workspace_sid {
+        tracing::warn!(workspace = %event.workspace_sid, account = %account.name, "TaskRouter event refused: WorkspaceSid is not the account's workspace_sid");
         return Err(Refused::new(label, WebhookError::WrongWorkspace));
     }
     if event.event_type == task::RESERVATION_ACCEPTED {

@@ -13,15 +13,17 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::{dev, web, FromRequest, HttpRequest, ResponseError};
 
 use super::error::{Refused, WebhookError};
-use super::observed::span;
+use super::observed::{picked_account, span};
 use super::request_url::seen_url;
-use super::state::{AppState, WebhookAuth};
+use super::state::{AccountAuth, AppState, WebhookAuth};
 use crate::domain::WebhookRoute;
 use crate::signature::{self, Payload, SignatureError, SignedRequest, Verified};
 
-/// A webhook whose signature checked out, from the configured account.
+/// A webhook whose signature checked out, from a configured account.
 pub struct VerifiedWebhook {
     pub payload: Verified<Payload>,
+    /// Its account: an index into the state's `webhook_auth.accounts`, whose keys checked it.
+    pub account: usize,
     /// `?address=` on the URL (`flexhook address connect` sets it; the signature covers
     /// it): the address the customer wrote to.
     pub address: Option<String>,
@@ -30,12 +32,12 @@ pub struct VerifiedWebhook {
     pub episode: Option<String>,
 }
 
-/// Refuses an event from another account than `twilio.account_sid` (dry-run takes any),
-/// and logs the refusal in `req`'s span. An event its route cannot read is left to its
-/// handler, which refuses it as malformed, as it would any.
+/// Refuses an event from another account than the one whose keys checked it (dry-run
+/// takes any), and logs the refusal in `req`'s span. An event its route cannot read is left
+/// to its handler, which refuses it as malformed, as it would any.
 fn check_account(
     req: &HttpRequest,
-    auth: &WebhookAuth,
+    auth: &AccountAuth,
     route: WebhookRoute,
     payload: &Verified<Payload>,
 ) -> Result<(), Refused> {
@@ -52,7 +54,7 @@ fn check_account(
     match route.account(payload) {
         Ok((account, event)) if account != *ours => {
             span(req).in_scope(|| {
-                tracing::warn!(%account, "webhook refused: AccountSid is not twilio.account_sid");
+                tracing::warn!(%account, checked_with = %auth.name, "webhook refused: AccountSid is not the account whose keys checked it");
             });
             Err(Refused::new(event, WebhookError::WrongAccount))
         }
@@ -165,7 +167,8 @@ impl FromRequest for VerifiedWebhook {
             let route = *req
                 .app_data::<WebhookRoute>()
                 .expect("a webhook route is registered with its WebhookRoute");
-            check_account(&req, &state.webhook_auth, route, &webhook.payload)?;
+            let account = &state.webhook_auth.accounts[webhook.account];
+            check_account(&req, account, route, &webhook.payload)?;
             Ok(webhook)
         })
     }
@@ -188,6 +191,13 @@ pub(crate) fn verify(
         })?,
         BodyKind::Json => Payload::Json(body.to_vec()),
     };
+    // Only the account the payload names checks it: another account's keys never do.
+    let account = auth.pick(&payload).map_err(|()| {
+        let _span = span(req).entered();
+        tracing::warn!("webhook refused: AccountSid names no configured account");
+        WebhookError::WrongAccount
+    })?;
+    picked_account(req, account, &auth.accounts[account].name);
     let mut seen = seen_url(
         req,
         auth.public_base_url.as_deref(),
@@ -195,7 +205,7 @@ pub(crate) fn verify(
     );
     // The URL moves into the check; the refusal's hint reads the request, not the URL.
     let verified = signed_request(req, std::mem::take(&mut seen.url))
-        .and_then(|signed| auth.verifier.verify(&signed, payload));
+        .and_then(|signed| auth.accounts[account].verifier.verify(&signed, payload));
     let verified = verified.map_err(|e| {
         let _span = span(req).entered();
         match &e {
@@ -222,6 +232,7 @@ pub(crate) fn verify(
     })?;
     Ok(VerifiedWebhook {
         payload: verified,
+        account,
         address: crate::domain::address_param(req.query_string()),
         episode: crate::domain::episode_param(req.query_string()),
     })
@@ -375,7 +386,7 @@ mod tests {
     fn an_event_of_another_account_is_refused_with_its_label_whatever_the_body() {
         use std::collections::BTreeMap;
 
-        use super::{check_account, WebhookAuth, WebhookRoute};
+        use super::{check_account, AccountAuth, WebhookRoute};
         use crate::domain::AccountSid;
         use crate::metrics::{event_label, EventLabel};
         use crate::routes::error::WebhookError;
@@ -386,11 +397,11 @@ mod tests {
         const OTHER: &str = "AC00000000000000000000000000000002";
         const CH: &str = "CH00000000000000000000000000000001";
         const WS: &str = "WS00000000000000000000000000000001";
-        let auth = |account: Option<&str>| WebhookAuth {
+        let auth = |account: Option<&str>| AccountAuth {
+            name: "default".into(),
             verifier: Verifier::new("token".to_owned().into(), None, BTreeMap::new()),
-            public_base_url: None,
-            trust_forwarded_headers: false,
             account_sid: account.map(|a| AccountSid::parse(a).unwrap()),
+            workspace_sid: crate::domain::WorkspaceSid::parse(WS).unwrap(),
         };
         let form = |pairs: &[(&str, &str)]| {
             verified(Payload::Form(
@@ -404,7 +415,7 @@ mod tests {
         let req = actix_web::test::TestRequest::default().to_http_request();
         // `None`: accepted; `Some(label)`: refused as another account's event of that label.
         let check =
-            |auth: &WebhookAuth, route, payload| match check_account(&req, auth, route, &payload) {
+            |auth: &AccountAuth, route, payload| match check_account(&req, auth, route, &payload) {
                 Ok(()) => None,
                 Err(refused) => {
                     assert!(matches!(refused.error, WebhookError::WrongAccount));

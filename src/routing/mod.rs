@@ -127,10 +127,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(flex: &FlexConfig, rules: &RoutingConfig) -> Self {
+    /// The router of the account named `account`: its `[flex]` settings, and the rules
+    /// that apply to it (`match.account` empty or naming it).
+    pub fn new(flex: &FlexConfig, rules: &RoutingConfig, account: &str) -> Self {
         Self {
             default: flex.clone(),
-            rules: rules.clone(),
+            rules: rules.for_account(account),
         }
     }
 
@@ -180,7 +182,8 @@ mod tests {
         .unwrap()
         .validate()
         .unwrap();
-        Router::new(&settings.flex, &settings.routing)
+        let account = settings.accounts.first();
+        Router::new(&account.flex, &settings.routing, &account.name)
     }
 
     fn input(address: &str) -> RoutingInput {

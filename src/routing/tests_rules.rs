@@ -24,7 +24,7 @@ fn settings(toml: &str) -> Result<crate::config::ValidSettings, ConfigError> {
 
 fn router(toml: &str) -> Router {
     let s = settings(toml).unwrap();
-    Router::new(&s.flex, &s.routing)
+    Router::new(&s.accounts.first().flex, &s.routing, "default")
 }
 
 fn problems(toml: &str) -> String {

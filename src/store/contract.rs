@@ -78,12 +78,14 @@ contract! {
         max_wait: Duration,
     ) -> Result<Option<Slot>, StoreError>;
 
-    /// Takes up to `limit` due pending jobs for `owner`, leased for `lease` from now.
+    /// Takes up to `limit` due pending jobs of `account` (`None`: of any) for `owner`,
+    /// leased for `lease` from now.
     async fn claim_due(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
+        account: Option<&str>,
     ) -> Result<Vec<Job>, StoreError>;
 
     /// Records an attempt's outcome, if `owner` still holds the lease (`false`: it did not),
@@ -136,9 +138,9 @@ contract! {
     /// Notes that the job's conversation webhook is gone.
     async fn mark_webhook_removed(&self, job: i64) -> Result<(), StoreError>;
 
-    /// How long until the earliest pending job falls due (zero if it is due, or leased
-    /// until then); `None` when nothing is pending.
-    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError>;
+    /// How long until the earliest pending job of `account` (`None`: of any) falls due
+    /// (zero if it is due, or leased until then); `None` when nothing is pending.
+    async fn next_due_in(&self, account: Option<&str>) -> Result<Option<Duration>, StoreError>;
 
     /// The job of `kind` with `key`.
     async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError>;
@@ -157,6 +159,7 @@ contract! {
         &self,
         state: Option<JobState>,
         kind: Option<JobKind>,
+        account: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError>;
 

@@ -186,7 +186,7 @@ impl Store {
 
     /// Every job, oldest first (for `flexhook store copy`).
     pub async fn all_jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let mut jobs = self.list(None, None, usize::MAX).await?;
+        let mut jobs = self.list(None, None, None, usize::MAX).await?;
         jobs.reverse();
         Ok(jobs)
     }

@@ -126,6 +126,7 @@ impl Storage for PostgresStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        account: Option<&str>,
     ) -> Result<Vec<Job>, StoreError> {
         let now = now(4);
         let rows = sqlx::query(&format!(
@@ -134,6 +135,7 @@ impl Storage for PostgresStore {
                  SELECT id FROM jobs \
                  WHERE state = 'pending' AND next_attempt_at <= {now} \
                    AND (lease_until IS NULL OR lease_until <= {now}) \
+                   AND ($5::TEXT IS NULL OR account_sid = $5::TEXT) \
                  ORDER BY next_attempt_at LIMIT $3 \
                  FOR UPDATE SKIP LOCKED) \
              RETURNING *"
@@ -142,6 +144,7 @@ impl Storage for PostgresStore {
         .bind(millis(lease))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(self.offset())
+        .bind(account)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()
@@ -307,13 +310,14 @@ impl Storage for PostgresStore {
         Ok(())
     }
 
-    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
+    async fn next_due_in(&self, account: Option<&str>) -> Result<Option<Duration>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_until, 0))) - {} \
-             FROM jobs WHERE state = 'pending'",
+             FROM jobs WHERE state = 'pending' AND ($2::TEXT IS NULL OR account_sid = $2::TEXT)",
             now(1)
         ))
         .bind(self.offset())
+        .bind(account)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?.map(from_millis))
@@ -354,15 +358,18 @@ impl Storage for PostgresStore {
         &self,
         state: Option<JobState>,
         kind: Option<JobKind>,
+        account: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM jobs WHERE ($1::TEXT IS NULL OR state = $1) \
-             AND ($2::TEXT IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3",
+             AND ($2::TEXT IS NULL OR kind = $2) AND ($4::TEXT IS NULL OR account_sid = $4) \
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(state.map(JobState::as_str))
         .bind(kind.map(JobKind::as_str))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(account)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()

@@ -122,6 +122,7 @@ impl Storage for SqliteStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        account: Option<&str>,
     ) -> Result<Vec<Job>, StoreError> {
         let now = self.clock.now_ms();
         let rows = sqlx::query(
@@ -130,6 +131,7 @@ impl Storage for SqliteStore {
                  SELECT id FROM jobs \
                  WHERE state = 'pending' AND next_attempt_at <= ?3 \
                    AND (lease_until IS NULL OR lease_until <= ?3) \
+                   AND (?5 IS NULL OR account_sid = ?5) \
                  ORDER BY next_attempt_at LIMIT ?4) \
              RETURNING *",
         )
@@ -137,6 +139,7 @@ impl Storage for SqliteStore {
         .bind(now.saturating_add(millis(lease)))
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(account)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()
@@ -293,12 +296,13 @@ impl Storage for SqliteStore {
         Ok(())
     }
 
-    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
+    async fn next_due_in(&self, account: Option<&str>) -> Result<Option<Duration>, StoreError> {
         let row = sqlx::query(
             "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) - ?1 FROM jobs \
-             WHERE state = 'pending'",
+             WHERE state = 'pending' AND (?2 IS NULL OR account_sid = ?2)",
         )
         .bind(self.clock.now_ms())
+        .bind(account)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?.map(from_millis))
@@ -345,15 +349,17 @@ impl Storage for SqliteStore {
         &self,
         state: Option<JobState>,
         kind: Option<JobKind>,
+        account: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) \
-             ORDER BY id DESC LIMIT ?3",
+             AND (?4 IS NULL OR account_sid = ?4) ORDER BY id DESC LIMIT ?3",
         )
         .bind(state.map(JobState::as_str))
         .bind(kind.map(JobKind::as_str))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(account)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()

@@ -136,17 +136,23 @@ impl Store {
         Ok(known)
     }
 
-    /// Interaction jobs handed off before `before` whose conversation webhook is still
-    /// there (its removal failed), oldest first.
-    pub async fn stale_webhooks(&self, before: i64, limit: usize) -> Result<Vec<Job>, StoreError> {
+    /// `account`'s interaction jobs handed off before `before` whose conversation webhook
+    /// is still there (its removal failed), oldest first.
+    pub async fn stale_webhooks(
+        &self,
+        account: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
         let text = "SELECT * FROM jobs WHERE kind = 'interaction' AND state = 'created' \
                     AND webhook_sid IS NOT NULL AND webhook_removed = FALSE \
-                    AND updated_at < $1 ORDER BY id LIMIT $2";
+                    AND updated_at < $1 AND account_sid = $3 ORDER BY id LIMIT $2";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         on_backend!(self, text, |pool, sql| {
             sqlx::query(&sql)
                 .bind(before)
                 .bind(limit)
+                .bind(account)
                 .fetch_all(pool)
                 .await?
                 .iter()

@@ -16,7 +16,7 @@ impl Worker {
             "job",
             kind = %job.kind,
             conversation = %job.conversation_sid,
-            account = %job.account_sid,
+            account = %self.jobs.account,
             attempt = job.attempts + 1,
         );
         async move {
@@ -44,7 +44,10 @@ impl Worker {
                 .record_with(job.id, &claim.lease, transition, &outcome.follow_ups)
                 .await
             {
-                Ok(true) => cx.metrics.job(job.kind, outcome.label(), outcome.error()),
+                Ok(true) => {
+                    cx.metrics
+                        .job(&cx.account, job.kind, outcome.label(), outcome.error())
+                }
                 Ok(false) => {
                     tracing::warn!(
                         "lease lost before the outcome was recorded; another worker owns the job"

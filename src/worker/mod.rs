@@ -12,14 +12,15 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ValidSettings;
+use crate::config::{AccountConfig, ValidSettings};
 use crate::jobs::{self, Backoff, Claim, Context, CreateRateLimit, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::routing::Router;
 use crate::store::{ms, Store};
 use crate::twilio::TwilioClient;
 
-/// The worker's knobs, from `worker.*`, `flex.*` and `store.retention_days`.
+/// The worker's knobs, from `worker.*`, the account's `[flex]` settings and
+/// `store.retention_days`.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     pub concurrency: usize,
@@ -32,12 +33,13 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    pub fn from_settings(s: &ValidSettings) -> Self {
+    /// `account`'s worker's knobs.
+    pub fn from_settings(s: &ValidSettings, account: &AccountConfig) -> Self {
         let w = &s.worker;
         Self {
             concurrency: w.concurrency,
             poll_interval: w.poll_interval,
-            request_timeout: s.twilio.request_timeout,
+            request_timeout: account.twilio.request_timeout,
             retention: s.store.retention,
             jobs: jobs::Settings {
                 retry: RetryPolicy {
@@ -49,8 +51,8 @@ impl WorkerOptions {
                     lookup_delay: w.lookup_delay,
                 },
                 lease: w.lease,
-                remove_webhook: s.flex.remove_webhook_after_handoff,
-                max_creates_per_second: s.flex.max_creates_per_second,
+                remove_webhook: account.flex.remove_webhook_after_handoff,
+                max_creates_per_second: account.flex.max_creates_per_second,
                 lifecycle: s.lifecycle.clone(),
                 public_base_url: s.server.public_base_url.clone(),
             },
@@ -62,31 +64,41 @@ pub(crate) struct Worker {
     /// What the jobs' runs use; its settings are `config.jobs`.
     jobs: Context,
     config: WorkerOptions,
+    /// The account SID whose jobs it claims (`None`, dry-run: every job).
+    claims_for: Option<String>,
+    /// Whether it purges finished jobs (one worker of the process does).
+    purges: bool,
     /// Distinguishes this process's leases from another instance's.
     owner: String,
     claims: AtomicU64,
 }
 
-/// Controls a running worker.
+/// Controls the running workers, one per account.
 #[derive(Debug)]
 pub struct WorkerHandle {
     cancel: CancellationToken,
-    join: JoinHandle<JoinSet<()>>,
+    joins: Vec<JoinHandle<JoinSet<()>>>,
     running: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
-    /// Whether the loop is still running (for readiness).
+    /// Whether every account's loop is still running (for readiness).
     pub fn running(&self) -> Arc<AtomicBool> {
         self.running.clone()
     }
 
-    /// Stops claiming, lets in-flight jobs finish within `grace`, then returns.
+    /// Stops claiming, lets in-flight jobs finish within `grace` (one budget for every
+    /// account's), then returns.
     pub async fn stop(self, grace: Duration) {
         self.cancel.cancel();
-        match self.join.await {
-            Ok(in_flight) => drain(in_flight, grace).await,
-            Err(e) => tracing::error!(error = %e, "worker task failed"),
+        let deadline = Instant::now() + grace;
+        for join in self.joins {
+            match join.await {
+                Ok(in_flight) => {
+                    drain(in_flight, deadline.saturating_duration_since(Instant::now())).await
+                }
+                Err(e) => tracing::error!(error = %e, "worker task failed"),
+            }
         }
     }
 }
@@ -116,42 +128,83 @@ async fn drain(mut in_flight: JoinSet<()>, grace: Duration) {
     tracing::info!("worker stopped");
 }
 
-/// Starts the worker. `wake` is notified when new jobs are committed.
+/// One account's worker: what its jobs run with, and whose jobs it claims.
+pub struct AccountWorker {
+    /// The account's configured name (logs, the `account` label).
+    pub name: String,
+    /// The account SID whose jobs it claims; `None` (dry-run): every job.
+    pub claims_for: Option<String>,
+    pub client: TwilioClient,
+    pub router: Router,
+    pub options: WorkerOptions,
+}
+
+/// Starts one worker per account, each with its own claims, concurrency and pace, so that
+/// one account's backlog or outage never holds another's jobs. `wake` is notified when new
+/// jobs are committed; it wakes every account's worker.
 pub fn spawn(
     store: Store,
-    client: TwilioClient,
-    router: Router,
-    config: WorkerOptions,
+    accounts: Vec<AccountWorker>,
     wake: Arc<Notify>,
     metrics: Metrics,
 ) -> WorkerHandle {
-    let worker = Arc::new(Worker {
-        jobs: Context {
-            limiter: CreateRateLimit::per_second(config.jobs.max_creates_per_second),
-            settings: config.jobs.clone(),
-            store,
-            client,
-            router,
-            metrics,
-        },
-        owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
-        claims: AtomicU64::new(0),
-        config,
-    });
     let cancel = CancellationToken::new();
     let running = Arc::new(AtomicBool::new(true));
-    let join = tokio::spawn({
-        let cancel = cancel.clone();
-        let running = running.clone();
-        async move {
-            let in_flight = worker.run(wake, cancel).await;
-            running.store(false, Ordering::SeqCst);
-            in_flight
-        }
-    });
+    let single = accounts.len() == 1;
+    let mut wakes = Vec::new();
+    let mut joins = Vec::new();
+    for (i, account) in accounts.into_iter().enumerate() {
+        let own_wake = if single {
+            wake.clone()
+        } else {
+            Arc::new(Notify::new())
+        };
+        wakes.push(own_wake.clone());
+        let worker = Arc::new(Worker {
+            jobs: Context {
+                limiter: CreateRateLimit::per_second(
+                    account.options.jobs.max_creates_per_second,
+                ),
+                settings: account.options.jobs.clone(),
+                store: store.clone(),
+                client: account.client,
+                router: account.router,
+                metrics: metrics.clone(),
+                account: account.name,
+            },
+            claims_for: account.claims_for,
+            purges: i == 0,
+            owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            claims: AtomicU64::new(0),
+            config: account.options,
+        });
+        joins.push(tokio::spawn({
+            let cancel = cancel.clone();
+            let running = running.clone();
+            async move {
+                let in_flight = worker.run(own_wake, cancel).await;
+                running.store(false, Ordering::SeqCst);
+                in_flight
+            }
+        }));
+    }
+    if !single {
+        // Each worker looks for its own account's jobs when woken.
+        tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = wake.notified() => wakes.iter().for_each(|w| w.notify_one()),
+                    }
+                }
+            }
+        });
+    }
     WorkerHandle {
         cancel,
-        join,
+        joins,
         running,
     }
 }
@@ -159,7 +212,7 @@ pub fn spawn(
 impl Worker {
     /// Claims and starts jobs until cancelled; returns the attempts still in flight.
     async fn run(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken) -> JoinSet<()> {
-        tracing::info!(owner = %self.owner, dry_run = self.jobs.client.is_dry_run(), "worker started");
+        tracing::info!(owner = %self.owner, account = %self.jobs.account, dry_run = self.jobs.client.is_dry_run(), "worker started");
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut purge = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -180,7 +233,8 @@ impl Worker {
                     self.owner,
                     self.claims.fetch_add(1, Ordering::Relaxed)
                 );
-                match self.jobs.store.claim_due(&lease, lease_len, room).await {
+                let account = self.claims_for.as_deref();
+                match self.jobs.store.claim_due(&lease, lease_len, room, account).await {
                     Ok(jobs) => {
                         let claim = Claim {
                             lease,
@@ -204,7 +258,7 @@ impl Worker {
                     }
                 }
                 () = tokio::time::sleep(wait) => {}
-                _ = purge.tick() => self.purge().await,
+                _ = purge.tick(), if self.purges => self.purge().await,
             }
         }
         in_flight
@@ -217,7 +271,7 @@ impl Worker {
         if in_flight >= self.config.concurrency {
             return poll;
         }
-        match self.jobs.store.next_due_in().await {
+        match self.jobs.store.next_due_in(self.claims_for.as_deref()).await {
             Ok(Some(until)) => until.clamp(Duration::from_millis(20), poll),
             Ok(None) => poll,
             Err(e) => {
