@@ -55,7 +55,13 @@ struct JobLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
+    account: String,
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabel {
+    account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -229,12 +235,12 @@ struct Families {
     jobs_pending: Family<KindLabel, Gauge>,
     jobs_dead: Family<KindLabel, Gauge>,
     jobs_dead_last_hour: Family<KindLabel, Gauge>,
-    oldest_pending_age: Gauge<f64, AtomicU64>,
+    oldest_pending_age: Family<AccountLabel, Gauge<f64, AtomicU64>>,
     rate_limit_waiting: Gauge,
     ready: Gauge,
     reconcile_findings: Family<KindLabel, Counter>,
-    reconcile_last_success: Gauge<f64, AtomicU64>,
-    reconcile_duration: Histogram,
+    reconcile_last_success: Family<AccountLabel, Gauge<f64, AtomicU64>>,
+    reconcile_duration: Family<AccountLabel, Histogram>,
 }
 
 /// The registry and its families. Cheap to clone: every clone counts into the same ones.
@@ -245,6 +251,8 @@ pub struct Metrics {
     hot: Arc<Handles>,
     /// The `account` label's values: each configured account's name, then [`NO_ACCOUNT`].
     accounts: Arc<[String]>,
+    /// Each configured account's SID, in the same order (`None`: dry-run, every job's).
+    sids: Arc<[Option<String>]>,
 }
 
 /// Series the webhook path counts into, kept as handles: a series is looked up in its
@@ -299,12 +307,14 @@ impl Metrics {
             jobs_pending: Family::default(),
             jobs_dead: Family::default(),
             jobs_dead_last_hour: Family::default(),
-            oldest_pending_age: Gauge::default(),
+            oldest_pending_age: Family::default(),
             rate_limit_waiting: Gauge::default(),
             ready: Gauge::default(),
             reconcile_findings: Family::default(),
-            reconcile_last_success: Gauge::default(),
-            reconcile_duration: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
+            reconcile_last_success: Family::default(),
+            reconcile_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.05, 2.0, 14))
+            }),
         };
         registry.register(
             "webhooks",
@@ -337,22 +347,22 @@ impl Metrics {
         );
         registry.register(
             "jobs_pending",
-            "Jobs waiting to be done (including those being attempted), by kind, read from the store at scrape time",
+            "Jobs waiting to be done (including those being attempted), by account and kind, read from the store at scrape time",
             families.jobs_pending.clone(),
         );
         registry.register(
             "jobs_dead",
-            "Dead jobs kept in the store (store.retention_days), by kind, read at scrape time",
+            "Dead jobs kept in the store (store.retention_days), by account and kind, read at scrape time",
             families.jobs_dead.clone(),
         );
         registry.register(
             "jobs_dead_last_hour",
-            "Jobs that went dead in the last hour (their last attempt was then), by kind, read at scrape time",
+            "Jobs that went dead in the last hour (their last attempt was then), by account and kind, read at scrape time",
             families.jobs_dead_last_hour.clone(),
         );
         registry.register_with_unit(
             "oldest_pending_job_age",
-            "Age of the oldest pending job (0 when none), read from the store at scrape time",
+            "Age of the oldest pending job (0 when none), by account, read from the store at scrape time",
             Unit::Seconds,
             families.oldest_pending_age.clone(),
         );
@@ -368,20 +378,21 @@ impl Metrics {
         );
         registry.register(
             "reconcile_findings",
-            "What reconciliation sweeps found, by kind (missed, orphaned, kept_open, \
-             stale_webhook, dead); a dead job is counted by every sweep that reports it",
+            "What reconciliation sweeps found, by account and kind (missed, orphaned, \
+             kept_open, stale_webhook, dead); a dead job is counted by every sweep that \
+             reports it",
             families.reconcile_findings.clone(),
         );
         registry.register_with_unit(
             "reconcile_last_success_timestamp",
-            "When the last successful reconciliation sweep of this process ended, Unix time \
-             (0 before the first)",
+            "When the last successful reconciliation sweep of this process ended, by account, \
+             Unix time (0 before the first)",
             Unit::Seconds,
             families.reconcile_last_success.clone(),
         );
         registry.register_with_unit(
             "reconcile_duration",
-            "Time one reconciliation sweep took, successful or not",
+            "Time one reconciliation sweep took, successful or not, by account",
             Unit::Seconds,
             families.reconcile_duration.clone(),
         );
@@ -417,6 +428,7 @@ impl Metrics {
             families: Arc::new(families),
             hot: Arc::new(hot),
             accounts,
+            sids: Arc::new([]),
         };
         metrics.zero_alerting_series();
         metrics
@@ -438,19 +450,52 @@ impl Metrics {
                     .inc_by(0);
             }
         }
-        for kind in RECONCILE_FINDINGS {
-            f.reconcile_findings
-                .get_or_create(&KindLabel { kind })
-                .inc_by(0);
+        for account in self.accounts.iter() {
+            for kind in RECONCILE_FINDINGS {
+                f.reconcile_findings
+                    .get_or_create(&KindLabel {
+                        account: account.clone(),
+                        kind,
+                    })
+                    .inc_by(0);
+            }
+            for kind in JobKind::ALL {
+                let label = KindLabel {
+                    account: account.clone(),
+                    kind: kind.as_str(),
+                };
+                f.jobs_pending.get_or_create(&label).set(0);
+                f.jobs_dead.get_or_create(&label).set(0);
+                f.jobs_dead_last_hour.get_or_create(&label).set(0);
+            }
+            let label = AccountLabel {
+                account: account.clone(),
+            };
+            let _ = f.oldest_pending_age.get_or_create(&label);
+            if *account != NO_ACCOUNT {
+                // 0 until a sweep succeeds, so that "no sweep for too long" can fire.
+                let _ = f.reconcile_last_success.get_or_create(&label);
+            }
         }
-        for kind in JobKind::ALL {
-            let kind = kind.as_str();
-            f.jobs_pending.get_or_create(&KindLabel { kind }).set(0);
-            f.jobs_dead.get_or_create(&KindLabel { kind }).set(0);
-            f.jobs_dead_last_hour
-                .get_or_create(&KindLabel { kind })
-                .set(0);
-        }
+    }
+
+    /// Each configured account's SID, in the order of its name (`None`: dry-run, every
+    /// job's): the store's gauges count a job under its account's name, and a job of an
+    /// account no longer configured under [`NO_ACCOUNT`].
+    pub fn with_sids(mut self, sids: Vec<Option<String>>) -> Self {
+        self.sids = sids.into();
+        self
+    }
+
+    /// Whether a job of account `sid` counts under the label value at `index`.
+    fn counts_under(&self, index: usize, sid: &str) -> bool {
+        let configured = self.accounts.len() - 1;
+        let position = if self.sids.len() == 1 && self.sids[0].is_none() {
+            Some(0)
+        } else {
+            self.sids.iter().position(|s| s.as_deref() == Some(sid))
+        };
+        position.unwrap_or(configured) == index
     }
 
     /// The `account` label of the account at `index` of the configured ones (`None`, or
@@ -556,39 +601,58 @@ impl Metrics {
         RateLimitWait(self.families.rate_limit_waiting.clone())
     }
 
-    /// The store's gauges, as of now. When the store cannot be read they keep their last
-    /// values (and `flexhook_ready` says why): zeros would look like a healthy queue.
+    /// The store's gauges, as of now, by account. When the store cannot be read they keep
+    /// their last values (and `flexhook_ready` says why): zeros would look like a healthy
+    /// queue.
     pub fn set_store(&self, stats: &StoreStats) {
         let f = &self.families;
-        for kind in JobKind::ALL {
-            let label = KindLabel {
-                kind: kind.as_str(),
-            };
-            let counts = stats.counts(kind);
-            f.jobs_pending.get_or_create(&label).set(counts.pending);
-            f.jobs_dead.get_or_create(&label).set(counts.dead);
-            f.jobs_dead_last_hour
-                .get_or_create(&label)
-                .set(counts.dead_last_hour);
+        for (index, account) in self.accounts.iter().enumerate() {
+            let of = |sid: &str| self.counts_under(index, sid);
+            for kind in JobKind::ALL {
+                let label = KindLabel {
+                    account: account.clone(),
+                    kind: kind.as_str(),
+                };
+                let counts = stats.counts_where(kind, of);
+                f.jobs_pending.get_or_create(&label).set(counts.pending);
+                f.jobs_dead.get_or_create(&label).set(counts.dead);
+                f.jobs_dead_last_hour
+                    .get_or_create(&label)
+                    .set(counts.dead_last_hour);
+            }
+            let age = stats.oldest_pending_age_where(of).unwrap_or_default();
+            f.oldest_pending_age
+                .get_or_create(&AccountLabel {
+                    account: account.clone(),
+                })
+                .set(age.as_secs_f64());
         }
-        let age = stats.oldest_pending_age.unwrap_or_default();
-        f.oldest_pending_age.set(age.as_secs_f64());
     }
 
-    /// One sweep's findings of `kind` (one of [`RECONCILE_FINDINGS`]).
-    pub fn reconcile_finding(&self, kind: &'static str) {
+    /// One sweep of `account` (its name) found a finding of `kind` (one of
+    /// [`RECONCILE_FINDINGS`]).
+    pub fn reconcile_finding(&self, account: &str, kind: &'static str) {
         self.families
             .reconcile_findings
-            .get_or_create(&KindLabel { kind })
+            .get_or_create(&KindLabel {
+                account: account.to_owned(),
+                kind,
+            })
             .inc();
     }
 
-    /// One sweep that took `elapsed`; `ended_at` (Unix seconds) when it succeeded.
-    pub fn reconcile_sweep(&self, elapsed: Duration, ended_at: Option<f64>) {
+    /// One sweep of `account` that took `elapsed`; `ended_at` (Unix seconds) when it
+    /// succeeded.
+    pub fn reconcile_sweep(&self, account: &str, elapsed: Duration, ended_at: Option<f64>) {
         let f = &self.families;
-        f.reconcile_duration.observe(elapsed.as_secs_f64());
+        let label = AccountLabel {
+            account: account.to_owned(),
+        };
+        f.reconcile_duration
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
         if let Some(at) = ended_at {
-            f.reconcile_last_success.set(at);
+            f.reconcile_last_success.get_or_create(&label).set(at);
         }
     }
 

@@ -80,7 +80,13 @@ impl Application {
         )
         .await?;
 
-        let metrics = Metrics::new(store.backend().as_str(), &settings.accounts.names());
+        let metrics = Metrics::new(store.backend().as_str(), &settings.accounts.names()).with_sids(
+            settings
+                .accounts
+                .iter()
+                .map(|a| a.twilio.account_sid.as_ref().map(|s| s.to_string()))
+                .collect(),
+        );
         adopt_known_agents(&store, &settings).await;
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) =
@@ -104,7 +110,7 @@ impl Application {
                     target,
                     settings.reconcile.clone(),
                 )
-                .with_metrics(metrics.clone());
+                .with_metrics(metrics.clone(), &account.name);
                 reconcilers.push(reconcile::spawn(reconciler, interval));
             }
             let options = WorkerOptions::from_settings(&settings, account);
@@ -327,7 +333,10 @@ async fn adopt_known_agents(store: &Store, settings: &ValidSettings) {
     };
     match store.adopt_agents(sid).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(customers = n, "known agents of earlier versions kept for the account"),
+        Ok(n) => tracing::info!(
+            customers = n,
+            "known agents of earlier versions kept for the account"
+        ),
         Err(e) => tracing::warn!(error = %e, "could not keep the known agents of earlier versions"),
     }
 }

@@ -303,20 +303,30 @@ async fn failures_count_by_twilio_code_and_the_store_gauges_show_the_backlog() {
             text,
             r#"flexhook_jobs_total{account="default",kind="interaction",outcome="retried",code="20003"}"#,
         );
-        let age = sample(text, "flexhook_oldest_pending_job_age_seconds");
+        let age = sample(text, r#"flexhook_oldest_pending_job_age_seconds{account="default"}"#);
         retried.is_some_and(|n| n >= 3.0) && age.is_some_and(|a| a >= 1.0)
     })
     .await;
     assert_eq!(
-        sample(&text, r#"flexhook_jobs_pending{kind="interaction"}"#),
+        sample(
+            &text,
+            r#"flexhook_jobs_pending{account="default",kind="interaction"}"#
+        ),
         Some(3.0),
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"flexhook_jobs_dead{kind="interaction"}"#),
+        sample(
+            &text,
+            r#"flexhook_jobs_dead{account="default",kind="interaction"}"#
+        ),
         Some(0.0)
     );
-    let age = sample(&text, "flexhook_oldest_pending_job_age_seconds").unwrap();
+    let age = sample(
+        &text,
+        r#"flexhook_oldest_pending_job_age_seconds{account="default"}"#,
+    )
+    .unwrap();
     assert!(
         (1.0..60.0).contains(&age),
         "oldest pending age {age}\n{text}"
@@ -356,19 +366,31 @@ async fn failures_count_by_twilio_code_and_the_store_gauges_show_the_backlog() {
         "{text}"
     );
     assert_eq!(
-        sample(&text, r#"flexhook_jobs_pending{kind="interaction"}"#),
+        sample(
+            &text,
+            r#"flexhook_jobs_pending{account="default",kind="interaction"}"#
+        ),
         Some(0.0)
     );
     assert_eq!(
-        sample(&text, r#"flexhook_jobs_dead{kind="interaction"}"#),
+        sample(
+            &text,
+            r#"flexhook_jobs_dead{account="default",kind="interaction"}"#
+        ),
         Some(3.0)
     );
     assert_eq!(
-        sample(&text, r#"flexhook_jobs_dead_last_hour{kind="interaction"}"#),
+        sample(
+            &text,
+            r#"flexhook_jobs_dead_last_hour{account="default",kind="interaction"}"#
+        ),
         Some(3.0)
     );
     assert_eq!(
-        sample(&text, "flexhook_oldest_pending_job_age_seconds"),
+        sample(
+            &text,
+            r#"flexhook_oldest_pending_job_age_seconds{account="default"}"#
+        ),
         Some(0.0)
     );
     app.stop().await;

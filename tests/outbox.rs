@@ -376,7 +376,10 @@ async fn a_turn_at_the_rate_limit_that_comes_after_the_lease_sends_nothing() {
     let mut settings = env.settings(&extra);
     // One create a second, three jobs at once, a lease of one second: the third job's turn
     // comes two seconds after its claim.
-    settings.accounts.iter_mut().for_each(|a| a.flex.max_creates_per_second = 1);
+    settings
+        .accounts
+        .iter_mut()
+        .for_each(|a| a.flex.max_creates_per_second = 1);
     settings.worker.lease = Duration::from_secs(1);
     settings.worker.concurrency = 4;
     let app = Arc::new(TestApp::start_with_settings(settings).await);

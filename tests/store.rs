@@ -1058,11 +1058,21 @@ async fn known_agents_are_kept_by_key_replaced_by_a_later_one_and_forgotten_with
     // The same customer, known to another account: a row of its own.
     store.remember_agent(&globex, &ana, &first).await.unwrap();
     assert_eq!(
-        store.known_agent(&acme, &ana, day).await.unwrap().unwrap().worker_sid,
+        store
+            .known_agent(&acme, &ana, day)
+            .await
+            .unwrap()
+            .unwrap()
+            .worker_sid,
         second
     );
     assert_eq!(
-        store.known_agent(&globex, &ana, day).await.unwrap().unwrap().worker_sid,
+        store
+            .known_agent(&globex, &ana, day)
+            .await
+            .unwrap()
+            .unwrap()
+            .worker_sid,
         first
     );
     // Nothing was written before accounts were kept here: nothing to adopt.
@@ -1071,10 +1081,17 @@ async fn known_agents_are_kept_by_key_replaced_by_a_later_one_and_forgotten_with
     // Two days on: outside a day's window, still stored until the purge's age.
     store.clock().advance(2 * day);
     assert_eq!(store.known_agent(&acme, &ana, day).await.unwrap(), None);
-    assert!(store.known_agent(&acme, &ana, 3 * day).await.unwrap().is_some());
+    assert!(store
+        .known_agent(&acme, &ana, 3 * day)
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(store.forget_agents(3 * day).await.unwrap(), 0);
     assert_eq!(store.forget_agents(day).await.unwrap(), 3);
-    assert_eq!(store.known_agent(&acme, &ana, 30 * day).await.unwrap(), None);
+    assert_eq!(
+        store.known_agent(&acme, &ana, 30 * day).await.unwrap(),
+        None
+    );
 }
 
 /// Each store test, once per backend.

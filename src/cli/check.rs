@@ -206,7 +206,10 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
     let mut lines = vec![Line::ok(CREDENTIALS, "Twilio accepted them")];
     let callback = match (&workspace, fetched) {
         (Err(e), _) => {
-            lines.push(Line::fail(WORKSPACE, format!("{e}: {}", fix(&workspace_key))));
+            lines.push(Line::fail(
+                WORKSPACE,
+                format!("{e}: {}", fix(&workspace_key)),
+            ));
             None
         }
         (Ok(ws), Some(Err(e))) => {
@@ -242,7 +245,14 @@ async fn checklist(settings: &Settings) -> Vec<Line> {
     lines.push(match &workspace {
         Ok(ws) if found => {
             let key = account.keys.flex("task_channel");
-            task_channel(&client, ws, &account.flex.task_channel, &key, &workspace_key).await
+            task_channel(
+                &client,
+                ws,
+                &account.flex.task_channel,
+                &key,
+                &workspace_key,
+            )
+            .await
         }
         _ => Line::fail(TASK_CHANNEL, "not checked: no workspace"),
     });

@@ -53,8 +53,7 @@ pub fn run(settings: &Settings, args: &RoutesArgs) -> anyhow::Result<ExitCode> {
     // The rules are the same for every account: `check` lists them all, each with its
     // `account=` condition; `explain` decides as one account's worker would.
     let wanted = settings.account.clone().or_else(|| {
-        matches!(args.command, RoutesCommand::Check)
-            .then(|| settings.account_names()[0].to_owned())
+        matches!(args.command, RoutesCommand::Check).then(|| settings.account_names()[0].to_owned())
     });
     let (account, flex, routing) = match settings.routes_of(wanted.as_deref()) {
         Ok(v) => v,

@@ -217,7 +217,10 @@ impl AccountSettings {
         mine("task_attributes", self.task_attributes.is_some());
         mine("priority", self.priority.is_some());
         mine("task_timeout_secs", self.task_timeout_secs.is_some());
-        mine("max_creates_per_second", self.max_creates_per_second.is_some());
+        mine(
+            "max_creates_per_second",
+            self.max_creates_per_second.is_some(),
+        );
         let task_attributes = match &self.task_attributes {
             None => flex.task_attributes.clone(),
             Some(text) => match serde_json::from_str(text) {
@@ -329,10 +332,9 @@ pub(super) fn validate(
         }
     }
     for (i, a) in valid.iter().enumerate() {
-        if let Some(b) = valid[..i]
-            .iter()
-            .find(|b| b.twilio.account_sid.is_some() && b.twilio.account_sid == a.twilio.account_sid)
-        {
+        if let Some(b) = valid[..i].iter().find(|b| {
+            b.twilio.account_sid.is_some() && b.twilio.account_sid == a.twilio.account_sid
+        }) {
             p.add(
                 &format!("accounts.{}.account_sid", a.name),
                 format!(
@@ -382,12 +384,22 @@ mod tests {
 
     #[test]
     fn a_command_gets_the_only_account_or_must_name_one_of_several() {
-        let pick = |names: &[&'static str], wanted| select(names.iter().copied(), wanted, str::to_owned);
+        let pick =
+            |names: &[&'static str], wanted| select(names.iter().copied(), wanted, str::to_owned);
         assert_eq!(pick(&["default"], None), Ok("default".into()));
-        assert_eq!(pick(&["acme", "globex"], Some("globex")), Ok("globex".into()));
+        assert_eq!(
+            pick(&["acme", "globex"], Some("globex")),
+            Ok("globex".into())
+        );
         let err = pick(&["acme", "globex"], None).unwrap_err();
-        assert!(err.contains("--account") && err.contains("acme, globex"), "{err}");
+        assert!(
+            err.contains("--account") && err.contains("acme, globex"),
+            "{err}"
+        );
         let err = pick(&["acme", "globex"], Some("initech")).unwrap_err();
-        assert!(err.contains("initech") && err.contains("acme, globex"), "{err}");
+        assert!(
+            err.contains("initech") && err.contains("acme, globex"),
+            "{err}"
+        );
     }
 }

@@ -67,11 +67,8 @@ impl FlexSettings {
             );
         }
         let priority = whole_number(p, &keys.flex("priority"), &self.priority);
-        let task_timeout_secs = whole_number(
-            p,
-            &keys.flex("task_timeout_secs"),
-            &self.task_timeout_secs,
-        );
+        let task_timeout_secs =
+            whole_number(p, &keys.flex("task_timeout_secs"), &self.task_timeout_secs);
         if self.max_creates_per_second == 0 || self.max_creates_per_second > 20 {
             p.add(
                 &keys.flex("max_creates_per_second"),

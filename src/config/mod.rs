@@ -427,10 +427,15 @@ impl Settings {
 
     /// Each account's name and SID as set (for showing a job's account by name).
     pub fn account_sids(&self) -> Vec<(String, Option<String>)> {
-        accounts::resolve(&self.accounts, &self.twilio, &self.flex, &mut Problems::default())
-            .into_iter()
-            .map(|a| (a.name, a.twilio.account_sid.map(|s| s.trim().to_owned())))
-            .collect()
+        accounts::resolve(
+            &self.accounts,
+            &self.twilio,
+            &self.flex,
+            &mut Problems::default(),
+        )
+        .into_iter()
+        .map(|a| (a.name, a.twilio.account_sid.map(|s| s.trim().to_owned())))
+        .collect()
     }
 
     /// The chosen account's name ([`Settings::account`], else the only one).
@@ -512,23 +517,27 @@ impl Settings {
         }
         // Claimed jobs queue for the rate limit while holding their lease: each account's
         // worker claims up to worker.concurrency, at its own pace.
-        let rate = self
-            .accounts
-            .values()
-            .filter_map(|a| a.max_creates_per_second)
-            .chain(std::iter::once(self.flex.max_creates_per_second))
-            .min()
-            .unwrap_or(1)
-            .max(1);
-        let queue_secs = w.concurrency as u64 / u64::from(rate);
-        if queue_secs * 2 >= w.lease_secs {
-            p.add(
-                "worker.concurrency",
-                format!(
-                    "{} jobs at flex.max_creates_per_second = {rate} wait up to {queue_secs} s for their turn, too long for worker.lease_secs = {}: lower the concurrency or lengthen the lease",
-                    w.concurrency, w.lease_secs
-                ),
-            );
+        let accounts = accounts::resolve(
+            &self.accounts,
+            &self.twilio,
+            &self.flex,
+            &mut Problems::default(),
+        );
+        for account in &accounts {
+            let rate = account.flex.max_creates_per_second.max(1);
+            let queue_secs = w.concurrency as u64 / u64::from(rate);
+            if queue_secs * 2 >= w.lease_secs {
+                p.add(
+                    "worker.concurrency",
+                    format!(
+                        "{} jobs at {} = {rate} wait up to {queue_secs} s for their turn, too long for worker.lease_secs = {}: lower the concurrency or lengthen the lease",
+                        w.concurrency,
+                        account.keys.flex("max_creates_per_second"),
+                        w.lease_secs
+                    ),
+                );
+                break;
+            }
         }
     }
 }

@@ -49,7 +49,8 @@ impl Problems {
     /// checked with each account.
     pub(super) fn dedup(&mut self) {
         let mut seen = std::collections::HashSet::new();
-        self.0.retain(|p| seen.insert((p.key.clone(), p.message.clone())));
+        self.0
+            .retain(|p| seen.insert((p.key.clone(), p.message.clone())));
     }
 }
 

@@ -83,7 +83,13 @@ fn live_mode_uses_the_api_key_when_set_and_never_prints_secrets() {
     .validate()
     .unwrap();
     assert!(!valid.is_dry_run());
-    let key = valid.accounts.first().twilio.api_key.as_ref().expect("the API key");
+    let key = valid
+        .accounts
+        .first()
+        .twilio
+        .api_key
+        .as_ref()
+        .expect("the API key");
     assert_eq!(key.sid, "SK00000000000000000000000000000001");
     let debug = format!("{valid:?}");
     assert!(!debug.contains("tok-secret-1"), "{debug}");

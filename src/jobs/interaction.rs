@@ -157,7 +157,11 @@ pub(super) async fn complete_facts(
         &completed.last_worker,
         &completed.customer_address,
     ) {
-        match cx.store.known_agent(&job.account_sid, customer, within).await {
+        match cx
+            .store
+            .known_agent(&job.account_sid, customer, within)
+            .await
+        {
             Ok(known) => completed.last_worker = Some(LastWorker::of(known)),
             Err(e) => return Err(Some(cx.store_failed(job, &e.to_string(), gone_out))),
         }

@@ -22,7 +22,10 @@ fn a_failure_is_labelled_by_its_twilio_code_else_by_where_it_failed() {
     assert_eq!(error_code_label(&JobError::store("locked")), "store");
     assert_eq!(error_code_label(&error(None, None, "timed out")), "network");
     // flexhook's own holding back (nothing was sent) is told from Twilio's silence.
-    for (origin, label) in [(ErrorOrigin::Pacing, "pacing"), (ErrorOrigin::Lease, "lease")] {
+    for (origin, label) in [
+        (ErrorOrigin::Pacing, "pacing"),
+        (ErrorOrigin::Lease, "lease"),
+    ] {
         let held = JobError::flexhook(origin, "nothing sent");
         assert_eq!(error_code_label(&held), label);
     }
@@ -59,7 +62,9 @@ fn the_text_has_every_family_and_counts_what_happened() {
         "{text}"
     );
     assert!(
-        text.contains(r#"flexhook_twilio_requests_total{account="default",api="flex",status="201",code=""} 1"#),
+        text.contains(
+            r#"flexhook_twilio_requests_total{account="default",api="flex",status="201",code=""} 1"#
+        ),
         "{text}"
     );
     assert!(text.contains("flexhook_rate_limit_queue_depth 1"), "{text}");

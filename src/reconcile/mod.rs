@@ -90,7 +90,7 @@ pub struct Reconciler {
     lifecycle: Lifecycle,
     /// Woken when a sweep queues an interaction job.
     wake: Arc<Notify>,
-    metrics: Option<Metrics>,
+    metrics: Option<(Metrics, String)>,
     target: Target,
     config: ReconcileConfig,
     owner: String,
@@ -119,8 +119,9 @@ impl Reconciler {
         }
     }
 
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
+    /// Counts its sweeps and findings under `account` (the account's configured name).
+    pub fn with_metrics(mut self, metrics: Metrics, account: &str) -> Self {
+        self.metrics = Some((metrics, account.to_owned()));
         self
     }
 
@@ -171,14 +172,15 @@ impl Reconciler {
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "could not record the sweep; its lease runs out on its own");
         }
-        if let Some(metrics) = &self.metrics {
+        if let Some((metrics, name)) = &self.metrics {
             metrics.reconcile_sweep(
+                name,
                 began.elapsed(),
                 swept.is_ok().then(|| ended as f64 / 1000.0),
             );
             if let Ok(sweep) = &swept {
                 for finding in &sweep.findings {
-                    metrics.reconcile_finding(finding.kind.as_str());
+                    metrics.reconcile_finding(name, finding.kind.as_str());
                 }
             }
         }

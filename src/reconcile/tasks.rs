@@ -181,7 +181,11 @@ impl Reconciler {
     /// Dead jobs, with Twilio's error and the command that retries them.
     pub(super) async fn dead(&self, findings: &mut Vec<Finding>) -> Result<(), ReconcileError> {
         let account = Some(self.target.account.as_str());
-        for job in self.store.list(Some(JobState::Dead), None, account, BATCH).await? {
+        for job in self
+            .store
+            .list(Some(JobState::Dead), None, account, BATCH)
+            .await?
+        {
             findings.push(dead_finding(job));
         }
         Ok(())

@@ -60,9 +60,11 @@ impl WebhookAuth {
     }
 
     fn position(&self, sid: &str) -> Option<usize> {
-        self.accounts
-            .iter()
-            .position(|a| a.account_sid.as_ref().is_some_and(|ours| ours.as_str() == sid))
+        self.accounts.iter().position(|a| {
+            a.account_sid
+                .as_ref()
+                .is_some_and(|ours| ours.as_str() == sid)
+        })
     }
 }
 

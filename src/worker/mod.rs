@@ -95,7 +95,11 @@ impl WorkerHandle {
         for join in self.joins {
             match join.await {
                 Ok(in_flight) => {
-                    drain(in_flight, deadline.saturating_duration_since(Instant::now())).await
+                    drain(
+                        in_flight,
+                        deadline.saturating_duration_since(Instant::now()),
+                    )
+                    .await
                 }
                 Err(e) => tracing::error!(error = %e, "worker task failed"),
             }
@@ -162,9 +166,7 @@ pub fn spawn(
         wakes.push(own_wake.clone());
         let worker = Arc::new(Worker {
             jobs: Context {
-                limiter: CreateRateLimit::per_second(
-                    account.options.jobs.max_creates_per_second,
-                ),
+                limiter: CreateRateLimit::per_second(account.options.jobs.max_creates_per_second),
                 settings: account.options.jobs.clone(),
                 store: store.clone(),
                 client: account.client,
@@ -234,7 +236,12 @@ impl Worker {
                     self.claims.fetch_add(1, Ordering::Relaxed)
                 );
                 let account = self.claims_for.as_deref();
-                match self.jobs.store.claim_due(&lease, lease_len, room, account).await {
+                match self
+                    .jobs
+                    .store
+                    .claim_due(&lease, lease_len, room, account)
+                    .await
+                {
                     Ok(jobs) => {
                         let claim = Claim {
                             lease,
@@ -271,7 +278,12 @@ impl Worker {
         if in_flight >= self.config.concurrency {
             return poll;
         }
-        match self.jobs.store.next_due_in(self.claims_for.as_deref()).await {
+        match self
+            .jobs
+            .store
+            .next_due_in(self.claims_for.as_deref())
+            .await
+        {
             Ok(Some(until)) => until.clamp(Duration::from_millis(20), poll),
             Ok(None) => poll,
             Err(e) => {

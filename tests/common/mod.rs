@@ -1,16 +1,19 @@
 //! The test harness, one module per way in: [`app`] (the in-process app on port 0),
 //! [`binary`] (the real `flexhook` binary, its port read from its log), [`signed`] (the
 //! webhooks Twilio would send, signed), [`flex`] (a Flex and TaskRouter that keep books and
-//! lie when told), [`twilio_world`] (Twilio's state as a sweep reads it) and [`services`]
+//! lie when told), [`twilio_world`] (Twilio's state as a sweep reads it), [`spec`] (Twilio's
+//! OpenAPI spec, as the contract tests read it) and [`services`]
 //! (PostgreSQL and root, skipped visibly, failing under `CI=true`). What is left here: the
 //! test account, the forms Twilio sends, Twilio's answers and the waits on the store.
 #![allow(dead_code, unused_imports)]
 
+pub mod accounts;
 pub mod app;
 pub mod binary;
 pub mod flex;
 pub mod services;
 pub mod signed;
+pub mod spec;
 pub mod twilio_world;
 
 use std::time::{Duration, Instant};
