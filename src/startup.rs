@@ -110,7 +110,7 @@ impl Application {
                     target,
                     settings.reconcile.clone(),
                 )
-                .with_metrics(metrics.clone(), &account.name);
+                .with_metrics(metrics.clone());
                 reconcilers.push(reconcile::spawn(reconciler, interval));
             }
             let options = WorkerOptions::from_settings(&settings, account);

@@ -1824,3 +1824,198 @@ fn check_with_public_base_url_ngrok_uses_the_agents_tunnel() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(out.stdout.contains("ngrok http 8080"), "{out:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// several accounts
+// ---------------------------------------------------------------------------------------
+
+/// The real binary with two accounts: their tables in a `--config` file, their secrets in
+/// `FLEXHOOK_ACCOUNTS__NAME__…` variables, as Fly secrets set them.
+#[test]
+fn two_accounts_are_served_chosen_with_account_and_listed_by_name() {
+    use common::accounts::{credentials_of, ACME, BOTH, GLOBEX};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let runtime = mock_runtime();
+    let twilio =
+        runtime.block_on(async {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/v1/Interactions"))
+                .respond_with(ResponseTemplate::new(201).set_body_json(
+                    common::interaction_created("CH00000000000000000000000000000000"),
+                ))
+                .mount(&server)
+                .await;
+            Mock::given(method("DELETE"))
+                .respond_with(ResponseTemplate::new(204))
+                .mount(&server)
+                .await;
+            server
+        });
+    let base = twilio.uri();
+    let mut sandbox = Sandbox::new()
+        .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL", &base)
+        .with("FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL", &base);
+    // The tables hold no secret; the variables do.
+    let mut tables = String::new();
+    for account in BOTH {
+        tables.push_str(&format!(
+            "[accounts.{}]\naccount_sid = \"{}\"\nworkspace_sid = \"{}\"\nworkflow_sid = \"{}\"\n",
+            account.name, account.sid, account.workspace, account.workflow
+        ));
+        let var = |key: &str| format!("FLEXHOOK_ACCOUNTS__{}__{key}", account.name.to_uppercase());
+        sandbox = sandbox.with(&var("AUTH_TOKEN"), account.token);
+        if let Some((key, secret)) = account.api_key {
+            sandbox = sandbox
+                .with(&var("API_KEY"), key)
+                .with(&var("API_SECRET"), secret);
+        }
+    }
+    let file = sandbox.path().join("accounts.toml");
+    std::fs::write(&file, tables).unwrap();
+    let config = file.to_str().unwrap().to_owned();
+    let sandbox = sandbox.with("FLEXHOOK_CONFIG", &config);
+
+    // Which account? A command that works on one must be told, among the names there are.
+    let url = "https://flexhook.example.com/webhooks/conversations";
+    let unnamed = sandbox.run(&["sign", "--url", url, "--param", "A=1"]);
+    assert_eq!(unnamed.status.code(), Some(1), "{unnamed:?}");
+    assert!(
+        unnamed.stderr.contains("--account") && unnamed.stderr.contains("acme, globex"),
+        "{unnamed:?}"
+    );
+    let unknown = sandbox.run(&[
+        "sign",
+        "--account",
+        "initech",
+        "--url",
+        url,
+        "--param",
+        "A=1",
+    ]);
+    assert!(
+        !unknown.status.success() && unknown.stderr.contains("acme, globex"),
+        "{unknown:?}"
+    );
+    // `sign` signs with the account's own token, from its variable.
+    let signed = sandbox.run(&[
+        "sign",
+        "--account",
+        "globex",
+        "--url",
+        url,
+        "--param",
+        "A=1",
+    ]);
+    assert!(signed.status.success(), "{signed:?}");
+    let params = vec![("A".to_owned(), "1".to_owned())];
+    assert!(
+        signed
+            .stdout
+            .contains(&common::signature(GLOBEX.token, url, &params)),
+        "{signed:?}"
+    );
+    let serve_one = sandbox.run(&["serve", "--account", "acme"]);
+    assert_eq!(serve_one.status.code(), Some(2), "{serve_one:?}");
+
+    // `serve` runs both; `simulate --account` signs and names each account's message.
+    let server = sandbox.serve();
+    let mut owners = std::collections::BTreeMap::new();
+    for (account, conversation) in [
+        (&ACME, "CH0000000000000000000000000000c001"),
+        (&GLOBEX, "CH0000000000000000000000000000c002"),
+    ] {
+        let out = sandbox.simulate(
+            &server,
+            conversation,
+            &["--account", account.name, "--author", CUSTOMER],
+        );
+        assert!(out.status.success(), "{out:?}\n{}", server.logs());
+        sandbox.wait_for_job(conversation, &[], |j| j["state"] == "created");
+        owners.insert(conversation, account);
+    }
+    drop(server);
+
+    let table = sandbox.run(&["jobs", "list"]);
+    assert!(table.status.success(), "{table:?}");
+    for (conversation, account) in &owners {
+        let row = table
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(*conversation))
+            .unwrap_or_else(|| panic!("{conversation} not listed: {table:?}"));
+        assert_eq!(row.split_whitespace().nth(1), Some(account.name), "{row}");
+    }
+    let only = sandbox.jobs_json(&["--account", "globex"]);
+    assert_eq!(only.len(), 1, "{only:#?}");
+    assert_eq!(only[0]["account"], "globex");
+    assert_eq!(only[0]["account_sid"], GLOBEX.sid);
+
+    let requests = runtime.block_on(twilio.received_requests()).unwrap();
+    let creates: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/v1/Interactions")
+        .collect();
+    assert_eq!(creates.len(), 2);
+    for create in creates {
+        let body = String::from_utf8_lossy(&create.body);
+        let (_, account) = owners
+            .iter()
+            .find(|(ch, _)| body.contains(**ch))
+            .expect("a create names its conversation");
+        assert_eq!(credentials_of(create), Some(account.credentials()));
+    }
+}
+
+/// `check` checks every account, one block each, and says which line is whose.
+#[test]
+fn check_checks_every_account_in_a_block_of_its_own() {
+    use common::accounts::BOTH;
+
+    let mut sandbox = Sandbox::new()
+        .with("FLEXHOOK_TWILIO__FLEX_API_BASE_URL", "http://127.0.0.1:9")
+        .with(
+            "FLEXHOOK_TWILIO__CONVERSATIONS_API_BASE_URL",
+            "http://127.0.0.1:9",
+        )
+        .with(
+            "FLEXHOOK_TWILIO__TASKROUTER_API_BASE_URL",
+            "http://127.0.0.1:9",
+        )
+        .with("FLEXHOOK_TWILIO__REQUEST_TIMEOUT_MS", "500");
+    let tables: String = BOTH.iter().map(|a| a.table()).collect();
+    let file = sandbox.path().join("accounts.toml");
+    std::fs::write(&file, tables).unwrap();
+    let config = file.to_str().unwrap().to_owned();
+    sandbox = sandbox.with("FLEXHOOK_CONFIG", &config);
+
+    let out = sandbox.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "nothing answers: {out:?}");
+    let acme = out.stdout.find("account acme:").expect("acme's block");
+    let globex = out.stdout.find("account globex:").expect("globex's block");
+    assert!(acme < globex, "{out:?}");
+    assert_eq!(
+        out.stdout.matches("the credentials work").count(),
+        2,
+        "{out:?}"
+    );
+
+    let json = sandbox.run(&["check", "--json"]);
+    let lines: Vec<Value> = serde_json::from_str(&json.stdout).expect("check --json is JSON");
+    for account in BOTH {
+        assert!(
+            lines.iter().any(|l| l["account"] == account.name),
+            "{}: {lines:#?}",
+            account.name
+        );
+    }
+    let one = sandbox.run(&["check", "--account", "globex", "--json"]);
+    let lines: Vec<Value> = serde_json::from_str(&one.stdout).expect("check --json is JSON");
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l["account"] == "globex"),
+        "{lines:#?}"
+    );
+}

@@ -319,8 +319,30 @@ pub(super) fn validate(
     p: &mut Problems,
 ) -> Option<Accounts> {
     let before = p.count();
+    let raws = resolve(accounts, twilio, flex, p);
+    for (i, a) in raws.iter().enumerate() {
+        let sid = |r: &RawAccount| {
+            r.twilio
+                .account_sid
+                .as_deref()
+                .map(str::trim)
+                .map(str::to_owned)
+        };
+        if let Some(b) = raws[..i]
+            .iter()
+            .find(|b| sid(b).is_some() && sid(b) == sid(a))
+        {
+            p.add(
+                &a.keys.twilio("account_sid"),
+                format!(
+                    "is also {}: a webhook could not tell the two accounts apart",
+                    b.keys.twilio("account_sid")
+                ),
+            );
+        }
+    }
     let mut valid = Vec::new();
-    for raw in resolve(accounts, twilio, flex, p) {
+    for raw in raws {
         let t = raw.twilio.validate_at(environment, &raw.keys, p);
         let f = raw.flex.validate_at(&raw.keys, p);
         if let (Some(twilio), Some(flex)) = (t, f) {
@@ -329,19 +351,6 @@ pub(super) fn validate(
                 twilio,
                 flex,
             });
-        }
-    }
-    for (i, a) in valid.iter().enumerate() {
-        if let Some(b) = valid[..i].iter().find(|b| {
-            b.twilio.account_sid.is_some() && b.twilio.account_sid == a.twilio.account_sid
-        }) {
-            p.add(
-                &format!("accounts.{}.account_sid", a.name),
-                format!(
-                    "is also accounts.{}.account_sid: a webhook could not tell the two apart",
-                    b.name
-                ),
-            );
         }
     }
     (p.count() == before && !valid.is_empty()).then(|| Accounts::new(valid))

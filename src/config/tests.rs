@@ -422,3 +422,181 @@ fn reengage_by_flexhook_needs_the_public_url_its_webhooks_point_at() {
         "{with_url:?}"
     );
 }
+
+/// Two `[accounts.NAME]` tables: `acme` with `[flex]`'s defaults, `globex` with an API key
+/// and settings of its own.
+const TWO_ACCOUNTS: &str = r#"
+[flex]
+task_attributes = '{"team":"support"}'
+
+[accounts.acme]
+account_sid = "AC11111111111111111111111111111111"
+auth_token = "acme-token"
+workspace_sid = "WS11111111111111111111111111111111"
+workflow_sid = "WW11111111111111111111111111111111"
+
+[accounts.globex]
+account_sid = "AC22222222222222222222222222222222"
+auth_token = "globex-token"
+api_key = "SK22222222222222222222222222222222"
+api_secret = "globex-secret"
+workspace_sid = "WS22222222222222222222222222222222"
+workflow_sid = "WW22222222222222222222222222222222"
+task_channel = "sms"
+task_attributes = '{"brand":"globex"}'
+max_creates_per_second = 5
+"#;
+
+fn keys_of(err: ConfigError) -> Vec<String> {
+    problems(err).into_iter().map(|p| p.key).collect()
+}
+
+#[test]
+fn named_accounts_replace_the_flat_one_and_take_flex_s_other_keys_as_defaults() {
+    let valid = Settings::from_toml(TWO_ACCOUNTS)
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert!(!valid.is_dry_run());
+    assert_eq!(valid.accounts.names(), ["acme", "globex"]);
+    let acme = valid.accounts.by_name("acme").unwrap();
+    assert_eq!(acme.flex.task_channel, "chat");
+    assert_eq!(acme.flex.task_attributes["team"], "support");
+    assert_eq!(acme.flex.max_creates_per_second, 15);
+    assert!(acme.twilio.api_key.is_none());
+    assert_eq!(acme.twilio.auth_token.expose_secret(), "acme-token");
+    let globex = valid.accounts.by_name("globex").unwrap();
+    assert_eq!(globex.flex.task_channel, "sms");
+    assert_eq!(globex.flex.task_attributes.get("team"), None);
+    assert_eq!(globex.flex.task_attributes["brand"], "globex");
+    assert_eq!(globex.flex.max_creates_per_second, 5);
+    assert_eq!(
+        globex.flex.workflow_sid.as_str(),
+        "WW22222222222222222222222222222222"
+    );
+    assert_eq!(
+        globex.twilio.api_key.as_ref().unwrap().sid,
+        "SK22222222222222222222222222222222"
+    );
+    // Shared: the base URLs and the timeout.
+    assert_eq!(globex.twilio.base_urls, acme.twilio.base_urls);
+    let sid = crate::domain::AccountSid::parse("AC22222222222222222222222222222222").unwrap();
+    assert_eq!(valid.accounts.by_sid(&sid).unwrap().name, "globex");
+    // The flat sections make one account, named `default`, as before.
+    let flat = load("local", &[]).unwrap().validate().unwrap();
+    assert_eq!(flat.accounts.names(), [DEFAULT_ACCOUNT]);
+}
+
+#[test]
+fn every_problem_of_an_account_names_its_own_key_and_variable() {
+    let text = format!(
+        "{TWO_ACCOUNTS}\n[accounts.initech]\naccount_sid = \"AC22222222222222222222222222222222\"\nworkspace_sid = \"WS33333333333333333333333333333333\"\nworkflow_sid = \"WS33333333333333333333333333333333\"\nmax_creates_per_second = 50\n\n[accounts.2nd]\naccount_sid = \"AC44444444444444444444444444444444\"\n"
+    );
+    let err = Settings::from_toml(&text).unwrap().validate().unwrap_err();
+    let shown = err.to_string();
+    let keys = keys_of(err);
+    for key in [
+        "accounts.initech.auth_token",
+        "accounts.initech.workflow_sid",
+        "accounts.initech.max_creates_per_second",
+        "accounts.2nd",
+    ] {
+        assert!(keys.contains(&key.to_owned()), "{key} not in {keys:?}");
+    }
+    // Two accounts with one SID: a webhook could not tell them apart.
+    assert!(
+        shown.contains("accounts.initech.account_sid")
+            && shown.contains("accounts.globex.account_sid"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("FLEXHOOK_ACCOUNTS__INITECH__AUTH_TOKEN"),
+        "{shown}"
+    );
+    // A `[flex]` key an account leaves to `[flex]` is named as `[flex]`'s.
+    let text = TWO_ACCOUNTS.replace(
+        "task_attributes = '{\"team\":\"support\"}'",
+        "task_channel = \" \"",
+    );
+    let keys = keys_of(Settings::from_toml(&text).unwrap().validate().unwrap_err());
+    assert_eq!(keys, ["flex.task_channel"]);
+}
+
+#[test]
+fn an_account_sid_in_twilio_beside_named_accounts_is_refused() {
+    let text =
+        format!("{TWO_ACCOUNTS}\n[twilio]\naccount_sid = \"AC55555555555555555555555555555555\"\n");
+    let err = Settings::from_toml(&text).unwrap().validate().unwrap_err();
+    let shown = err.to_string();
+    assert_eq!(keys_of(err), ["twilio.account_sid"]);
+    assert!(shown.contains("[accounts.acme]"), "{shown}");
+}
+
+#[test]
+fn a_rule_may_be_for_some_accounts_but_only_configured_ones() {
+    let rule = |accounts: &str| {
+        format!(
+            "{TWO_ACCOUNTS}\n[[routing.rules]]\nname = \"vip\"\nmatch = {{ account = [{accounts}] }}\nset = {{ priority = 9 }}\n"
+        )
+    };
+    let valid = Settings::from_toml(&rule("\"globex\""))
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(valid.routing.rules[0].accounts, ["globex"]);
+    assert!(!valid.routing.rules[0].is_catch_all());
+    assert_eq!(valid.routing.for_account("globex").rules.len(), 1);
+    assert!(valid.routing.for_account("acme").rules.is_empty());
+    let err = Settings::from_toml(&rule("\"globex\", \"initech\""))
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("match.account `initech`") && err.contains("acme, globex"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_command_gets_the_only_account_or_the_one_it_names() {
+    let mut settings = Settings::from_toml(TWO_ACCOUNTS).unwrap();
+    let err = settings.twilio().unwrap_err().to_string();
+    assert!(
+        err.contains("--account") && err.contains("acme, globex"),
+        "{err}"
+    );
+    settings.account = Some("globex".into());
+    let twilio = settings.twilio().unwrap();
+    assert_eq!(
+        twilio.account_sid.unwrap().as_str(),
+        "AC22222222222222222222222222222222"
+    );
+    assert_eq!(
+        settings.workspace_sid().unwrap().as_str(),
+        "WS22222222222222222222222222222222"
+    );
+    let (flex, _) = settings.routes().unwrap();
+    assert_eq!(flex.task_channel, "sms");
+    settings.account = Some("initech".into());
+    let err = settings.twilio().unwrap_err().to_string();
+    assert!(
+        err.contains("initech") && err.contains("acme, globex"),
+        "{err}"
+    );
+    // With the flat sections, `default` is the one.
+    let flat = load("local", &[]).unwrap();
+    assert_eq!(flat.account_name().unwrap(), DEFAULT_ACCOUNT);
+}
+
+#[test]
+fn an_accounts_keys_are_set_by_variables_named_after_it() {
+    assert_eq!(
+        env_vars_for("accounts.acme.auth_token"),
+        "set by FLEXHOOK_ACCOUNTS__ACME__AUTH_TOKEN"
+    );
+    assert_eq!(
+        env_vars_for("flex.workflow_sid"),
+        "set by FLEXHOOK_FLEX__WORKFLOW_SID"
+    );
+}

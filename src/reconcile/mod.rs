@@ -61,6 +61,8 @@ pub enum ReconcileError {
 /// The account, workspace and URL a sweep compares against.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The account's configured name (its logs and metrics carry it).
+    pub name: String,
     pub account: AccountSid,
     pub workspace: WorkspaceSid,
     /// `server.public_base_url` + `/webhooks/conversations`: how flexhook's conversation
@@ -76,6 +78,7 @@ impl Target {
     /// `public_base_url`: as resolved at start-up (an ngrok tunnel's, say).
     pub fn of(account: &AccountConfig, public_base_url: Option<&str>) -> Option<Self> {
         Some(Self {
+            name: account.name.clone(),
             account: account.twilio.account_sid.clone()?,
             workspace: account.flex.workspace_sid.clone(),
             webhook_url: public_base_url.map(|base| WebhookRoute::Conversations.url(base)),
@@ -90,7 +93,7 @@ pub struct Reconciler {
     lifecycle: Lifecycle,
     /// Woken when a sweep queues an interaction job.
     wake: Arc<Notify>,
-    metrics: Option<(Metrics, String)>,
+    metrics: Option<Metrics>,
     target: Target,
     config: ReconcileConfig,
     owner: String,
@@ -119,10 +122,15 @@ impl Reconciler {
         }
     }
 
-    /// Counts its sweeps and findings under `account` (the account's configured name).
-    pub fn with_metrics(mut self, metrics: Metrics, account: &str) -> Self {
-        self.metrics = Some((metrics, account.to_owned()));
+    /// Counts its sweeps and findings under its account's name.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
+    }
+
+    /// Its account's configured name.
+    pub fn account_name(&self) -> &str {
+        &self.target.name
     }
 
     /// One sweep now. `since`: look back this far instead of to the last sweep;
@@ -172,7 +180,8 @@ impl Reconciler {
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "could not record the sweep; its lease runs out on its own");
         }
-        if let Some((metrics, name)) = &self.metrics {
+        if let Some(metrics) = &self.metrics {
+            let name = &self.target.name;
             metrics.reconcile_sweep(
                 name,
                 began.elapsed(),

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{ReconcileError, Reconciler};
 
@@ -25,6 +26,7 @@ impl ReconcileHandle {
 /// Sweeps at start-up, then every `interval`.
 pub fn spawn(reconciler: Reconciler, interval: Duration) -> ReconcileHandle {
     let cancel = CancellationToken::new();
+    let span = tracing::info_span!("reconcile", account = %reconciler.account_name());
     let join = tokio::spawn({
         let cancel = cancel.clone();
         async move {
@@ -51,6 +53,7 @@ pub fn spawn(reconciler: Reconciler, interval: Duration) -> ReconcileHandle {
                 }
             }
         }
+        .instrument(span)
     });
     ReconcileHandle { cancel, join }
 }
