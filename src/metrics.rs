@@ -475,6 +475,7 @@ impl Metrics {
             if *account != NO_ACCOUNT {
                 // 0 until a sweep succeeds, so that "no sweep for too long" can fire.
                 let _ = f.reconcile_last_success.get_or_create(&label);
+                let _ = f.reconcile_duration.get_or_create(&label);
             }
         }
     }
