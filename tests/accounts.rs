@@ -503,3 +503,61 @@ async fn two_instances_on_postgresql_give_each_accounts_conversations_one_intera
     }
     assert_eq!(assert_sent_as_their_account(&env, &owners).await, 12);
 }
+
+/// A `reservation.accepted` of `account`'s workspace: `worker` took `customer`'s task.
+fn accepted(account: &TestAccount, customer: &str, worker: &str) -> Vec<(String, String)> {
+    let attributes = json!({"customerAddress": customer, "from": customer}).to_string();
+    [
+        ("EventType", "reservation.accepted"),
+        ("AccountSid", account.sid),
+        ("WorkspaceSid", account.workspace),
+        ("TaskSid", &random_sid("WT")),
+        ("WorkerSid", worker),
+        ("TaskAttributes", &attributes),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test]
+async fn an_agent_is_known_to_the_customers_of_their_own_account_only() {
+    const CUSTOMER: &str = "+14155550100";
+    const AGENT: &str = "WK11111111111111111111111111111111";
+    let env = Env::new().await;
+    flex_creates(&env).await;
+    let app = TestApp::start_with_config(&env, &NO_FLAT_ACCOUNT, Some(&two_accounts_toml())).await;
+    let store = env.store().await;
+    // acme's agent took the customer's task; the same customer then writes to both.
+    let sent = app
+        .post_signed(accepted(&ACME, CUSTOMER, AGENT))
+        .to("/webhooks/taskrouter")
+        .signed_with_token(ACME.token);
+    assert_eq!(sent.send().await.status(), 200);
+    let mut attributes = BTreeMap::new();
+    for account in BOTH {
+        let ch = random_sid("CH");
+        let sent = app
+            .post_signed(account.message(&ch))
+            .signed_with_token(account.token);
+        assert_eq!(sent.send().await.status(), 200);
+        wait_for_state(&store, &ch, JobState::Created).await;
+        let requests = env.flex.received_requests().await.unwrap();
+        let create = requests
+            .iter()
+            .find(|r| String::from_utf8_lossy(&r.body).contains(ch.as_str()))
+            .unwrap();
+        attributes.insert(
+            account.name,
+            form_json(&create.body, "Routing")["properties"]["attributes"].clone(),
+        );
+    }
+    app.stop().await;
+    assert_eq!(attributes["acme"]["lastWorkerSid"], AGENT);
+    assert_eq!(attributes["acme"]["knownAgent"], true);
+    assert!(
+        attributes["globex"].get("lastWorkerSid").is_none(),
+        "acme's agent offered to globex: {}",
+        attributes["globex"]
+    );
+}

@@ -1134,3 +1134,65 @@ on_both_backends!(
     never_twice_flags_hold_across_retries_re_arms_and_takeovers,
     known_agents_are_kept_by_key_replaced_by_a_later_one_and_forgotten_with_age,
 );
+
+/// Known agents stored before accounts were kept (migrations up to 0006) survive the
+/// migration without an account, and become the one account's at its first start-up.
+#[tokio::test]
+async fn known_agents_of_earlier_versions_are_kept_for_the_deployments_one_account() {
+    use flexhook::domain::{AccountSid, CustomerAddress, WorkerSid};
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nested/dir")).unwrap();
+    let earlier = dir.path().join("earlier-migrations");
+    std::fs::create_dir(&earlier).unwrap();
+    let all = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    for entry in std::fs::read_dir(all).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.as_str() < "0007" {
+            std::fs::copy(entry.path(), earlier.join(&name)).unwrap();
+        }
+    }
+    let url = format!(
+        "sqlite://{}/nested/dir/jobs.db?mode=rwc",
+        dir.path().display()
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(earlier.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let customer = CustomerAddress::new("whatsapp:+34600111222");
+    let worker = WorkerSid::parse("WK11111111111111111111111111111111").unwrap();
+    sqlx::query(
+        "INSERT INTO known_agents (customer_key, worker_sid, accepted_at) VALUES (?1, ?2, ?3)",
+    )
+    .bind(customer.key())
+    .bind(worker.as_str())
+    .bind(options().clock.now_ms())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = open(&dir).await;
+    let ours = AccountSid::parse("AC11111111111111111111111111111111").unwrap();
+    let day = Duration::from_secs(86_400);
+    assert_eq!(
+        store.known_agent(&ours, &customer, day).await.unwrap(),
+        None
+    );
+    assert_eq!(store.adopt_agents(&ours).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .known_agent(&ours, &customer, day)
+            .await
+            .unwrap()
+            .unwrap()
+            .worker_sid,
+        worker
+    );
+    assert_eq!(store.adopt_agents(&ours).await.unwrap(), 0, "once");
+}
