@@ -40,23 +40,21 @@ pub(crate) struct WebhookAuth {
 impl WebhookAuth {
     /// The account whose keys check `payload`: the one its `AccountSid` names (read as the
     /// event's reader reads it), or with a single account, that one (its check then refuses
-    /// another account's event, as before). `Err`: several accounts, none of them named.
-    pub fn pick(&self, payload: &crate::signature::Payload) -> Result<usize, ()> {
+    /// another account's event, as before). `None`: several accounts, none of them named.
+    pub fn pick(&self, payload: &crate::signature::Payload) -> Option<usize> {
         if let [_] = self.accounts.as_slice() {
-            return Ok(0);
+            return Some(0);
         }
         // The hot path: a form's first AccountSid, trimmed, as its reader finds it.
         let claimed = match payload {
             crate::signature::Payload::Form(form) => form.get("AccountSid").map(str::trim),
             crate::signature::Payload::Json(_) => None,
         };
-        if let Some(claimed) = claimed {
-            if let Some(i) = self.position(claimed) {
-                return Ok(i);
-            }
+        if let Some(i) = claimed.and_then(|claimed| self.position(claimed)) {
+            return Some(i);
         }
-        let claimed = crate::event::claimed_account(payload).ok_or(())?;
-        self.position(claimed.as_str()).ok_or(())
+        let claimed = crate::event::claimed_account(payload)?;
+        self.position(claimed.as_str())
     }
 
     fn position(&self, sid: &str) -> Option<usize> {
@@ -83,4 +81,61 @@ pub(crate) struct AppState {
     pub metrics: Metrics,
     /// `server.metrics_token`: `/metrics` on the webhook port needs it.
     pub metrics_token: Option<SecretString>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::signature::Payload;
+
+    const ACME: &str = "AC11111111111111111111111111111111";
+    const GLOBEX: &str = "AC22222222222222222222222222222222";
+
+    fn auth(sids: &[Option<&str>]) -> WebhookAuth {
+        let accounts = sids
+            .iter()
+            .enumerate()
+            .map(|(i, sid)| AccountAuth {
+                name: format!("account{i}"),
+                account_sid: sid.map(|s| AccountSid::parse(s).unwrap()),
+                verifier: Verifier::new(format!("token{i}").into(), None, BTreeMap::new()),
+                workspace_sid: WorkspaceSid::parse(&format!("WS{:032x}", i)).unwrap(),
+            })
+            .collect();
+        WebhookAuth {
+            accounts,
+            public_base_url: None,
+            trust_forwarded_headers: false,
+        }
+    }
+
+    fn form(account: &str) -> Payload {
+        Payload::Form(
+            [("EventType", "onMessageAdded"), ("AccountSid", account)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_account_is_the_one_the_payload_names_as_its_reader_reads_it() {
+        let two = auth(&[Some(ACME), Some(GLOBEX)]);
+        assert_eq!(two.pick(&form(ACME)), Some(0));
+        assert_eq!(two.pick(&form(GLOBEX)), Some(1));
+        assert_eq!(two.pick(&form(&format!(" {GLOBEX} "))), Some(1), "trimmed");
+        let nested = serde_json::json!({"conversation": {"EventType": "onMessageAdded", "AccountSid": GLOBEX}});
+        assert_eq!(two.pick(&Payload::Json(nested.to_string().into())), Some(1));
+        // No configured account named: none checks it.
+        assert_eq!(two.pick(&form("AC33333333333333333333333333333333")), None);
+        assert_eq!(two.pick(&form("not-a-sid")), None);
+        assert_eq!(two.pick(&Payload::Json(b"[]".to_vec())), None);
+        // One account checks everything (and refuses another's event after its check).
+        for one in [auth(&[Some(ACME)]), auth(&[None])] {
+            assert_eq!(one.pick(&form(GLOBEX)), Some(0));
+            assert_eq!(one.pick(&Payload::Json(b"{}".to_vec())), Some(0));
+        }
+    }
 }

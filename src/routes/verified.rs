@@ -192,9 +192,13 @@ pub(crate) fn verify(
         BodyKind::Json => Payload::Json(body.to_vec()),
     };
     // Only the account the payload names checks it: another account's keys never do.
-    let account = auth.pick(&payload).map_err(|()| {
+    let account = auth.pick(&payload).ok_or_else(|| {
         let _span = span(req).entered();
-        tracing::warn!("webhook refused: AccountSid names no configured account");
+        let claimed = crate::event::claimed_account(&payload);
+        tracing::warn!(
+            claimed = claimed.as_ref().map(|sid| sid.as_str()),
+            "webhook refused: AccountSid names no configured account"
+        );
         WebhookError::WrongAccount
     })?;
     picked_account(req, account, &auth.accounts[account].name);
