@@ -368,7 +368,7 @@ impl Metrics {
         );
         registry.register(
             "rate_limit_queue_depth",
-            "Interaction creates of this process waiting for the rate limit (flex.max_creates_per_second)",
+            "Interaction creates and invites of this process waiting for their account's rate limit (max_creates_per_second), every account together",
             families.rate_limit_waiting.clone(),
         );
         registry.register(

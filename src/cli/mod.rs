@@ -34,7 +34,7 @@ pub struct Cli {
 
     /// The account a command works on, by its [accounts.NAME]; required when several are
     /// configured (`check` then checks each, `jobs` lists every account's).
-    #[arg(long, global = true, value_name = "NAME", env = "FLEXHOOK_ACCOUNT")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub account: Option<String>,
 
     #[command(subcommand)]
