@@ -355,6 +355,8 @@ fn dry_run_round_trip(conversation: &str, json: bool) {
         .unwrap_or_else(|| panic!("no job for {conversation}: {jobs:#?}"));
     assert_eq!(job["state"], "created", "{job:#}");
     assert_eq!(job["kind"], "interaction", "{job:#}");
+    // Dry-run's one account, whatever AccountSid the message named.
+    assert_eq!(job["account"], "default", "{job:#}");
     assert!(!job.to_string().contains(CUSTOMER_NUMBER), "{job:#}");
     let of_kind = sandbox.jobs_json(&["--kind", "interaction"]);
     assert!(of_kind

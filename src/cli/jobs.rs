@@ -76,10 +76,14 @@ struct AccountNames(Vec<(String, Option<String>)>);
 impl AccountNames {
     fn of(&self, job: &Job) -> String {
         let sid = job.account_sid.as_str();
-        self.0
-            .iter()
-            .find(|(_, s)| s.as_deref() == Some(sid))
-            .map_or_else(|| sid.to_owned(), |(name, _)| name.clone())
+        match self.0.as_slice() {
+            // Dry-run: the one account without a SID takes every job.
+            [(name, None)] => name.clone(),
+            accounts => accounts
+                .iter()
+                .find(|(_, s)| s.as_deref() == Some(sid))
+                .map_or_else(|| sid.to_owned(), |(name, _)| name.clone()),
+        }
     }
 
     /// The SID of `--account NAME`, which `jobs list` keeps to.
