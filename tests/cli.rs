@@ -1840,9 +1840,28 @@ fn two_accounts_are_served_chosen_with_account_and_listed_by_name() {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     let runtime = mock_runtime();
+    // globex's Flex refuses its hand-off for good (its job goes dead); acme's creates.
+    let globex = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            GLOBEX.credentials()
+        )
+    );
     let twilio =
         runtime.block_on(async {
             let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/v1/Interactions"))
+                .and(wiremock::matchers::header("authorization", globex.as_str()))
+                .respond_with(common::twilio_error(
+                    400,
+                    80102,
+                    "Participant already in an interaction",
+                ))
+                .with_priority(1)
+                .mount(&server)
+                .await;
             Mock::given(method("POST"))
                 .and(path("/v1/Interactions"))
                 .respond_with(ResponseTemplate::new(201).set_body_json(
@@ -1926,20 +1945,35 @@ fn two_accounts_are_served_chosen_with_account_and_listed_by_name() {
     // `serve` runs both; `simulate --account` signs and names each account's message.
     let server = sandbox.serve();
     let mut owners = std::collections::BTreeMap::new();
-    for (account, conversation) in [
-        (&ACME, "CH0000000000000000000000000000c001"),
-        (&GLOBEX, "CH0000000000000000000000000000c002"),
-    ] {
+    let (acme_ch, globex_ch) = (
+        "CH0000000000000000000000000000c001",
+        "CH0000000000000000000000000000c002",
+    );
+    for (account, conversation, ends) in [(&ACME, acme_ch, "created"), (&GLOBEX, globex_ch, "dead")]
+    {
         let out = sandbox.simulate(
             &server,
             conversation,
             &["--account", account.name, "--author", CUSTOMER],
         );
         assert!(out.status.success(), "{out:?}\n{}", server.logs());
-        sandbox.wait_for_job(conversation, &[], |j| j["state"] == "created");
+        sandbox.wait_for_job(conversation, &[], |j| j["state"] == ends);
         owners.insert(conversation, account);
     }
     drop(server);
+
+    // One account's jobs: shown, and retried, only under its own name.
+    let elsewhere = sandbox.run(&["jobs", "show", acme_ch, "--account", "globex"]);
+    assert_eq!(elsewhere.status.code(), Some(1), "{elsewhere:?}");
+    let mine = sandbox.run(&["jobs", "show", acme_ch, "--account", "acme"]);
+    assert!(mine.stdout.contains("account          acme"), "{mine:?}");
+    let wrong = sandbox.run(&["jobs", "retry", globex_ch, "--account", "acme"]);
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    assert!(wrong.stderr.contains("account globex's"), "{wrong:?}");
+    let none = sandbox.run(&["jobs", "retry", "--all-dead", "--account", "acme"]);
+    assert!(none.stdout.contains("0 job(s) moved back"), "{none:?}");
+    let one = sandbox.run(&["jobs", "retry", "--all-dead", "--account", "globex"]);
+    assert!(one.stdout.contains("1 job(s) moved back"), "{one:?}");
 
     let table = sandbox.run(&["jobs", "list"]);
     assert!(table.status.success(), "{table:?}");
@@ -1961,7 +1995,11 @@ fn two_accounts_are_served_chosen_with_account_and_listed_by_name() {
         .iter()
         .filter(|r| r.url.path() == "/v1/Interactions")
         .collect();
-    assert_eq!(creates.len(), 2);
+    assert_eq!(
+        creates.len(),
+        2,
+        "one each; the refused one is not tried again"
+    );
     for create in creates {
         let body = String::from_utf8_lossy(&create.body);
         let (_, account) = owners

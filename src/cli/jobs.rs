@@ -167,6 +167,9 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
         } => {
             let sid = conversation(c)?;
             let mut jobs = store.for_conversation(&sid).await?;
+            if let Some(account) = &only {
+                jobs.retain(|j| j.account_sid.as_str() == account);
+            }
             if *json || kind.is_some() {
                 let wanted = kind.unwrap_or(JobKind::Interaction);
                 jobs.retain(|j| j.kind == wanted);
@@ -196,9 +199,37 @@ pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCod
             all_dead,
         } => {
             let n = if *all_dead {
-                store.retry_dead(None).await?
+                match &only {
+                    None => store.retry_dead(None).await?,
+                    // `--account NAME`: that account's dead jobs, conversation by conversation.
+                    Some(account) => {
+                        let dead = store
+                            .list(Some(JobState::Dead), None, Some(account), usize::MAX)
+                            .await?;
+                        let mut conversations: Vec<&ConversationSid> =
+                            dead.iter().map(|j| &j.conversation_sid).collect();
+                        conversations.sort_by_key(|c| c.as_str());
+                        conversations.dedup();
+                        let mut n = 0;
+                        for sid in conversations {
+                            n += store.retry_dead(Some(sid)).await?;
+                        }
+                        n
+                    }
+                }
             } else {
                 let sid = conversation(c.as_deref().unwrap_or_default())?;
+                if let (Some(account), Some(job)) = (&only, store.get(&sid).await?) {
+                    if job.account_sid.as_str() != account {
+                        eprintln!(
+                            "conversation {sid} is account {}'s, not --account {}'s: nothing retried",
+                            names.of(&job),
+                            settings.account.as_deref().unwrap_or_default()
+                        );
+                        store.close().await;
+                        return Ok(ExitCode::from(1));
+                    }
+                }
                 let n = store.retry_dead(Some(&sid)).await?;
                 if n == 0 {
                     match store.get(&sid).await? {
