@@ -1990,7 +1990,26 @@ fn two_accounts_are_served_chosen_with_account_and_listed_by_name() {
     assert_eq!(only[0]["account"], "globex");
     assert_eq!(only[0]["account_sid"], GLOBEX.sid);
 
+    // A command's own requests go out as the account it names.
+    sandbox.run(&["taskrouter", "status", "--account", "globex"]);
+    sandbox.run(&["address", "list", "--account", "acme"]);
     let requests = runtime.block_on(twilio.received_requests()).unwrap();
+    let workspace = format!("/v1/Workspaces/{}", GLOBEX.workspace);
+    let status: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path() == workspace)
+        .collect();
+    let listed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/v1/Configuration/Addresses")
+        .collect();
+    assert!(!status.is_empty() && !listed.is_empty(), "{requests:?}");
+    for r in status {
+        assert_eq!(credentials_of(r), Some(GLOBEX.credentials()));
+    }
+    for r in listed {
+        assert_eq!(credentials_of(r), Some(ACME.credentials()));
+    }
     let creates: Vec<_> = requests
         .iter()
         .filter(|r| r.url.path() == "/v1/Interactions")
