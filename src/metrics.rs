@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -21,206 +20,18 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::domain::WebhookRoute;
-use crate::store::{ErrorOrigin, JobError, JobKind, StoreStats};
+use crate::store::{JobError, JobKind, StoreStats};
+
+mod labels;
+
+use labels::{
+    error_code_label, AccountLabel, ApiCallLabels, ApiLabel, BuildLabels, JobLabels, KindLabel,
+    RouteLabel, WebhookLabels,
+};
+pub use labels::{event_label, EventLabel, WebhookOutcome, NO_ACCOUNT, OTHER_EVENT, UNKNOWN_EVENT};
 
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The `account` label of a webhook refused before its account was known: its
-/// `AccountSid` names no configured account, or it could not be read.
-pub const NO_ACCOUNT: &str = "unknown";
-
-/// `account`, `route`, `event`, `outcome` of one webhook answer.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct WebhookLabels {
-    account: String,
-    route: &'static str,
-    event: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabel {
-    account: String,
-    route: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct JobLabels {
-    account: String,
-    kind: &'static str,
-    outcome: &'static str,
-    code: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    account: String,
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AccountLabel {
-    account: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiCallLabels {
-    account: String,
-    api: &'static str,
-    status: String,
-    code: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiLabel {
-    account: String,
-    api: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
-    store: &'static str,
-}
-
-/// How one webhook was answered: the `outcome` label of `flexhook_webhooks_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum WebhookOutcome {
-    /// New work was queued (a new conversation's job, a close job).
-    Accepted,
-    /// Nothing new: the conversation (or its close job) is known already.
-    Known,
-    /// Verified and understood, but not for flexhook to act on.
-    Ignored,
-    BadSignature,
-    WrongAccount,
-    BadRequest,
-    TooLarge,
-    StoreUnavailable,
-}
-
-impl WebhookOutcome {
-    pub const ALL: [Self; 8] = [
-        Self::Accepted,
-        Self::Known,
-        Self::Ignored,
-        Self::BadSignature,
-        Self::WrongAccount,
-        Self::BadRequest,
-        Self::TooLarge,
-        Self::StoreUnavailable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Known => "known",
-            Self::Ignored => "ignored",
-            Self::BadSignature => "bad_signature",
-            Self::WrongAccount => "wrong_account",
-            Self::BadRequest => "bad_request",
-            Self::TooLarge => "too_large",
-            Self::StoreUnavailable => "store_unavailable",
-        }
-    }
-}
-
-/// The `event` label of a webhook refused before its event was read.
-pub const UNKNOWN_EVENT: &str = "unknown";
-/// The `event` label of an event type not in [`EVENT_TYPES`].
-pub const OTHER_EVENT: &str = "other";
-
-/// A bounded `event` label: one of [`EVENT_TYPES`], [`OTHER_EVENT`] or [`UNKNOWN_EVENT`],
-/// kept as its index so that the hot path finds its counter without hashing a string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventLabel(u8);
-
-impl EventLabel {
-    pub const OTHER: Self = Self(EVENT_TYPES.len() as u8);
-    pub const UNKNOWN: Self = Self(EVENT_TYPES.len() as u8 + 1);
-    /// How many there are.
-    const COUNT: usize = EVENT_TYPES.len() + 2;
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OTHER => OTHER_EVENT,
-            Self::UNKNOWN => UNKNOWN_EVENT,
-            Self(i) => EVENT_TYPES[usize::from(i)],
-        }
-    }
-}
-
-// Every event label, `other` and `unknown` included, fits an `EventLabel`'s `u8`.
-const _: () = assert!(EventLabel::COUNT <= u8::MAX as usize);
-
-/// Every event type a label may name: Conversations' webhook events, then TaskRouter's.
-const EVENT_TYPES: &[&str] = &[
-    "onMessageAdded",
-    "onMessageUpdated",
-    "onMessageRemoved",
-    "onMessageAdd",
-    "onMessageUpdate",
-    "onMessageRemove",
-    "onConversationAdded",
-    "onConversationUpdated",
-    "onConversationRemoved",
-    "onConversationStateUpdated",
-    "onConversationAdd",
-    "onConversationUpdate",
-    "onConversationRemove",
-    "onParticipantAdded",
-    "onParticipantUpdated",
-    "onParticipantRemoved",
-    "onParticipantAdd",
-    "onParticipantUpdate",
-    "onParticipantRemove",
-    "onDeliveryUpdated",
-    "onUserAdded",
-    "onUserUpdated",
-    "onUserUpdate",
-    "task.created",
-    "task.updated",
-    "task.canceled",
-    "task.completed",
-    "task.wrapup",
-    "task.deleted",
-    "task.system-deleted",
-    "task.transfer-initiated",
-    "task.transfer-attempt-failed",
-    "task.transfer-failed",
-    "task.transfer-canceled",
-    "task.transfer-completed",
-    "task-queue.entered",
-    "task-queue.timeout",
-    "task-queue.moved",
-    "reservation.created",
-    "reservation.accepted",
-    "reservation.rejected",
-    "reservation.timeout",
-    "reservation.canceled",
-    "reservation.rescinded",
-    "reservation.completed",
-    "reservation.failed",
-    "reservation.wrapup",
-    "workflow.target-matched",
-    "workflow.entered",
-    "workflow.timeout",
-    "workflow.skipped",
-    "worker.activity.update",
-    "worker.attributes.update",
-    "worker.capacity.update",
-    "worker.channel.availability.update",
-];
-
-/// `raw` as a bounded label value: itself when it is a known event type, else `other`.
-pub fn event_label(raw: &str) -> EventLabel {
-    EVENT_TYPES
-        .iter()
-        .position(|known| *known == raw)
-        .map_or(EventLabel::OTHER, |i| EventLabel(i as u8))
-}
 
 /// The webhook routes' `route` labels, from the routes' table.
 const ROUTES: [&str; WebhookRoute::ALL.len()] = WebhookRoute::LABELS;
@@ -680,20 +491,6 @@ pub struct RateLimitWait(Gauge);
 impl Drop for RateLimitWait {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// A failure's `code` label: `store` for the store's, else Twilio's error code, else
-/// `http_<status>`, else `pacing` or `lease` for flexhook's own holding back (nothing was
-/// sent), else `network`.
-fn error_code_label(error: &JobError) -> String {
-    match (error.origin, error.code, error.status) {
-        (ErrorOrigin::Store, ..) => "store".to_owned(),
-        (_, Some(code), _) => code.to_string(),
-        (_, None, Some(status)) => format!("http_{status}"),
-        (ErrorOrigin::Pacing, None, None) => "pacing".to_owned(),
-        (ErrorOrigin::Lease, None, None) => "lease".to_owned(),
-        (ErrorOrigin::Twilio, None, None) => "network".to_owned(),
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::ErrorOrigin;
 use crate::twilio::RequestObserver;
 
 #[test]
