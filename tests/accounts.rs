@@ -149,17 +149,9 @@ fn as_json(pairs: &[(String, String)]) -> serde_json::Value {
     serde_json::Value::Object(pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
 }
 
-fn task_event(account: &str, workspace: &str) -> Vec<(String, String)> {
-    [
-        ("EventType", "task.canceled"),
-        ("AccountSid", account),
-        ("WorkspaceSid", workspace),
-        ("TaskSid", &random_sid("WT")),
-        ("TaskAttributes", "{}"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+/// A task's cancelation in `account`'s name, from `workspace`.
+fn task_event(account: &TestAccount, workspace: &str) -> Vec<(String, String)> {
+    account.task_event("task.canceled", workspace, &random_sid("WT"), "{}")
 }
 
 #[tokio::test]
@@ -209,12 +201,12 @@ async fn a_webhook_is_checked_with_the_keys_of_the_account_it_names_and_no_other
     assert_eq!(status(sent.send().await), 403, "unknown account");
     // TaskRouter's events alike, and an account's event names its own workspace.
     let sent = app
-        .post_signed(task_event(GLOBEX.sid, GLOBEX.workspace))
+        .post_signed(task_event(&GLOBEX, GLOBEX.workspace))
         .to("/webhooks/taskrouter")
         .signed_with_token(ACME.token);
     assert_eq!(status(sent.send().await), 403, "TaskRouter, globex's event");
     let sent = app
-        .post_signed(task_event(ACME.sid, GLOBEX.workspace))
+        .post_signed(task_event(&ACME, GLOBEX.workspace))
         .to("/webhooks/taskrouter")
         .signed_with_token(ACME.token);
     assert_eq!(
@@ -240,7 +232,7 @@ async fn a_webhook_is_checked_with_the_keys_of_the_account_it_names_and_no_other
     assert_eq!(status(sent.send().await), 200);
     for account in BOTH {
         let sent = app
-            .post_signed(task_event(account.sid, account.workspace))
+            .post_signed(task_event(account, account.workspace))
             .to("/webhooks/taskrouter")
             .signed_with_token(account.token);
         assert_eq!(status(sent.send().await), 200, "{}", account.name);
@@ -507,17 +499,14 @@ async fn two_instances_on_postgresql_give_each_accounts_conversations_one_intera
 /// A `reservation.accepted` of `account`'s workspace: `worker` took `customer`'s task.
 fn accepted(account: &TestAccount, customer: &str, worker: &str) -> Vec<(String, String)> {
     let attributes = json!({"customerAddress": customer, "from": customer}).to_string();
-    [
-        ("EventType", "reservation.accepted"),
-        ("AccountSid", account.sid),
-        ("WorkspaceSid", account.workspace),
-        ("TaskSid", &random_sid("WT")),
-        ("WorkerSid", worker),
-        ("TaskAttributes", &attributes),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    let mut event = account.task_event(
+        "reservation.accepted",
+        account.workspace,
+        &random_sid("WT"),
+        &attributes,
+    );
+    event.push(("WorkerSid".into(), worker.into()));
+    event
 }
 
 #[tokio::test]

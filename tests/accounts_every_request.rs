@@ -113,24 +113,6 @@ fn sids(text: &str) -> BTreeSet<String> {
     found
 }
 
-fn event(
-    kind: &str,
-    account: &TestAccount,
-    task: &str,
-    attributes: Value,
-) -> Vec<(String, String)> {
-    [
-        ("EventType", kind),
-        ("AccountSid", account.sid),
-        ("WorkspaceSid", account.workspace),
-        ("TaskSid", task),
-        ("TaskAttributes", &attributes.to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 #[tokio::test]
 async fn every_request_of_every_kind_of_work_goes_out_with_its_own_accounts_credentials() {
     let env = Env::new().await;
@@ -191,7 +173,12 @@ async fn every_request_of_every_kind_of_work_goes_out_with_its_own_accounts_cred
         wait_for_kind(&store, JobKind::Reply, &ch, |j| j.state == JobState::Sent).await;
         wait_for_kind(&store, JobKind::Timers, &ch, |j| j.state == JobState::Set).await;
         let attributes = json!({"conversationSid": ch, "flexInteractionSid": sid("KD", account), "flexInteractionChannelSid": sid("UO", account)});
-        let canceled = event("task.canceled", account, &sid("WT", account), attributes);
+        let canceled = account.task_event(
+            "task.canceled",
+            account.workspace,
+            &sid("WT", account),
+            &attributes.to_string(),
+        );
         assert_eq!(
             post(canceled, account, "/webhooks/taskrouter")
                 .await
@@ -212,7 +199,12 @@ async fn every_request_of_every_kind_of_work_goes_out_with_its_own_accounts_cred
         wait_for_state(&store, &ch, JobState::Created).await;
         let task = random_sid("WT");
         let attributes = json!({"conversationSid": ch, "flexInteractionSid": sid("KD", account), "flexInteractionChannelSid": sid("UO", account)});
-        let completed = event("task.completed", account, &task, attributes);
+        let completed = account.task_event(
+            "task.completed",
+            account.workspace,
+            &task,
+            &attributes.to_string(),
+        );
         assert_eq!(
             post(completed, account, "/webhooks/taskrouter")
                 .await

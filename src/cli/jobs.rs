@@ -86,25 +86,20 @@ impl AccountNames {
         }
     }
 
-    /// The SID of `--account NAME`, which `jobs list` keeps to.
-    fn sid(&self, name: &str) -> anyhow::Result<Option<String>> {
-        match self.0.iter().find(|(n, _)| n == name) {
-            Some((_, sid)) => Ok(sid.clone()),
-            None => {
-                let names: Vec<&str> = self.0.iter().map(|(n, _)| n.as_str()).collect();
-                anyhow::bail!(
-                    "--account {name}: no such account; this deployment has {}",
-                    names.join(", ")
-                )
-            }
-        }
+    /// The SID of the account named `name`.
+    fn sid(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, sid)| sid.clone())
     }
 }
 
 pub async fn run(settings: &Settings, args: &JobsArgs) -> anyhow::Result<ExitCode> {
     let names = AccountNames(settings.account_sids());
+    // `--account NAME`: its jobs only (an unknown name is refused, naming those there are).
     let only = match &settings.account {
-        Some(name) => names.sid(name)?,
+        Some(_) => names.sid(&settings.account_name()?),
         None => None,
     };
     let config = settings.store()?;

@@ -75,6 +75,26 @@ impl TestAccount {
         with(form, "ChatServiceSid", self.service)
     }
 
+    /// A TaskRouter event `kind` of this account from `workspace`, as TaskRouter posts it.
+    pub fn task_event(
+        &self,
+        kind: &str,
+        workspace: &str,
+        task: &str,
+        attributes: &str,
+    ) -> Vec<(String, String)> {
+        [
+            ("EventType", kind),
+            ("AccountSid", self.sid),
+            ("WorkspaceSid", workspace),
+            ("TaskSid", task),
+            ("TaskAttributes", attributes),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
     pub fn conversations(&self, n: usize) -> Vec<String> {
         (0..n).map(|_| random_sid("CH")).collect()
     }
