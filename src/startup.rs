@@ -325,10 +325,10 @@ impl Application {
 /// Known agents remembered before accounts were kept belong to the deployment's one
 /// account; with several, which one is unknown, and they are left to expire.
 async fn adopt_known_agents(store: &Store, settings: &ValidSettings) {
-    let [account] = settings.accounts.iter().collect::<Vec<_>>()[..] else {
+    if settings.accounts.len() != 1 {
         return;
-    };
-    let Some(sid) = &account.twilio.account_sid else {
+    }
+    let Some(sid) = &settings.accounts.first().twilio.account_sid else {
         return;
     };
     match store.adopt_agents(sid).await {

@@ -212,10 +212,6 @@ impl ValidSettings {
         self.accounts.is_dry_run()
     }
 
-    /// `twilio.request_timeout_ms`, shared by every account.
-    pub fn request_timeout(&self) -> Duration {
-        self.accounts.first().twilio.request_timeout
-    }
 }
 
 impl Settings {
