@@ -173,6 +173,11 @@ impl Keys {
 
 /// Whether `name` can name an account: it becomes a label and a variable's part.
 fn check_name(name: &str) -> Result<(), String> {
+    if name == crate::metrics::NO_ACCOUNT {
+        return Err(format!(
+            "`{name}` is reserved: the metrics label webhooks and jobs of no configured account so"
+        ));
+    }
     let ok = name.len() <= MAX_NAME
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -386,7 +391,15 @@ mod tests {
         for ok in ["acme", "brand_2", "a"] {
             assert_eq!(check_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "Acme", "2acme", "acme-eu", "ac me", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "Acme",
+            "2acme",
+            "acme-eu",
+            "ac me",
+            &"a".repeat(33),
+            "unknown",
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

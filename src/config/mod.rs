@@ -211,7 +211,6 @@ impl ValidSettings {
     pub fn is_dry_run(&self) -> bool {
         self.accounts.is_dry_run()
     }
-
 }
 
 impl Settings {
