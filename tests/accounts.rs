@@ -257,41 +257,30 @@ async fn a_webhook_is_checked_with_the_keys_of_the_account_it_names_and_no_other
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .map_or(0, |v| v.trim().parse().unwrap())
     };
-    assert_eq!(
-        count(
-            r#"flexhook_webhooks_total{account="globex",route="conversations",event="unknown",outcome="bad_signature"}"#
+    for (series, expected) in [
+        (
+            r#"flexhook_webhooks_total{account="globex",route="conversations",event="unknown",outcome="bad_signature"}"#,
+            3,
         ),
-        3,
-        "{text}"
-    );
-    assert_eq!(
-        count(
-            r#"flexhook_webhooks_total{account="unknown",route="conversations",event="unknown",outcome="wrong_account"}"#
+        (
+            r#"flexhook_webhooks_total{account="unknown",route="conversations",event="unknown",outcome="wrong_account"}"#,
+            1,
         ),
-        1,
-        "{text}"
-    );
-    assert_eq!(
-        count(
-            r#"flexhook_webhooks_total{account="acme",route="taskrouter",event="task.canceled",outcome="wrong_account"}"#
+        (
+            r#"flexhook_webhooks_total{account="acme",route="taskrouter",event="task.canceled",outcome="wrong_account"}"#,
+            1,
         ),
-        1,
-        "{text}"
-    );
-    assert_eq!(
-        count(
-            r#"flexhook_webhooks_total{account="acme",route="conversations",event="onMessageAdded",outcome="accepted"}"#
+        (
+            r#"flexhook_webhooks_total{account="acme",route="conversations",event="onMessageAdded",outcome="accepted"}"#,
+            2,
         ),
-        2,
-        "{text}"
-    );
-    assert_eq!(
-        count(
-            r#"flexhook_webhooks_total{account="globex",route="conversations",event="onMessageAdded",outcome="accepted"}"#
+        (
+            r#"flexhook_webhooks_total{account="globex",route="conversations",event="onMessageAdded",outcome="accepted"}"#,
+            1,
         ),
-        1,
-        "{text}"
-    );
+    ] {
+        assert_eq!(count(series), expected, "{series} in:\n{text}");
+    }
 }
 
 /// How many of `conversations` have a job in `state`.
