@@ -9,7 +9,7 @@
 //!
 //! The knobs, by environment: `FLEXHOOK_KILL_LOOP_ROUNDS` (kills, 5),
 //! `FLEXHOOK_KILL_LOOP_CONVERSATIONS` (60) and `FLEXHOOK_KILL_LOOP_SEED` (random, printed:
-//! set it to replay a failure). The README's "Testing under faults" shows a long run.
+//! set it to replay a failure). docs/testing.md's "Testing under faults" shows a long run.
 
 mod common;
 

@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::de::{empty_as_none, empty_secret_as_none, shared_keys};
 use super::problems::Problems;
+use super::twilio::DEVELOPMENT_TOKEN;
 use super::{Environment, FlexConfig, FlexSettings, TwilioConfig, TwilioSettings};
 use crate::domain::AccountSid;
 
@@ -285,15 +286,15 @@ pub(super) fn resolve(
             keys: Keys::FLAT,
         }];
     }
-    if twilio.account_sid.is_some() {
-        p.add(
-            "twilio.account_sid",
-            format!(
-                "is set, and so is [accounts.{}]: with [accounts.*], each account has its own table; move this account into one (and unset TWILIO_ACCOUNT_SID)",
-                accounts.keys().next().map(String::as_str).unwrap_or_default()
-            ),
-        );
-    }
+    refuse_flat_credentials(
+        twilio,
+        accounts
+            .keys()
+            .next()
+            .map(String::as_str)
+            .unwrap_or_default(),
+        p,
+    );
     accounts
         .iter()
         .filter_map(|(name, account)| {
@@ -313,6 +314,40 @@ pub(super) fn resolve(
             })
         })
         .collect()
+}
+
+/// Beside `[accounts.*]`, `[twilio]`'s account and credentials would be kept and never
+/// used: an operator who set them expects them to be. Each is refused, naming its key (and
+/// so its variable). `config/local.toml`'s public development token is not the operator's.
+fn refuse_flat_credentials(twilio: &TwilioSettings, first: &str, p: &mut Problems) {
+    let flat = [
+        ("account_sid", twilio.account_sid.is_some()),
+        (
+            "auth_token",
+            twilio
+                .auth_token
+                .as_ref()
+                .is_some_and(|t| t.expose_secret() != DEVELOPMENT_TOKEN),
+        ),
+        (
+            "secondary_auth_token",
+            twilio.secondary_auth_token.is_some(),
+        ),
+        ("api_key", twilio.api_key.is_some()),
+        ("api_secret", twilio.api_secret.is_some()),
+        (
+            "webhook_shared_keys",
+            !twilio.webhook_shared_keys.is_empty(),
+        ),
+    ];
+    for (key, _) in flat.iter().filter(|(_, set)| *set) {
+        p.add(
+            &format!("twilio.{key}"),
+            format!(
+                "is set, and so is [accounts.{first}]: with [accounts.*], each account has its own table and credentials (accounts.NAME.{key}); move it into its account's table and unset it here"
+            ),
+        );
+    }
 }
 
 /// Checks every account; two accounts with the same SID are refused, naming both.

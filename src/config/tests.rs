@@ -533,6 +533,39 @@ fn an_account_sid_in_twilio_beside_named_accounts_is_refused() {
 }
 
 #[test]
+fn flat_credentials_beside_named_accounts_are_refused_not_kept_unused() {
+    let text = format!(
+        "{TWO_ACCOUNTS}\n[twilio]\nauth_token = \"left-over\"\napi_key = \"SK55555555555555555555555555555555\"\napi_secret = \"left-over\"\nwebhook_shared_keys = {{ k1 = \"left-over\" }}\n"
+    );
+    let err = Settings::from_toml(&text).unwrap().validate().unwrap_err();
+    let shown = err.to_string();
+    assert_eq!(
+        keys_of(err),
+        [
+            "twilio.auth_token",
+            "twilio.api_key",
+            "twilio.api_secret",
+            "twilio.webhook_shared_keys"
+        ]
+    );
+    assert!(
+        shown.contains("TWILIO_AUTH_TOKEN") && shown.contains("accounts.NAME.auth_token"),
+        "{shown}"
+    );
+    assert!(!shown.contains("left-over"), "a secret was shown: {shown}");
+    // config/local.toml's public development token is not the operator's: tables work in
+    // `local` too.
+    let local = load("local", &[]).unwrap();
+    let mut text = TWO_ACCOUNTS.to_owned();
+    text.push_str(&format!(
+        "\n[twilio]\nauth_token = \"{}\"\n",
+        local.twilio.auth_token.unwrap().expose_secret()
+    ));
+    let valid = Settings::from_toml(&text).unwrap().validate().unwrap();
+    assert_eq!(valid.accounts.names(), ["acme", "globex"]);
+}
+
+#[test]
 fn a_rule_may_be_for_some_accounts_but_only_configured_ones() {
     let rule = |accounts: &str| {
         format!(

@@ -15,7 +15,7 @@ use super::Environment;
 use crate::domain::AccountSid;
 
 /// `config/local.toml`'s auth token: public, so only for dry-run (a test checks the file).
-const DEVELOPMENT_TOKEN: &str = "local-development-token-not-secret";
+pub(super) const DEVELOPMENT_TOKEN: &str = "local-development-token-not-secret";
 
 #[derive(Deserialize, Debug, Clone)]
 pub struct TwilioSettings {

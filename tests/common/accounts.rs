@@ -110,8 +110,9 @@ pub fn two_accounts_toml() -> String {
     )
 }
 
-/// The overrides that leave the flat `[twilio]` without an account of its own.
-pub const NO_FLAT_ACCOUNT: [(&str, &str); 1] = [("twilio.account_sid", "")];
+/// The overrides that leave the flat `[twilio]` without an account or credentials of its own.
+pub const NO_FLAT_ACCOUNT: [(&str, &str); 2] =
+    [("twilio.account_sid", ""), ("twilio.auth_token", "")];
 
 /// The `user:password` of a request's Basic authorization, if any.
 pub fn credentials_of(request: &Request) -> Option<String> {
