@@ -8,6 +8,8 @@ mod common;
 
 use common::*;
 use flexhook::store::{Job, JobKind, JobState, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -187,13 +189,7 @@ async fn hand_off_and_leave(env: &Env, app: &TestApp, left: &Left) -> Store {
 
 /// The same, with the job's store (SQLite's file, or a PostgreSQL database) given.
 async fn hand_off_and_leave_in(store: Store, app: &TestApp, left: &Left) -> Store {
-    let first = app
-        .post_signed(message(&left.ch, CUSTOMER))
-        .called_at(BASE)
-        .send()
-        .await;
-    assert_eq!(first.status(), 200);
-    wait_for_state(&store, &left.ch, JobState::Created).await;
+    hand_off(&store, app, left).await;
     // The hand-off's timers (when set) are set long before an agent leaves.
     if store
         .find(JobKind::Timers, &left.ch)
@@ -206,7 +202,23 @@ async fn hand_off_and_leave_in(store: Store, app: &TestApp, left: &Left) -> Stor
         })
         .await;
     }
-    // The agent who had the customer accepted, then left: the task completes.
+    leave(app, left).await;
+    store
+}
+
+/// The customer's first message, and its interaction created.
+async fn hand_off(store: &Store, app: &TestApp, left: &Left) {
+    let first = app
+        .post_signed(message(&left.ch, CUSTOMER))
+        .called_at(BASE)
+        .send()
+        .await;
+    assert_eq!(first.status(), 200);
+    wait_for_state(store, &left.ch, JobState::Created).await;
+}
+
+/// The agent who had the customer accepted, then left: the task completes.
+async fn leave(app: &TestApp, left: &Left) {
     let accepted = [
         ("EventType", "reservation.accepted"),
         ("AccountSid", ACCOUNT),
@@ -230,7 +242,6 @@ async fn hand_off_and_leave_in(store: Store, app: &TestApp, left: &Left) -> Stor
             .await;
         assert_eq!(response.status(), 200);
     }
-    store
 }
 
 async fn episode_job(store: &Store, kind: JobKind, left: &Left, state: JobState) -> Job {
@@ -266,11 +277,13 @@ async fn a_reply_to_a_left_channel_makes_one_invite_with_the_attributes_resent_a
     for retry in 0..3 {
         assert_eq!(reply(&app, &left, &sid, retry).await, 200);
     }
-    let invite = episode_job(&store, JobKind::Invite, &left, JobState::Invited).await;
-    assert!(
-        invite.webhook_removed,
-        "the episode's webhook goes: {invite:?}"
-    );
+    // The invite is recorded first; its webhook's removal follows, and is recorded then.
+    let key = format!("{}/{}", left.ch, left.wt);
+    let invite = wait_for_kind(&store, JobKind::Invite, &key, |j| {
+        j.state != JobState::Pending && j.webhook_removed
+    })
+    .await;
+    assert_eq!(invite.state, JobState::Invited, "{invite:?}");
     app.stop().await;
 
     // A restart, and Twilio delivers it once more.
@@ -450,6 +463,59 @@ async fn a_parked_conversation_s_close_timer_is_lifted_and_set_again_once_the_re
         closed_timers(&env, &left).await,
         ["PT24H", "P90D", "PT24H"],
         "the hand-off's timer again once a task has the customer"
+    );
+}
+
+#[tokio::test]
+async fn a_late_hand_off_timers_job_leaves_the_lifted_close_timer_alone() {
+    let env = Env::new().await;
+    let left = Left::new();
+    twilio(&env, &left, "inactive").await;
+    // Twilio refuses the hand-off's timers until after the watch has lifted them: the timers
+    // job is still being retried when the agent leaves, and after.
+    let back = Arc::new(AtomicBool::new(false));
+    let is_back = back.clone();
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1/Services/{SERVICE}/Conversations/{}",
+            left.ch
+        )))
+        .respond_with(move |r: &Request| {
+            if form_value(&r.body, "Timers.Closed") == "P90D" || is_back.load(Ordering::SeqCst) {
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"sid": r.url.path()}))
+            } else {
+                twilio_error(500, 20500, "Internal Server Error")
+            }
+        })
+        .mount(&env.conversations)
+        .await;
+    let mut settings = reengaging();
+    settings.push(("lifecycle.close_after", "24h"));
+    let app = TestApp::start(&env, &settings).await;
+    let store = env.store().await;
+    hand_off(&store, &app, &left).await;
+    let failing = wait_for_kind(&store, JobKind::Timers, &left.ch, |j| j.attempts >= 2).await;
+    assert_eq!(failing.state, JobState::Pending, "{failing:?}");
+
+    leave(&app, &left).await;
+    episode_job(&store, JobKind::Watch, &left, JobState::Watching).await;
+    back.store(true, Ordering::SeqCst);
+    let timers = wait_for_kind(&store, JobKind::Timers, &left.ch, |j| {
+        j.state != JobState::Pending
+    })
+    .await;
+    app.stop().await;
+    assert_eq!(timers.state, JobState::Ignored, "{timers:?}");
+    assert!(timers.outcome.unwrap().contains("left alone"));
+    let sent = closed_timers(&env, &left).await;
+    assert_eq!(
+        sent.last().map(String::as_str),
+        Some("P90D"),
+        "the hand-off's late PT24H came after the lift: {sent:?}"
+    );
+    assert!(
+        sent[..sent.len() - 1].iter().all(|t| t == "PT24H"),
+        "{sent:?}"
     );
 }
 

@@ -587,6 +587,34 @@ async fn jobs_are_found_by_task_sid(store: Store) {
             .collect::<Vec<_>>(),
         [JobKind::Interaction]
     );
+
+    // An episode's jobs are keyed `CH…/WT…`: they are the conversation's too, and only
+    // its own.
+    let watch = |ended: &str| {
+        use flexhook::domain::{InteractionChannelSid, InteractionSid, WorkspaceSid};
+        Action::Watch(flexhook::jobs::WatchInput {
+            workspace_sid: WorkspaceSid::parse(&sid("WS")).unwrap(),
+            task_sid: flexhook::domain::TaskSid::parse(ended).unwrap(),
+            interaction_sid: InteractionSid::parse(&sid("KD")).unwrap(),
+            channel_sid: InteractionChannelSid::parse(&sid("UO")).unwrap(),
+        })
+    };
+    let now = store.now_ms();
+    store
+        .insert_batch(&[
+            job_of(&ch, watch(task.as_str()), now),
+            job_of(&ch, watch(&sid("WT")), now),
+            job_of(&other, watch(&sid("WT")), now),
+        ])
+        .await
+        .unwrap();
+    let jobs = store.for_conversation(&conversation).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.kind).collect::<Vec<_>>(),
+        [JobKind::Interaction, JobKind::Watch, JobKind::Watch]
+    );
+    assert!(jobs.iter().all(|j| j.conversation_sid == conversation));
+    assert_eq!(jobs[1].key, format!("{ch}/{task}"));
 }
 
 #[tokio::test]
@@ -627,16 +655,28 @@ async fn a_conversations_jobs_are_found_through_the_unique_key_without_a_scan() 
     );
     let url = format!("sqlite://{}/nested/dir/jobs.db", dir.path().display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    // The store's query: the conversation's own keys, and its episodes' (`CH…/…`).
     let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
         "EXPLAIN QUERY PLAN SELECT * FROM jobs \
-         WHERE kind IN ('interaction', 'timers', 'close') AND job_key = ?1 ORDER BY id",
+         WHERE kind IN ('interaction', 'timers', 'watch') AND job_key = ?1 \
+         UNION ALL SELECT * FROM jobs \
+         WHERE kind IN ('interaction', 'timers', 'watch') AND job_key >= ?2 AND job_key < ?3 \
+         ORDER BY id",
     )
     .bind(&ch)
+    .bind(format!("{ch}/"))
+    .bind(format!("{ch}0"))
     .fetch_all(&mut conn)
     .await
     .unwrap();
+    let searches: Vec<&str> = plan
+        .iter()
+        .map(|(_, _, _, d)| d.as_str())
+        .filter(|d| d.contains(" jobs"))
+        .collect();
+    assert_eq!(searches.len(), 2, "{plan:?}");
     assert!(
-        plan.iter().any(|(_, _, _, d)| d.contains("USING INDEX")),
+        searches.iter().all(|d| d.contains("USING INDEX")),
         "{plan:?}"
     );
     // Only the job key is indexed by a random value: each such index costs a random page

@@ -145,7 +145,7 @@ contract! {
     /// The job of `kind` with `key`.
     async fn find(&self, kind: JobKind, key: &str) -> Result<Option<Job>, StoreError>;
 
-    /// Every job of a conversation, oldest first.
+    /// Every job of a conversation, its episodes' (keyed `CH…/WT…`) included, oldest first.
     async fn for_conversation(
         &self,
         conversation: &ConversationSid,

@@ -336,13 +336,19 @@ impl Storage for PostgresStore {
         &self,
         conversation: &ConversationSid,
     ) -> Result<Vec<Job>, StoreError> {
+        // A job's key is the conversation SID, or (an episode's) that SID, `/` and more. A
+        // range would depend on the database's collation, so an episode's key is matched
+        // by its prefix: SIDs hold neither `%` nor `_`.
         let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
-        let rows =
-            sqlx::query("SELECT * FROM jobs WHERE kind = ANY($1) AND job_key = $2 ORDER BY id")
-                .bind(kinds)
-                .bind(conversation.as_str())
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE kind = ANY($1) AND (job_key = $2 OR job_key LIKE $3) \
+             ORDER BY id",
+        )
+        .bind(kinds)
+        .bind(conversation.as_str())
+        .bind(format!("{conversation}/%"))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_from_row).collect()
     }
 

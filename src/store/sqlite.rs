@@ -321,17 +321,22 @@ impl Storage for SqliteStore {
         &self,
         conversation: &ConversationSid,
     ) -> Result<Vec<Job>, StoreError> {
-        // Every kind's key is the conversation SID: the UNIQUE (kind, job_key) index finds
-        // them all, one lookup per kind.
+        // A job's key is the conversation SID, or (an episode's) that SID, `/` and more: the
+        // UNIQUE (kind, job_key) index finds them all, one lookup and one range per kind
+        // (BINARY collation: `/` sorts right before `0`).
         let kinds = JobKind::ALL
             .iter()
             .map(|k| format!("'{}'", k.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
         let rows = sqlx::query(&format!(
-            "SELECT * FROM jobs WHERE kind IN ({kinds}) AND job_key = ?1 ORDER BY id"
+            "SELECT * FROM jobs WHERE kind IN ({kinds}) AND job_key = ?1 \
+             UNION ALL SELECT * FROM jobs WHERE kind IN ({kinds}) AND job_key >= ?2 AND job_key < ?3 \
+             ORDER BY id"
         ))
         .bind(conversation.as_str())
+        .bind(format!("{conversation}/"))
+        .bind(format!("{conversation}0"))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()
