@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::config::LifecycleConfig;
 use crate::domain::{ConversationSid, InteractionChannelSid, InteractionSid, TaskSid};
 use crate::event::task::TaskEvent;
 use crate::jobs::{Action, CloseInput, WatchInput};
@@ -50,19 +51,19 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub fn new(store: Store, adopt_flex_tasks: bool, wake: Arc<Notify>) -> Self {
+    /// As `lifecycle.*` says: whether to adopt Flex's tasks, and to watch task ends.
+    pub fn new(store: Store, config: &LifecycleConfig, wake: Arc<Notify>) -> Self {
         Self {
             store,
-            adopt_flex_tasks,
+            adopt_flex_tasks: config.adopt_flex_tasks,
             wake,
-            watch_ends: false,
+            watch_ends: config.watches_ends(),
         }
     }
 
     /// Whether every task end asks for the episode's watch job.
-    pub fn watching_ends(mut self, on: bool) -> Self {
-        self.watch_ends = on;
-        self
+    pub fn watches_ends(&self) -> bool {
+        self.watch_ends
     }
 
     /// Queues the conversation's close job for an event that ended its task: a task that
@@ -162,25 +163,30 @@ impl Lifecycle {
         }))
     }
 
-    /// The episode's watch job: the task ended, so the channel may be left or parked.
-    async fn watch(&self, target: &CloseTarget, event: &TaskEvent) -> Result<(), StoreError> {
-        let (interaction_sid, channel_sid) = target.interaction.clone();
-        let watch = Action::Watch(WatchInput {
-            workspace_sid: event.workspace_sid.clone(),
-            task_sid: target.task.clone(),
-            interaction_sid,
-            channel_sid,
-        })
-        .job(
+    /// The episode's watch job, unless it has one: the task ended, so the channel may be
+    /// left or parked. Whether it was new.
+    pub async fn watch(&self, target: &CloseTarget, event: &TaskEvent) -> Result<bool, StoreError> {
+        let watch = watch_of(target, event).job(
             &target.conversation,
             &event.account_sid,
             target.job.chat_service_sid.as_ref(),
             self.store.now_ms(),
         );
-        if self.store.insert_batch(&[watch]).await?.first() == Some(&Inserted::New) {
+        let new = self.store.insert_batch(&[watch]).await?.first() == Some(&Inserted::New);
+        if new {
             self.wake.notify_one();
         }
-        Ok(())
+        Ok(new)
+    }
+
+    /// Whether the episode the event ended already has its watch job.
+    pub async fn watched(
+        &self,
+        target: &CloseTarget,
+        event: &TaskEvent,
+    ) -> Result<bool, StoreError> {
+        let key = watch_of(target, event).key(&target.conversation);
+        Ok(self.store.find(JobKind::Watch, &key).await?.is_some())
     }
 
     /// Arms the target's close job (see [`Store::arm_close`]); `insert`: a missing one is
@@ -205,4 +211,15 @@ impl Lifecycle {
             Armed::Known => Outcome::AlreadyQueued(conversation),
         })
     }
+}
+
+/// What the episode's watch job does: look at the channel of the task that ended.
+fn watch_of(target: &CloseTarget, event: &TaskEvent) -> Action {
+    let (interaction_sid, channel_sid) = target.interaction.clone();
+    Action::Watch(WatchInput {
+        workspace_sid: event.workspace_sid.clone(),
+        task_sid: target.task.clone(),
+        interaction_sid,
+        channel_sid,
+    })
 }

@@ -20,6 +20,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::domain::WebhookRoute;
+use crate::reconcile::FindingKind;
 use crate::store::{JobError, JobKind, StoreStats};
 
 mod labels;
@@ -262,11 +263,11 @@ impl Metrics {
             }
         }
         for account in self.accounts.iter() {
-            for kind in RECONCILE_FINDINGS {
+            for kind in FindingKind::ALL {
                 f.reconcile_findings
                     .get_or_create(&KindLabel {
                         account: account.clone(),
-                        kind,
+                        kind: kind.as_str(),
                     })
                     .inc_by(0);
             }
@@ -441,8 +442,8 @@ impl Metrics {
         }
     }
 
-    /// One sweep of `account` (its name) found a finding of `kind` (one of
-    /// [`RECONCILE_FINDINGS`]).
+    /// One sweep of `account` (its name) found a finding of `kind` (a
+    /// [`FindingKind::as_str`]).
     pub fn reconcile_finding(&self, account: &str, kind: &'static str) {
         self.families
             .reconcile_findings
@@ -479,10 +480,6 @@ impl Metrics {
         text
     }
 }
-
-/// The `kind` label of `flexhook_reconcile_findings_total`.
-pub const RECONCILE_FINDINGS: [&str; 5] =
-    ["missed", "orphaned", "kept_open", "stale_webhook", "dead"];
 
 /// Decrements `flexhook_rate_limit_queue_depth` when dropped.
 #[must_use]

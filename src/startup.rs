@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{ClientTimeouts, Reengage, ValidSettings};
+use crate::config::{ClientTimeouts, ValidSettings};
 use crate::domain::WebhookRoute;
 use crate::intake::Intake;
 use crate::jobs;
@@ -106,7 +106,7 @@ impl Application {
                     store.clone(),
                     client.clone(),
                     wake.clone(),
-                    settings.lifecycle.adopt_flex_tasks,
+                    &settings.lifecycle,
                     target,
                     settings.reconcile.clone(),
                 )
@@ -155,15 +155,7 @@ impl Application {
                 settings.routing.allow_body,
                 settings.routing.may_ignore().then(|| store.clone()),
             ),
-            lifecycle: Lifecycle::new(
-                store.clone(),
-                settings.lifecycle.adopt_flex_tasks,
-                wake.clone(),
-            )
-            .watching_ends(
-                settings.lifecycle.reengage == Reengage::Flexhook
-                    || settings.lifecycle.close_after.is_some(),
-            ),
+            lifecycle: Lifecycle::new(store.clone(), &settings.lifecycle, wake.clone()),
             known_agents: KnownAgents::new(store.clone(), settings.routing.known_agent_within),
             ack_timeout: server_settings.ack_timeout,
             body_timeout: server_settings.client_timeouts.body,

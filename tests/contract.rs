@@ -1330,7 +1330,7 @@ async fn every_request_of_a_reconciliation_sweep_is_an_operation_of_the_spec() {
         store.clone(),
         flexhook::twilio::TwilioClient::new(&settings.accounts.first().twilio).unwrap(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
-        false,
+        &settings.lifecycle,
         flexhook::reconcile::Target::of(settings.accounts.first(), Some(base)).unwrap(),
         settings.reconcile.clone(),
     );

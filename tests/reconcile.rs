@@ -46,12 +46,17 @@ fn sweeping() -> Vec<(&'static str, &'static str)> {
 
 /// A sweep run by the test itself, as `flexhook reconcile` runs one.
 async fn sweep(env: &Env, store: &Store) -> Sweep {
-    let settings = env.settings_with_file(&sweeping(), Some(RULES));
+    sweep_with(env, store, &sweeping()).await
+}
+
+/// The same, with these settings.
+async fn sweep_with(env: &Env, store: &Store, overrides: &[(&str, &str)]) -> Sweep {
+    let settings = env.settings_with_file(overrides, Some(RULES));
     let reconciler = Reconciler::new(
         store.clone(),
         TwilioClient::new(&settings.accounts.first().twilio).unwrap(),
         Arc::new(Notify::new()),
-        false,
+        &settings.lifecycle,
         Target::of(settings.accounts.first(), Some(BASE)).unwrap(),
         settings.reconcile.clone(),
     );
@@ -243,6 +248,16 @@ impl Handoff {
         h
     }
 
+    /// The customer's first message, signed, through the public URL.
+    async fn first_message(&self, app: &TestApp) {
+        let answer = app
+            .post_signed(message(&self.ch, "+14155550100"))
+            .called_at(BASE)
+            .send()
+            .await;
+        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    }
+
     fn requests(&self, requests: &[Request], method: &str, suffix: &str) -> usize {
         requests
             .iter()
@@ -267,6 +282,24 @@ impl Handoff {
             &suffix,
         )
     }
+}
+
+/// Twilio's state served from one world, with webhooks removable and every Conversations
+/// POST (a message, a conversation's timers) taken.
+async fn handed_off_world() -> (Env, World) {
+    let env = Env::new().await;
+    let world = World::default();
+    world.serve(&env.conversations).await;
+    world.serve(&env.taskrouter).await;
+    world.serve(&env.flex).await;
+    webhooks_are_removable(&env).await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": random_sid("IM")})),
+        )
+        .mount(&env.conversations)
+        .await;
+    (env, world)
 }
 
 /// TaskRouter's live-task list: `live` for the conversation `ch`, none for any other.
@@ -296,18 +329,7 @@ async fn live_tasks(env: &Env, ch: &str, live: serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orphan_whose_event_never_came_is_closed_once_a_live_one_is_kept_open_and_a_parked_one_left(
 ) {
-    let env = Env::new().await;
-    let world = World::default();
-    world.serve(&env.conversations).await;
-    world.serve(&env.taskrouter).await;
-    world.serve(&env.flex).await;
-    webhooks_are_removable(&env).await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": random_sid("IM")})),
-        )
-        .mount(&env.conversations)
-        .await;
+    let (env, world) = handed_off_world().await;
     let (orphan, live, parked) = (
         Handoff::mount(&env).await,
         Handoff::mount(&env).await,
@@ -323,12 +345,7 @@ async fn an_orphan_whose_event_never_came_is_closed_once_a_live_one_is_kept_open
     let app = TestApp::start_with_config(&env, &sweeping(), Some(RULES)).await;
     let store = env.store().await;
     for h in [&orphan, &live, &parked] {
-        let answer = app
-            .post_signed(message(&h.ch, "+14155550100"))
-            .called_at(BASE)
-            .send()
-            .await;
-        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+        h.first_message(&app).await;
         wait_for_state(&store, &h.ch, JobState::Created).await;
     }
     // Their tasks time out, and TaskRouter's events never reach flexhook. One channel an
@@ -383,6 +400,75 @@ async fn an_orphan_whose_event_never_came_is_closed_once_a_live_one_is_kept_open
     assert_eq!((live.closes(&env).await, live.messages(&env).await), (1, 1));
     assert_eq!(
         (parked.closes(&env).await, parked.messages(&env).await),
+        (0, 0)
+    );
+}
+
+/// The `Timers.Closed` values the conversation `ch` was given, in order.
+async fn closed_timers(env: &Env, ch: &str) -> Vec<String> {
+    env.conversations
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with(&format!("/{ch}")))
+        .filter_map(|r| {
+            form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "Timers.Closed")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_channel_whose_task_end_never_came_gets_its_watch_once_and_a_closed_one_none() {
+    let (env, world) = handed_off_world().await;
+    let (parked, closed) = (Handoff::mount(&env).await, Handoff::mount(&env).await);
+    live_tasks(&env, &parked.ch, serde_json::json!([])).await;
+    let mut settings = sweeping();
+    settings.push(("lifecycle.close_after", "24h"));
+    let app = TestApp::start_with_config(&env, &settings, Some(RULES)).await;
+    let store = env.store().await;
+    for h in [&parked, &closed] {
+        h.first_message(&app).await;
+        wait_until(&store, &h.ch, JobKind::Timers, JobState::Set).await;
+    }
+    // Their agents complete their tasks; TaskRouter's events never reach flexhook. One
+    // agent parked the channel, the other closed it.
+    for h in [&parked, &closed] {
+        world.task_ended("task.completed", &h.wt, &h.ch, &h.kd, &h.uo);
+    }
+    world.channel_status(&parked.uo, "inactive");
+    world.channel_status(&closed.uo, "closed");
+
+    let first = sweep_with(&env, &store, &settings).await;
+    assert_eq!(
+        first
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.conversation.as_str()))
+            .collect::<Vec<_>>(),
+        [(FindingKind::Parked, parked.ch.as_str())],
+        "{first:?}"
+    );
+    let episode = format!("{}/{}", parked.ch, parked.wt);
+    wait_until(&store, &episode, JobKind::Watch, JobState::Watching).await;
+    // Sweeping again finds the same events, and does nothing twice.
+    let second = sweep_with(&env, &store, &settings).await;
+    assert!(second.findings.is_empty(), "{second:?}");
+    app.stop().await;
+
+    assert_eq!(closed_timers(&env, &parked.ch).await, ["PT24H", "P90D"]);
+    assert_eq!(closed_timers(&env, &closed.ch).await, ["PT24H"]);
+    let unwatched = format!("{}/{}", closed.ch, closed.wt);
+    assert!(store
+        .find(JobKind::Watch, &unwatched)
+        .await
+        .unwrap()
+        .is_none());
+    // Neither channel is closed by flexhook: a completed task orphans nothing.
+    assert_eq!(
+        (parked.closes(&env).await, closed.closes(&env).await),
         (0, 0)
     );
 }

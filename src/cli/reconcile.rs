@@ -78,7 +78,7 @@ pub async fn run(settings: &Settings, args: &ReconcileArgs) -> anyhow::Result<Ex
         store.clone(),
         client,
         Arc::new(Notify::new()),
-        settings.lifecycle.adopt_flex_tasks,
+        &settings.lifecycle,
         target,
         settings.reconcile.clone(),
     );

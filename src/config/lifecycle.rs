@@ -57,6 +57,12 @@ impl LifecycleConfig {
     pub fn sets_timers(&self) -> bool {
         self.close_after.is_some() || self.inactive_after.is_some()
     }
+
+    /// Whether every task end asks for its episode's watch job: a channel an agent left or
+    /// parked is looked after (its close timer lifted; with "flexhook", its reply heard).
+    pub fn watches_ends(&self) -> bool {
+        self.reengage == Reengage::Flexhook || self.close_after.is_some()
+    }
 }
 
 impl LifecycleSettings {

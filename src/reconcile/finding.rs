@@ -16,6 +16,9 @@ pub enum FindingKind {
     /// A handed-off conversation whose task ended with nobody on it, and whose event never
     /// reached flexhook.
     Orphaned,
+    /// A handed-off conversation whose channel an agent left or parked, whose task's end
+    /// never reached flexhook: nobody watched it (its close timer, its reply).
+    Parked,
     /// A conversation kept open for a task that is no longer live.
     KeptOpen,
     /// A conversation webhook that outlived its hand-off.
@@ -25,10 +28,22 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
+    /// Every kind, in the order a summary counts them.
+    pub const ALL: [FindingKind; 6] = [
+        Self::Missed,
+        Self::Orphaned,
+        Self::Parked,
+        Self::KeptOpen,
+        Self::StaleWebhook,
+        Self::Dead,
+    ];
+
+    /// Its `kind` label in `flexhook_reconcile_findings_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Missed => "missed",
             Self::Orphaned => "orphaned",
+            Self::Parked => "parked",
             Self::KeptOpen => "kept_open",
             Self::StaleWebhook => "stale_webhook",
             Self::Dead => "dead",
@@ -77,14 +92,7 @@ pub struct Sweep {
 
 /// `N missed, N orphaned, …` over the kinds found; `nothing to do` when none.
 pub fn summarize(findings: &[Finding]) -> String {
-    let kinds = [
-        FindingKind::Missed,
-        FindingKind::Orphaned,
-        FindingKind::KeptOpen,
-        FindingKind::StaleWebhook,
-        FindingKind::Dead,
-    ];
-    let counts: Vec<String> = kinds
+    let counts: Vec<String> = FindingKind::ALL
         .iter()
         .filter_map(|k| {
             let n = findings.iter().filter(|f| f.kind == *k).count();

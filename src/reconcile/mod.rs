@@ -8,6 +8,9 @@
 //!    job, with the facts the webhook would have given;
 //! 2. **orphaned**: task-ended events since then whose conversation flexhook handed off,
 //!    whose channel is still open and which has no close job, get their close job;
+//!    **parked**: with task ends watched (`lifecycle.reengage = "flexhook"` or
+//!    `lifecycle.close_after`), task ends (`task.completed` included) whose channel an
+//!    agent left or parked and whose episode has no watch job get their watch job;
 //! 3. **kept_open**: close jobs kept open for a task that is no longer live are re-armed;
 //! 4. **stale_webhook**: conversation webhooks whose removal failed are removed;
 //! 5. **dead**: dead jobs are reported with the command that retries them.
@@ -28,7 +31,7 @@ use tokio::sync::Notify;
 pub use finding::{summarize, Finding, FindingKind, Sweep};
 pub use periodic::{spawn, ReconcileHandle};
 
-use crate::config::{AccountConfig, ReconcileConfig};
+use crate::config::{AccountConfig, LifecycleConfig, ReconcileConfig};
 use crate::domain::{AccountSid, WebhookRoute, WorkspaceSid};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -100,18 +103,18 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// `wake`: the worker's, woken when a sweep queues a job; `adopt_flex_tasks`:
-    /// `lifecycle.adopt_flex_tasks`, so that task ends are read as the lifecycle reads them.
+    /// `wake`: the worker's, woken when a sweep queues a job; `lifecycle`: `lifecycle.*`,
+    /// so that task ends are read as the lifecycle reads them.
     pub fn new(
         store: Store,
         client: TwilioClient,
         wake: Arc<Notify>,
-        adopt_flex_tasks: bool,
+        lifecycle: &LifecycleConfig,
         target: Target,
         config: ReconcileConfig,
     ) -> Self {
         Self {
-            lifecycle: Lifecycle::new(store.clone(), adopt_flex_tasks, wake.clone()),
+            lifecycle: Lifecycle::new(store.clone(), lifecycle, wake.clone()),
             store,
             client,
             wake,
@@ -206,7 +209,7 @@ impl Reconciler {
             findings: Vec::new(),
         };
         self.missed(&since, dry_run, &mut sweep).await?;
-        self.orphaned(&since, dry_run, &mut sweep.findings).await?;
+        self.task_ends(&since, dry_run, &mut sweep.findings).await?;
         self.kept_open(dry_run, &mut sweep.findings).await?;
         if self.target.remove_webhook {
             self.stale_webhooks(dry_run, &mut sweep.findings).await?;

@@ -1,22 +1,27 @@
-//! What task ends leave behind: orphans whose TaskRouter event never came, conversations
-//! kept open for a task that is gone, webhooks that outlived the hand-off, and dead jobs.
+//! What task ends leave behind: orphans and parked channels whose TaskRouter event never
+//! came, conversations kept open for a task that is gone, webhooks that outlived the
+//! hand-off, and dead jobs.
 
 use super::{gone, ms, Finding, FindingKind, ReconcileError, Reconciler, BATCH, REMOVAL_GRACE};
-use crate::event::task::TASK_ENDED_EVENTS;
+use crate::event::task::{TaskEvent, TASK_COMPLETED, TASK_ENDED_EVENTS};
 use crate::jobs::webhook::{self, RemovalError};
 use crate::jobs::Action;
 use crate::lifecycle::Outcome;
 use crate::store::{Job, JobKind, JobState};
 
 impl Reconciler {
-    /// Tasks that ended with nobody on them whose event never reached flexhook.
-    pub(super) async fn orphaned(
+    /// Task ends whose event never reached flexhook: a task that ended with nobody on it
+    /// leaves an orphan to close; with task ends watched, one whose channel an agent left or
+    /// parked leaves an episode to watch.
+    pub(super) async fn task_ends(
         &self,
         since: &str,
         dry_run: bool,
         findings: &mut Vec<Finding>,
     ) -> Result<(), ReconcileError> {
-        for event_type in TASK_ENDED_EVENTS {
+        let watches = self.lifecycle.watches_ends();
+        let completed = watches.then_some(TASK_COMPLETED);
+        for event_type in TASK_ENDED_EVENTS.into_iter().chain(completed) {
             let events = self
                 .client
                 .task_events_since(&self.target.workspace, event_type, since)
@@ -27,34 +32,61 @@ impl Reconciler {
                 {
                     continue;
                 }
-                let Ok(target) = self.lifecycle.resolve(&event).await? else {
-                    continue;
+                if let Some(finding) = self.task_end(&event, watches, dry_run).await? {
+                    findings.push(finding);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What one task end whose event may never have arrived still needs.
+    async fn task_end(
+        &self,
+        event: &TaskEvent,
+        watches: bool,
+        dry_run: bool,
+    ) -> Result<Option<Finding>, ReconcileError> {
+        let Ok(target) = self.lifecycle.resolve(event).await? else {
+            return Ok(None);
+        };
+        // Its event arrived (or another task's did) when the conversation has its close job,
+        // and the episode its watch job.
+        let unclosed = event.may_orphan()
+            && self
+                .store
+                .find(JobKind::Close, target.conversation.as_str())
+                .await?
+                .is_none();
+        let unwatched = watches && !self.lifecycle.watched(&target, event).await?;
+        if !unclosed && !unwatched {
+            return Ok(None);
+        }
+        let (interaction, channel) = &target.interaction;
+        let status = match self
+            .client
+            .interaction_channel_status(interaction, channel)
+            .await
+        {
+            Ok(status) => status,
+            Err(e) if gone(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (kind, why, action) = match status.as_deref() {
+            Some("closed") => return Ok(None),
+            // Left or parked by an agent on purpose: not an orphan, but an episode to watch.
+            Some("inactive") if unwatched => {
+                let action = if dry_run {
+                    "would queue its watch job"
+                } else {
+                    self.lifecycle.watch(&target, event).await?;
+                    "queued its watch job, which looks after the parked channel"
                 };
-                if self
-                    .store
-                    .find(JobKind::Close, target.conversation.as_str())
-                    .await?
-                    .is_some()
-                {
-                    // Its event arrived (or another task's did): the close job has it.
-                    continue;
-                }
-                let (interaction, channel) = &target.interaction;
-                match self
-                    .client
-                    .interaction_channel_status(interaction, channel)
-                    .await
-                {
-                    // Closed, or left or parked by an agent on purpose: not an orphan.
-                    Ok(Some(status)) if status == "closed" || status == "inactive" => continue,
-                    Ok(_) => {}
-                    Err(e) if gone(&e) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-                let why = format!(
-                    "task {} ended ({}) and its event never arrived; the channel is still open",
-                    target.task, event.event_type
-                );
+                let why = "its event never arrived; an agent left or parked the channel";
+                (FindingKind::Parked, why, action.to_owned())
+            }
+            Some("inactive") => return Ok(None),
+            _ if unclosed => {
                 let action = if dry_run {
                     "would queue its close job".to_owned()
                 } else {
@@ -62,18 +94,23 @@ impl Reconciler {
                         Outcome::Queued(_) => {
                             "queued its close job (it looks for live tasks first)".to_owned()
                         }
-                        _ => continue,
+                        _ => return Ok(None),
                     }
                 };
-                findings.push(Finding {
-                    kind: FindingKind::Orphaned,
-                    conversation: target.conversation,
-                    why,
-                    action,
-                });
+                let why = "its event never arrived; the channel is still open";
+                (FindingKind::Orphaned, why, action)
             }
-        }
-        Ok(())
+            _ => return Ok(None),
+        };
+        Ok(Some(Finding {
+            kind,
+            conversation: target.conversation,
+            why: format!(
+                "task {} ended ({}) and {why}",
+                target.task, event.event_type
+            ),
+            action,
+        }))
     }
 
     /// Close jobs kept open for a task that is no longer live.
