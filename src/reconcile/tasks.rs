@@ -78,9 +78,11 @@ impl Reconciler {
             Some("inactive") if unwatched => {
                 let action = if dry_run {
                     "would queue its watch job"
-                } else {
-                    self.lifecycle.watch(&target, event).await?;
+                } else if self.lifecycle.watch(&target, event).await? {
                     "queued its watch job, which looks after the parked channel"
+                } else {
+                    // Its event arrived meanwhile: the watch job is the event's.
+                    return Ok(None);
                 };
                 let why = "its event never arrived; an agent left or parked the channel";
                 (FindingKind::Parked, why, action.to_owned())
