@@ -404,22 +404,6 @@ async fn an_orphan_whose_event_never_came_is_closed_once_a_live_one_is_kept_open
     );
 }
 
-/// The `Timers.Closed` values the conversation `ch` was given, in order.
-async fn closed_timers(env: &Env, ch: &str) -> Vec<String> {
-    env.conversations
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with(&format!("/{ch}")))
-        .filter_map(|r| {
-            form_urlencoded::parse(&r.body)
-                .find(|(k, _)| k == "Timers.Closed")
-                .map(|(_, v)| v.into_owned())
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_channel_whose_task_end_never_came_gets_its_watch_once_and_a_closed_one_none() {
     let (env, world) = handed_off_world().await;

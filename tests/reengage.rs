@@ -410,19 +410,6 @@ fn form_value(body: &[u8], field: &str) -> String {
         .unwrap_or_else(|| panic!("no {field} in {}", String::from_utf8_lossy(body)))
 }
 
-/// The conversation's updates (its timers), as `Timers.Closed` values, in order.
-async fn closed_timers(env: &Env, left: &Left) -> Vec<String> {
-    let at = format!("/v1/Services/{SERVICE}/Conversations/{}", left.ch);
-    env.conversations
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == "POST" && r.url.path() == at)
-        .map(|r| form_value(&r.body, "Timers.Closed"))
-        .collect()
-}
-
 async fn timers_settable(env: &Env, left: &Left) {
     Mock::given(method("POST"))
         .and(path(format!(
@@ -451,7 +438,7 @@ async fn a_parked_conversation_s_close_timer_is_lifted_and_set_again_once_the_re
     let watch = episode_job(&store, JobKind::Watch, &left, JobState::Watching).await;
     assert!(watch.outcome.unwrap().contains("P90D"));
     assert_eq!(
-        closed_timers(&env, &left).await,
+        closed_timers(&env, &left.ch).await,
         ["PT24H", "P90D"],
         "lifted while parked"
     );
@@ -460,7 +447,7 @@ async fn a_parked_conversation_s_close_timer_is_lifted_and_set_again_once_the_re
     episode_job(&store, JobKind::Invite, &left, JobState::Invited).await;
     app.stop().await;
     assert_eq!(
-        closed_timers(&env, &left).await,
+        closed_timers(&env, &left.ch).await,
         ["PT24H", "P90D", "PT24H"],
         "the hand-off's timer again once a task has the customer"
     );
@@ -507,7 +494,7 @@ async fn a_late_hand_off_timers_job_leaves_the_lifted_close_timer_alone() {
     app.stop().await;
     assert_eq!(timers.state, JobState::Ignored, "{timers:?}");
     assert!(timers.outcome.unwrap().contains("left alone"));
-    let sent = closed_timers(&env, &left).await;
+    let sent = closed_timers(&env, &left.ch).await;
     assert_eq!(
         sent.last().map(String::as_str),
         Some("P90D"),
@@ -537,7 +524,7 @@ async fn with_reengage_flex_a_parked_conversation_s_close_timer_is_still_lifted(
     let watch = episode_job(&store, JobKind::Watch, &left, JobState::Watching).await;
     app.stop().await;
     assert!(watch.outcome.unwrap().contains("P90D"));
-    assert_eq!(closed_timers(&env, &left).await, ["PT24H", "P90D"]);
+    assert_eq!(closed_timers(&env, &left.ch).await, ["PT24H", "P90D"]);
     assert!(
         webhook_adds(&env, &left).await.is_empty(),
         "Flex routes the reply"

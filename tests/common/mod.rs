@@ -203,6 +203,25 @@ pub async fn tasks_are_empty(env: &Env) {
         .await;
 }
 
+/// The `Timers.Closed` values conversation `ch` was updated with (every update of it sets
+/// one), in order.
+pub async fn closed_timers(env: &Env, ch: &str) -> Vec<String> {
+    let at = format!("/v1/Services/{SERVICE}/Conversations/{ch}");
+    env.conversations
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == at)
+        .map(|r| {
+            form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "Timers.Closed")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_else(|| panic!("an update without Timers.Closed: {r:?}"))
+        })
+        .collect()
+}
+
 /// Every conversation-scoped webhook DELETE succeeds.
 pub async fn webhooks_are_removable(env: &Env) {
     Mock::given(method("DELETE"))
